@@ -1,0 +1,139 @@
+//! Why a command was refused. Each refusal has its own variant and a lowercase message that says
+//! what is wrong; [`DomainError::kind`] sorts them into the few classes the gRPC layer maps to
+//! status codes.
+
+use uuid::Uuid;
+
+/// The class of a refusal, one per gRPC status code the domain can lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The thing acted on does not exist.
+    NotFound,
+    /// The thing to create exists already, or the state asked for holds already.
+    AlreadyExists,
+    /// The actor may not do this.
+    PermissionDenied,
+    /// The community is not in a state that allows this.
+    FailedPrecondition,
+    /// An argument is out of range, whatever the state.
+    InvalidArgument,
+}
+
+/// A command refused by the decider.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// The community has not been created.
+    #[error("community not found")]
+    CommunityNotFound,
+    /// The community has been created already.
+    #[error("community already exists")]
+    CommunityExists,
+    /// The community is archived and takes no more commands.
+    #[error("community is archived")]
+    CommunityArchived,
+    /// The person is not an active member.
+    #[error("{0} is not a member of the community")]
+    NotAMember(Uuid),
+    /// The actor is an active member already.
+    #[error("already a member of the community")]
+    AlreadyMember,
+    /// Another active member uses the handle.
+    #[error("handle {0} is already taken")]
+    HandleTaken(String),
+    /// The actor lacks the authority; the message says who may do it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The actor is banned from the community.
+    #[error("banned from the community")]
+    Banned,
+    /// The person is banned already.
+    #[error("already banned from the community")]
+    AlreadyBanned,
+    /// The person's data was erased already and nothing new was recorded since.
+    #[error("already erased")]
+    AlreadyErased,
+    /// The command would leave the community without an active owner; the message says which
+    /// command and what to do first.
+    #[error("{0}")]
+    LastOwner(&'static str),
+    /// The member holds that role already.
+    #[error("the member already has that role")]
+    RoleUnchanged,
+    /// The member does not hold the role to revoke.
+    #[error("the member does not hold that role")]
+    RoleNotHeld,
+    /// Plain membership is not a role that can be revoked.
+    #[error("plain membership cannot be revoked; remove the member instead")]
+    MembershipNotRevocable,
+    /// No invitation has that id.
+    #[error("invitation not found")]
+    InvitationNotFound,
+    /// An invitation with that id exists already.
+    #[error("invitation already exists")]
+    InvitationExists,
+    /// The invitation has expired.
+    #[error("invitation has expired")]
+    InvitationExpired,
+    /// The invitation has been used as many times as it allows.
+    #[error("invitation has been used up")]
+    InvitationExhausted,
+    /// The invitation was revoked.
+    #[error("invitation was revoked")]
+    InvitationRevoked,
+    /// The person has no pending join request.
+    #[error("join request not found")]
+    JoinRequestNotFound,
+    /// The actor has a pending join request already.
+    #[error("a join request is already pending")]
+    JoinRequestPending,
+    /// An invitation's expiry is out of range; the message says the range.
+    #[error("invalid expiry: {0}")]
+    InvalidExpiry(String),
+    /// An invitation's use limit is out of range; the message says the range.
+    #[error("invalid max uses: {0}")]
+    InvalidMaxUses(String),
+    /// A join request carries more answers than allowed.
+    #[error("too many answers: at most {max} are allowed, got {got}")]
+    TooManyAnswers {
+        /// The number of answers given.
+        got: usize,
+        /// The most allowed.
+        max: usize,
+    },
+}
+
+impl DomainError {
+    /// The class of the refusal.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::CommunityNotFound | Self::InvitationNotFound | Self::JoinRequestNotFound => {
+                ErrorKind::NotFound
+            }
+            Self::CommunityExists
+            | Self::AlreadyMember
+            | Self::HandleTaken(_)
+            | Self::AlreadyBanned
+            | Self::InvitationExists
+            | Self::JoinRequestPending => ErrorKind::AlreadyExists,
+            Self::Forbidden(_) | Self::Banned => ErrorKind::PermissionDenied,
+            Self::InvalidExpiry(_) | Self::InvalidMaxUses(_) | Self::TooManyAnswers { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            Self::CommunityArchived
+            | Self::NotAMember(_)
+            | Self::AlreadyErased
+            | Self::LastOwner(_)
+            | Self::RoleUnchanged
+            | Self::RoleNotHeld
+            | Self::MembershipNotRevocable
+            | Self::InvitationExpired
+            | Self::InvitationExhausted
+            | Self::InvitationRevoked => ErrorKind::FailedPrecondition,
+        }
+    }
+
+    /// A [`DomainError::Forbidden`] with the given message.
+    pub(crate) fn forbidden(message: &str) -> Self {
+        Self::Forbidden(message.to_owned())
+    }
+}

@@ -1,0 +1,83 @@
+//! The service's JetStream stream: its name, subjects, configuration and the headers every
+//! published event carries.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::{Error, Result};
+
+/// Header names that events carry on the bus, beside `Nats-Msg-Id` (the event id).
+pub mod headers {
+    pub const EVENT_TYPE: &str = "Kith-Event-Type";
+    pub const STREAM_TYPE: &str = "Kith-Stream-Type";
+    pub const STREAM_ID: &str = "Kith-Stream-Id";
+    pub const VERSION: &str = "Kith-Version";
+    pub const POSITION: &str = "Kith-Position";
+    pub const RECORDED_AT: &str = "Kith-Recorded-At";
+    pub const TRACEPARENT: &str = "traceparent";
+}
+
+/// Where a service's events go on the bus.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// The JetStream stream, `KITH_<SERVICE>` (tests add a unique suffix).
+    pub name: String,
+    /// Subjects are `<subject_prefix>.<stream_type>.<stream_id>`.
+    pub subject_prefix: String,
+    pub replicas: usize,
+    pub duplicate_window: Duration,
+}
+
+impl StreamSpec {
+    /// The production layout for `service`: stream `KITH_<SERVICE>`, subjects `kith.<service>.>`.
+    pub fn for_service(service: &str) -> Self {
+        Self {
+            name: format!("KITH_{}", service.to_ascii_uppercase()),
+            subject_prefix: format!("kith.{service}"),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+
+    /// The subject of one event.
+    pub fn subject(&self, stream_type: &str, stream_id: &str) -> String {
+        format!("{}.{stream_type}.{stream_id}", self.subject_prefix)
+    }
+
+    /// Gets the stream, creating it when missing: file storage, kept without age limit so the
+    /// whole history can be replayed from the bus.
+    pub async fn ensure(&self, js: &jetstream::Context) -> Result<stream::Stream> {
+        js.get_or_create_stream(stream::Config {
+            name: self.name.clone(),
+            subjects: vec![format!("{}.>", self.subject_prefix)],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(Error::nats)
+    }
+}
+
+/// Connects to NATS with a name that shows in the server's connection list.
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(Error::nats)
+}
+
+/// A JetStream context that lets the relay keep many publishes in flight.
+pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .max_ack_inflight(4096)
+        .timeout(Duration::from_secs(10))
+        .build(client)
+}

@@ -1,0 +1,134 @@
+//! Feeding a projection from the service's own log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::Projection;
+use super::checkpoint::{LOG_SOURCE, lock_checkpoint, read_checkpoint, write_checkpoint};
+use crate::eventlog::{self, Checkpoint};
+use crate::{Error, Result};
+
+/// How far a projection has applied the log; queries wait on it for read-your-writes.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pool: PgPool,
+    applied: watch::Receiver<Checkpoint>,
+}
+
+impl Progress {
+    /// The last checkpoint applied by this process's runner.
+    pub fn current(&self) -> Checkpoint {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the event at `position` is applied, or `timeout` passes. Position 0 (or less)
+    /// returns at once.
+    pub async fn wait_for(&self, position: i64, timeout: Duration) -> Result<()> {
+        if position <= 0 {
+            return Ok(());
+        }
+        let Some(target) = eventlog::checkpoint_of(&self.pool, position).await? else {
+            return Err(Error::WaitTimeout(position));
+        };
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout(timeout, applied.wait_for(|cp| *cp >= target)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::ShuttingDown),
+            Err(_) => Err(Error::WaitTimeout(position)),
+        }
+    }
+}
+
+/// Runs one projection over the service's own log.
+#[derive(Debug)]
+pub struct LogProjector {
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    wake: Arc<Notify>,
+    batch_size: i64,
+    poll_interval: Duration,
+    applied: watch::Sender<Checkpoint>,
+}
+
+impl LogProjector {
+    /// A runner for `projection`, woken by `wake` (the log's append notifier) and by polling.
+    pub fn new(pool: PgPool, projection: Arc<dyn Projection>, wake: Arc<Notify>) -> Self {
+        let (applied, _) = watch::channel(Checkpoint::START);
+        Self {
+            pool,
+            projection,
+            wake,
+            batch_size: 1000,
+            poll_interval: Duration::from_millis(50),
+            applied,
+        }
+    }
+
+    /// A handle for waiting on this runner's progress.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            pool: self.pool.clone(),
+            applied: self.applied.subscribe(),
+        }
+    }
+
+    /// Applies batches until `shutdown`; the batch in hand is finished and checkpointed first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.step().await {
+                Ok(0) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(err) => {
+                    tracing::error!(projection = self.projection.name(), error = %err, "projection batch failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Applies the next batch; returns how many events it read (0 when caught up).
+    pub async fn step(&self) -> Result<usize> {
+        let name = self.projection.name();
+        let start = {
+            let mut conn = self.pool.acquire().await?;
+            read_checkpoint(&mut conn, name, LOG_SOURCE).await?
+        };
+        let batch = eventlog::tail(&self.pool, start, self.batch_size).await?;
+        if batch.is_empty() {
+            self.applied.send_if_modified(|cp| {
+                let changed = *cp != start;
+                *cp = start;
+                changed
+            });
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let locked = lock_checkpoint(&mut tx, name, LOG_SOURCE).await?;
+        let mut last = locked;
+        for event in batch.iter().filter(|event| event.checkpoint() > locked) {
+            self.projection.apply(&mut tx, event).await?;
+            last = event.checkpoint();
+        }
+        write_checkpoint(&mut tx, name, LOG_SOURCE, last).await?;
+        tx.commit().await?;
+        self.applied.send_replace(last);
+        Ok(batch.len())
+    }
+}

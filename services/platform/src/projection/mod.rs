@@ -1,0 +1,42 @@
+//! Projections: read models kept in PostgreSQL tables, fed from the service's own log or from
+//! other services' JetStream streams.
+//!
+//! A batch of events is applied and the projection's checkpoint for that source advanced in one
+//! transaction, so anything at or below the checkpoint is skipped: a redelivered or replayed event
+//! has no effect. The checkpoint row is locked for the batch, so two replicas running the same
+//! projection, or a rebuild swapping tables in, never apply the same event twice.
+
+mod bus_source;
+mod checkpoint;
+mod log_source;
+mod rebuild;
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+
+pub use bus_source::{BusSource, apply_bus_batch, event_from_message, run_bus_source};
+pub use checkpoint::{LOG_SOURCE, read_checkpoint};
+pub use log_source::{LogProjector, Progress};
+pub use rebuild::{RebuildReport, rebuild};
+
+use crate::Result;
+use crate::eventlog::RecordedEvent;
+
+/// A read model.
+#[async_trait]
+pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
+    /// Unique within the service; keys the checkpoints.
+    fn name(&self) -> &'static str;
+    /// The tables it owns, swapped as a whole by a rebuild.
+    fn tables(&self) -> &'static [&'static str];
+    /// Creates its tables and indexes, unqualified and idempotent (`IF NOT EXISTS`).
+    fn ddl(&self) -> &'static str;
+    /// Applies one event inside the batch's transaction. Events it does not know are ignored.
+    async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()>;
+}
+
+/// Creates the projection's tables if they are missing.
+pub async fn create_tables(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<()> {
+    sqlx::raw_sql(projection.ddl()).execute(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Test fixtures on real components: a throwaway PostgreSQL database per test and uniquely named
+//! JetStream streams, both removed when dropped. A missing PostgreSQL or NATS fails the test with
+//! a message saying what to start; nothing is skipped.
+
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::bus::StreamSpec;
+use crate::db::{self, Migration, Schema};
+
+/// The server that test databases are created on: `KITH_TEST_DATABASE_URL`, else the local one.
+pub fn admin_url() -> String {
+    std::env::var("KITH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// NATS for tests: `NATS_URL`, else the local one.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// A database of its own for one test, dropped with the value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates an empty database.
+    pub async fn create() -> Self {
+        let admin = admin_url();
+        let name = format!("kith_test_{}", Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|err| panic!("PostgreSQL must be running at {admin} for tests: {err}"));
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    /// A pool in `schema`, migrated with the platform's tables and `steps`.
+    pub async fn pool(&self, schema: &str, steps: &[Migration]) -> PgPool {
+        let schema = Schema::parse(schema).expect("schema name");
+        let pool = db::connect(&self.url, &schema, 40).await.expect("connect test database");
+        db::migrate(&pool, &schema, "test", steps).await.expect("migrate test database");
+        pool
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = admin_url();
+        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async move {
+                    if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A JetStream stream name and subject prefix of its own for one test, deleted with the value.
+#[derive(Debug)]
+pub struct TestStream {
+    pub spec: StreamSpec,
+}
+
+impl TestStream {
+    /// A fresh name; the stream itself is created by whoever publishes first.
+    pub fn new(service: &str) -> Self {
+        let unique = Uuid::new_v4().simple().to_string();
+        Self {
+            spec: StreamSpec {
+                name: format!("KITH_TEST_{}_{}", service.to_ascii_uppercase(), &unique[..12]),
+                subject_prefix: format!("test.{}.{service}", &unique[..12]),
+                replicas: 1,
+                duplicate_window: Duration::from_secs(120),
+            },
+        }
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        let name = self.spec.name.clone();
+        let url = nats_url();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async move {
+                    if let Ok(client) = async_nats::connect(&url).await {
+                        let js = async_nats::jetstream::new(client);
+                        let _ = js.delete_stream(&name).await;
+                    }
+                });
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A NATS connection for tests.
+pub async fn nats() -> async_nats::Client {
+    let url = nats_url();
+    async_nats::connect(&url)
+        .await
+        .unwrap_or_else(|err| panic!("NATS with JetStream must be running at {url} for tests: {err}"))
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout`. For conditions that
+/// have no notification to wait on (state in another process, on the bus).
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

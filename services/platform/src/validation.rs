@@ -1,0 +1,103 @@
+//! Collecting what is wrong with a request, field by field, into one INVALID_ARGUMENT status with
+//! `BadRequest` field violations, so a client learns every problem at once.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use uuid::Uuid;
+
+/// The problems found in one request.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<(String, String)>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `field` is wrong, and why.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push((field.into(), description.into()));
+    }
+
+    /// The value of a parse, recording its error under `field`.
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, parsed: Result<T, E>) -> Option<T> {
+        match parsed {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.add(field, err.to_string());
+                None
+            }
+        }
+    }
+
+    /// A required UUID.
+    pub fn uuid(&mut self, field: &str, value: &str) -> Option<Uuid> {
+        if value.is_empty() {
+            self.add(field, "is required");
+            return None;
+        }
+        match value.parse::<Uuid>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.add(field, "must be a UUID");
+                None
+            }
+        }
+    }
+
+    /// The request id of a mutating call: 1 to 128 printable characters.
+    pub fn request_id(&mut self, value: &str) -> Option<String> {
+        if value.is_empty() {
+            self.add("request_id", "is required: a key unique per command, reused on retry");
+            None
+        } else if value.chars().count() > 128 || value.chars().any(char::is_control) {
+            self.add("request_id", "must be at most 128 printable characters");
+            None
+        } else {
+            Some(value.to_owned())
+        }
+    }
+
+    /// A message field that must be present.
+    pub fn required<'a, T>(&mut self, field: &str, value: Option<&'a T>) -> Option<&'a T> {
+        if value.is_none() {
+            self.add(field, "is required");
+        }
+        value
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Ok when nothing was wrong, otherwise the INVALID_ARGUMENT status.
+    pub fn finish(self) -> Result<(), Status> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let summary = self
+            .0
+            .iter()
+            .map(|(field, description)| format!("{field} {description}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let violations = self
+            .0
+            .into_iter()
+            .map(|(field, description)| FieldViolation::new(field, description))
+            .collect::<Vec<_>>();
+        Err(Status::with_error_details(
+            Code::InvalidArgument,
+            format!("invalid request: {summary}"),
+            ErrorDetails::with_bad_request(violations),
+        ))
+    }
+}
+
+/// Page size: 0 means `default`; above `max` is refused.
+pub fn page_size(violations: &mut Violations, value: u32, default: u32, max: u32) -> i64 {
+    if value > max {
+        violations.add("page_size", format!("must be at most {max}"));
+    }
+    i64::from(if value == 0 { default } else { value.min(max) })
+}
