@@ -1,0 +1,10 @@
+//! Contract tests of the platform on real PostgreSQL and NATS JetStream. Each test makes its own
+//! database and stream names, so they run in parallel and leave nothing behind.
+
+mod auth;
+mod consumer;
+mod eventlog;
+mod helpers;
+mod rebuild;
+mod relay;
+mod sealing;

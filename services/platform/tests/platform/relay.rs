@@ -1,0 +1,128 @@
+//! The relay: every event reaches JetStream exactly once and in log order, whatever happens to
+//! the relay in between.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use kith_platform::bus;
+use kith_platform::db::Schema;
+use kith_platform::eventlog::{Checkpoint, EventLog};
+use kith_platform::relay::{self, RelayConfig};
+use kith_platform::testing::{TestStream, eventually, nats};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::helpers::{SCHEMA, append_n, log};
+
+fn config(url: &str, stream: &TestStream) -> RelayConfig {
+    RelayConfig {
+        database_url: url.to_owned(),
+        schema: Schema::parse(SCHEMA).unwrap(),
+        stream: stream.spec.clone(),
+        batch_size: 64,
+        poll_interval: Duration::from_millis(10),
+    }
+}
+
+fn start(config: &RelayConfig, js: &jetstream::Context, log: &EventLog) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(relay::run(config.clone(), js.clone(), log.appended(), shutdown.clone()));
+    (shutdown, handle)
+}
+
+/// Every event of the log, in tail order: (event id, stream id, version).
+async fn log_order(log: &EventLog) -> Vec<(Uuid, String, i64)> {
+    let mut all = Vec::new();
+    let mut checkpoint = Checkpoint::START;
+    loop {
+        let batch = log.tail(checkpoint, 1000).await.unwrap();
+        let Some(last) = batch.last() else { return all };
+        checkpoint = last.checkpoint();
+        all.extend(batch.into_iter().map(|e| (e.event_id, e.stream_id, e.version)));
+    }
+}
+
+/// Every message of the stream, in stream order: (message id, stream id header, version header).
+async fn stream_order(js: &jetstream::Context, name: &str) -> Vec<(Uuid, String, i64)> {
+    let mut stream = js.get_stream(name).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut all = Vec::new();
+    for sequence in 1..=last {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        let header = |name: &str| message.headers.get(name).unwrap().as_str().to_owned();
+        all.push((
+            header("Nats-Msg-Id").parse().unwrap(),
+            header(bus::headers::STREAM_ID),
+            header(bus::headers::VERSION).parse().unwrap(),
+        ));
+    }
+    all
+}
+
+async fn wait_for_messages(js: &jetstream::Context, name: &str, count: u64) {
+    eventually(Duration::from_secs(30), "the stream to hold every event", || async {
+        let mut stream = js.get_stream(name).await.ok()?;
+        let last = stream.info().await.ok()?.state.last_sequence;
+        (last >= count).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_stream_resumes_and_publishes_every_event_exactly_once_in_order() {
+    let (db, log) = log().await;
+    let stream = TestStream::new("relay");
+    let js = bus::jetstream(nats().await);
+    let config = config(&db.url, &stream);
+
+    let (_first_shutdown, first) = start(&config, &js, &log);
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for round in 0..30 {
+                for s in 0..5 {
+                    append_n(&log, &format!("stream-{s}"), round * 2, 2).await;
+                }
+            }
+        })
+    };
+    // Kill the relay wherever it is (possibly with a batch half published) once it has started.
+    wait_for_messages(&js, &stream.spec.name, 20).await;
+    first.abort();
+    let _ = first.await;
+    // Events keep coming while no relay runs; then a new one starts.
+    let (second_shutdown, second) = start(&config, &js, &log);
+    writer.await.unwrap();
+    wait_for_messages(&js, &stream.spec.name, 300).await;
+    second_shutdown.cancel();
+    second.await.unwrap();
+
+    let expected = log_order(&log).await;
+    assert_eq!(expected.len(), 300);
+    let published = stream_order(&js, &stream.spec.name).await;
+    assert_eq!(published, expected, "the stream must hold the log, once each, in log order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_log_publish_each_event_once() {
+    let (db, log) = log().await;
+    let stream = TestStream::new("relay");
+    let js = bus::jetstream(nats().await);
+    let config = config(&db.url, &stream);
+    let (a_shutdown, a) = start(&config, &js, &log);
+    let (b_shutdown, b) = start(&config, &js, &log);
+    for s in 0..4 {
+        append_n(&log, &format!("stream-{s}"), 0, 25).await;
+    }
+    wait_for_messages(&js, &stream.spec.name, 100).await;
+    // The leader steps down; the other takes over and carries on from the stream's end.
+    a_shutdown.cancel();
+    a.await.unwrap();
+    for s in 0..4 {
+        append_n(&log, &format!("stream-{s}"), 25, 25).await;
+    }
+    wait_for_messages(&js, &stream.spec.name, 200).await;
+    b_shutdown.cancel();
+    b.await.unwrap();
+    assert_eq!(stream_order(&js, &stream.spec.name).await, log_order(&log).await);
+}
