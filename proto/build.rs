@@ -21,10 +21,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("kith_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
+    // Type names let events be written under their fully-qualified protobuf name.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }
 

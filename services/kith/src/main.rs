@@ -1,1 +1,61 @@
-fn main() {}
+//! `kith`: every Kith service in one process on one port, and the operator and analyst commands.
+
+mod bench;
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Kith: the backend for micro-communities (groups of fewer than 30 people inside larger
+/// communities).
+///
+/// Every flag also reads an environment variable (shown in each command's --help); the defaults
+/// work against a local PostgreSQL (127.0.0.1:5432, user postgres) and NATS with JetStream
+/// (127.0.0.1:4222).
+#[derive(Debug, Parser)]
+#[command(name = "kith", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in this process, on one gRPC port (default 127.0.0.1:50051).
+    Up(commands::UpArgs),
+    /// Create the database if needed and apply every service's migrations, then exit.
+    Migrate(commands::MigrateArgs),
+    /// Print a development JWT (HS256) for a member id, for grpcurl and tests.
+    Token(commands::TokenArgs),
+    /// Rebuild a service's projections from its event log, with progress, then exit.
+    Rebuild(commands::RebuildArgs),
+    /// Measure the platform against raw PostgreSQL on this machine.
+    #[command(subcommand)]
+    Bench(bench::Bench),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kith: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => commands::up(args).await,
+            Command::Migrate(args) => commands::migrate(args).await,
+            Command::Token(args) => commands::token(args),
+            Command::Rebuild(args) => commands::rebuild(args).await,
+            Command::Bench(bench) => bench::run(bench).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kith: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -59,15 +59,28 @@ pub struct NatsArgs {
     /// JetStream duplicate window in seconds.
     #[arg(long, env = "KITH_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
+    /// Prefix for stream names and subjects, to keep several installations (or test runs) apart
+    /// on one NATS: `ns` gives stream `NS_KITH_MEMBERSHIP` on subjects `ns.kith.membership.>`.
+    #[arg(long, env = "KITH_NATS_NAMESPACE")]
+    pub nats_namespace: Option<String>,
 }
 
 impl NatsArgs {
     /// The stream layout of `service` with these settings.
     pub fn stream_for(&self, service: &str) -> StreamSpec {
+        let base = StreamSpec::for_service(service);
+        let (name, subject_prefix) = match self.nats_namespace.as_deref().filter(|ns| !ns.is_empty()) {
+            Some(ns) => (
+                format!("{}_{}", ns.to_ascii_uppercase(), base.name),
+                format!("{ns}.{}", base.subject_prefix),
+            ),
+            None => (base.name, base.subject_prefix),
+        };
         StreamSpec {
+            name,
+            subject_prefix,
             replicas: self.stream_replicas,
             duplicate_window: Duration::from_secs(self.duplicate_window_secs),
-            ..StreamSpec::for_service(service)
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod eventlog;
 pub mod grpc;
 pub mod projection;
 pub mod relay;
+pub mod runtime;
 pub mod sealing;
 pub mod telemetry;
 pub mod testing;

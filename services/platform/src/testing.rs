@@ -144,3 +144,71 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Everything a service needs for a test: its own database and its own NATS namespace (streams
+/// deleted on drop), with the development JWT secret.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub db: TestDatabase,
+    pub args: crate::config::ServiceArgs,
+    namespace: String,
+}
+
+/// The JWT secret of test environments.
+pub const TEST_JWT_SECRET: &str = "kith-test-secret";
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let db = TestDatabase::create().await;
+        let namespace = format!("t{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let args = crate::config::ServiceArgs {
+            database: crate::config::DatabaseArgs {
+                database_url: db.url.clone(),
+                database_max_connections: 20,
+            },
+            nats: crate::config::NatsArgs {
+                nats_url: nats_url(),
+                stream_replicas: 1,
+                duplicate_window_secs: 120,
+                nats_namespace: Some(namespace.clone()),
+            },
+            auth: crate::config::AuthArgs {
+                jwt_secret: Some(TEST_JWT_SECRET.parse().unwrap_or_else(|never| match never {})),
+                jwt_public_key_file: None,
+            },
+        };
+        Self { db, args, namespace }
+    }
+
+    /// A development token for `member`.
+    pub fn token(&self, member: Uuid) -> String {
+        crate::auth::mint_hs256(TEST_JWT_SECRET.as_bytes(), member, 3600).expect("mint token")
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let prefix = format!("{}_", self.namespace.to_ascii_uppercase());
+        let url = nats_url();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async move {
+                    use futures::StreamExt;
+                    if let Ok(client) = async_nats::connect(&url).await {
+                        let js = async_nats::jetstream::new(client);
+                        let names: Vec<String> = js
+                            .stream_names()
+                            .filter_map(|name| async move { name.ok() })
+                            .collect()
+                            .await;
+                        for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
+                            let _ = js.delete_stream(&name).await;
+                        }
+                    }
+                });
+            }
+        });
+        let _ = cleanup.join();
+    }
+}

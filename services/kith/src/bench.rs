@@ -1,0 +1,258 @@
+//! `kith bench log`: the event log against raw PostgreSQL, measured in one run on one database.
+//!
+//! For each concurrency it runs, for the same wall time, (a) plain single-row inserts of the
+//! event row shape, each its own commit — the limit — and (b) the platform's append (one event,
+//! with an idempotency key, at an expected version). Then it times tailing the whole log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use kith_platform::db::{self, Schema};
+use kith_platform::eventlog::{Append, Checkpoint, EventLog, Metadata, NewEvent};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Bench {
+    /// Append and tail rates of the event log beside raw single-row insert commits.
+    Log(LogArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogArgs {
+    /// Server to measure on; a scratch database is created there and dropped afterwards.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/kith")]
+    database_url: String,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Concurrency levels, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    concurrency: Vec<usize>,
+    /// Events in the log for the tail measurement.
+    #[arg(long, default_value_t = 500_000)]
+    tail_events: u64,
+}
+
+pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Log(args) => log(args).await,
+    }
+}
+
+const RAW_TABLE: &str = "
+CREATE TABLE raw_events (
+    position bigint GENERATED ALWAYS AS IDENTITY,
+    transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    stream_type text NOT NULL, stream_id text NOT NULL, version bigint NOT NULL,
+    event_id uuid NOT NULL UNIQUE, event_type text NOT NULL, payload bytea NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{}', recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_id, version));
+CREATE UNIQUE INDEX raw_events_position ON raw_events (position);
+CREATE INDEX raw_events_tail ON raw_events (transaction_id, position);";
+
+struct Scratch {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Scratch {
+    async fn create(url: &str) -> anyhow::Result<Self> {
+        let (base, _) = url.rsplit_once('/').context("--database-url must name a database")?;
+        let admin = format!("{base}/postgres");
+        let name = format!("kith_bench_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let mut conn = PgConnection::connect(&admin).await.with_context(|| format!("connecting to {admin}"))?;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&self.admin).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+fn spinner(message: String) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+fn payload() -> Vec<u8> {
+    // About the size of a membership event with a sealed profile.
+    vec![7u8; 160]
+}
+
+/// Runs `workers` loops of `op` for `seconds`; returns operations per second.
+async fn measure<F, Fut>(workers: usize, seconds: f64, op: F) -> anyhow::Result<f64>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let op = Arc::clone(&op);
+        let done = Arc::clone(&done);
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                op(worker, n).await?;
+                n += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn raw_rate(pool: &PgPool, workers: usize, seconds: f64) -> anyhow::Result<f64> {
+    let pool = pool.clone();
+    let run = Uuid::new_v4().simple().to_string();
+    measure(workers, seconds, move |worker, n| {
+        let pool = pool.clone();
+        let stream_id = format!("raw-{run}-{worker}");
+        async move {
+            sqlx::query(
+                "INSERT INTO raw_events (stream_type, stream_id, version, event_id, event_type, payload, metadata)
+                 VALUES ('bench', $1, $2, $3, 'kith.bench.v1.Happened', $4, '{}'::jsonb)",
+            )
+            .bind(stream_id)
+            .bind(i64::try_from(n + 1)?)
+            .bind(Uuid::now_v7())
+            .bind(payload())
+            .execute(&pool)
+            .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn append_rate(log: &EventLog, workers: usize, seconds: f64) -> anyhow::Result<f64> {
+    let log = log.clone();
+    let run = Uuid::new_v4().simple().to_string();
+    measure(workers, seconds, move |worker, n| {
+        let log = log.clone();
+        let stream_id = format!("append-{run}-{worker}");
+        let key = format!("bench:{run}:{worker}:{n}");
+        async move {
+            let metadata = Metadata::default();
+            log.append(Append {
+                stream_type: "bench",
+                stream_id: &stream_id,
+                expected_version: i64::try_from(n)?,
+                events: vec![NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: "kith.bench.v1.Happened".into(),
+                    payload: payload(),
+                }],
+                metadata: &metadata,
+                command_key: Some(&key),
+                erase_subjects: &[],
+            })
+            .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn fill(log: &EventLog, events: u64) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(events);
+    bar.set_style(ProgressStyle::with_template("filling log [{bar:40}] {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    sqlx::query(
+        "INSERT INTO events (stream_type, stream_id, version, event_id, event_type, payload)
+         SELECT 'fill', 'fill-' || (g / 1000), g % 1000 + 1, gen_random_uuid(), 'kith.bench.v1.Happened', $2
+         FROM generate_series(0, $1 - 1) AS g",
+    )
+    .bind(i64::try_from(events)?)
+    .bind(payload())
+    .execute(log.pool())
+    .await?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+async fn tail_rate(log: &EventLog) -> anyhow::Result<(u64, f64)> {
+    let started = Instant::now();
+    let mut checkpoint = Checkpoint::START;
+    let mut count = 0u64;
+    loop {
+        let batch = log.tail(checkpoint, 10_000).await?;
+        let Some(last) = batch.last() else { break };
+        checkpoint = last.checkpoint();
+        count += batch.len() as u64;
+    }
+    Ok((count, count as f64 / started.elapsed().as_secs_f64()))
+}
+
+async fn log(args: LogArgs) -> anyhow::Result<()> {
+    if args.seconds <= 0.0 {
+        anyhow::bail!("--seconds must be positive");
+    }
+    if args.concurrency.iter().any(|c| *c == 0 || *c > 64) {
+        anyhow::bail!("--concurrency values must be 1 to 64");
+    }
+    db::ensure_database(&args.database_url).await?;
+    let scratch = Scratch::create(&args.database_url).await?;
+    let result = async {
+        let schema = Schema::parse("bench")?;
+        let max = args.concurrency.iter().copied().max().unwrap_or(1) as u32;
+        let pool = db::connect(&scratch.url, &schema, max + 2).await?;
+        db::migrate(&pool, &schema, "bench", &[]).await?;
+        sqlx::raw_sql(RAW_TABLE).execute(&pool).await?;
+        let log = EventLog::new(pool.clone());
+        println!("kith bench log: {}s per measurement on {}", args.seconds, redact(&args.database_url));
+        for &c in &args.concurrency {
+            let bar = spinner(format!("c={c} raw inserts"));
+            let raw = raw_rate(&pool, c, args.seconds).await?;
+            bar.set_message(format!("c={c} platform appends"));
+            let append = append_rate(&log, c, args.seconds).await?;
+            bar.finish_and_clear();
+            println!("c={c} raw={raw:.0} append={append:.0} ratio={:.2}", append / raw);
+        }
+        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
+        let missing = args.tail_events.saturating_sub(u64::try_from(existing)?);
+        if missing > 0 {
+            fill(&log, missing).await?;
+        }
+        let bar = spinner("tailing the log".into());
+        let (count, rate) = tail_rate(&log).await?;
+        bar.finish_and_clear();
+        println!("tail={rate:.0} (events={count})");
+        pool.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    scratch.drop().await?;
+    result
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,132 @@
+//! The `kith` commands other than benchmarks.
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use kith_platform::config::{AuthArgs, DatabaseArgs, ListenArgs, ServiceArgs};
+use kith_platform::db::{self, Schema};
+use kith_platform::runtime::{self, Runtime};
+use kith_platform::{auth, projection, telemetry};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The services this binary runs, by name.
+const SERVICES: &[&str] = &[kith_membership::SERVICE];
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init("kith");
+    let shutdown = CancellationToken::new();
+    runtime::cancel_on_signal(shutdown.clone());
+    let runtime = Runtime::connect(args.service.clone())
+        .await
+        .context("connecting to PostgreSQL and NATS (are they running? see README)")?;
+    let membership = kith_membership::start(&runtime).await.context("starting membership")?;
+    let router = kith_platform::grpc::server().add_service(membership.server);
+    let names = ["kith.membership.v1.MembershipService"];
+    runtime::serve(&runtime, args.listen.listen, router, &names, shutdown, |addr| {
+        tracing::info!(%addr, services = ?SERVICES, "kith is serving");
+        println!("kith is serving gRPC on {addr} ({})", SERVICES.join(", "));
+        println!("try: grpcurl -plaintext {addr} list");
+    })
+    .await?;
+    tracing::info!("kith stopped");
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct MigrateArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init("kith");
+    db::ensure_database(&args.database.database_url).await?;
+    for service in SERVICES {
+        let schema = Schema::parse(service)?;
+        let pool = db::connect(&args.database.database_url, &schema, 2).await?;
+        db::migrate(&pool, &schema, service, &[]).await?;
+        for projection in kith_membership::projections(&pool) {
+            projection::create_tables(&pool, projection.as_ref()).await?;
+        }
+        println!("{service}: migrated");
+        pool.close().await;
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// The member id (a UUID) the token speaks for; a new one is made when omitted.
+    #[arg(long)]
+    member: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+pub(crate) fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let member = match args.member.as_deref() {
+        Some(raw) => raw
+            .parse::<Uuid>()
+            .map_err(|_| anyhow::anyhow!("--member must be a UUID, got {raw:?}"))?,
+        None => {
+            let member = Uuid::new_v4();
+            eprintln!("member id: {member}");
+            member
+        }
+    };
+    if args.ttl == 0 {
+        bail!("--ttl must be at least 1 second");
+    }
+    let token = auth::mint_hs256(args.auth.secret().as_bytes(), member, args.ttl)?;
+    println!("{token}");
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RebuildArgs {
+    /// The service whose projections to rebuild.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SERVICES))]
+    service: String,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init("kith");
+    let schema = Schema::parse(&args.service)?;
+    let pool = db::connect(&args.database.database_url, &schema, 2).await?;
+    for projection in kith_membership::projections(&pool) {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} events {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(projection.name());
+        let report = projection::rebuild(&args.database.database_url, &schema, projection.as_ref(), |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await?;
+        bar.finish();
+        println!(
+            "{}.{}: rebuilt from {} events in {:.2}s",
+            args.service,
+            projection.name(),
+            report.events,
+            report.seconds
+        );
+    }
+    Ok(())
+}

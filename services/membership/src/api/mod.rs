@@ -1,0 +1,219 @@
+//! The gRPC API: wire types are parsed into domain values here, commands run through the
+//! platform's repository, and queries read the directory projection.
+
+mod commands;
+mod parse;
+mod queries;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kith_platform::aggregate::Repository;
+use kith_platform::auth::Authenticator;
+use kith_platform::eventlog::{Appended, Metadata};
+use kith_platform::grpc::{status_from_auth, status_from_platform};
+use kith_platform::projection::Progress;
+use kith_platform::telemetry;
+use kith_proto::platform::Committed;
+use sqlx::PgPool;
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+use crate::codec::MembershipCodec;
+use crate::domain::{Action, Command};
+use crate::error::status_from_rejected;
+use crate::service::CommunityDecider;
+
+/// How long a query waits for the read model to reach a `min_position`.
+const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Namespace of ids derived from a caller's request id, so a retried create returns the same id.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b69_7468_6d65_6d62_6572_7368_6970_0001);
+
+/// The membership gRPC service.
+#[derive(Debug, Clone)]
+pub struct Api {
+    repository: Arc<Repository<CommunityDecider, MembershipCodec>>,
+    pool: PgPool,
+    progress: Progress,
+    authenticator: Authenticator,
+}
+
+impl Api {
+    pub(crate) fn new(
+        repository: Repository<CommunityDecider, MembershipCodec>,
+        pool: PgPool,
+        progress: Progress,
+        authenticator: Authenticator,
+    ) -> Self {
+        Self {
+            repository: Arc::new(repository),
+            pool,
+            progress,
+            authenticator,
+        }
+    }
+
+    fn caller<T>(&self, request: &Request<T>) -> Result<Uuid, Status> {
+        self.authenticator
+            .authenticate(request.metadata())
+            .map(|caller| caller.member_id)
+            .map_err(|err| status_from_auth(&err))
+    }
+
+    /// Runs one command on a community and answers with where it landed.
+    async fn run<T>(
+        &self,
+        request: &Request<T>,
+        caller: Uuid,
+        request_id: &str,
+        community_id: Uuid,
+        action: Action,
+    ) -> Result<Committed, Status> {
+        let key = command_key(caller, request_id);
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .or_else(telemetry::current_traceparent);
+        let metadata = Metadata {
+            actor: Some(caller.to_string()),
+            command_id: Some(request_id.to_owned()),
+            correlation_id: Some(Uuid::new_v5(&ID_NAMESPACE, key.as_bytes())),
+            traceparent,
+            ..Default::default()
+        };
+        let command = Command {
+            actor: caller,
+            now: Utc::now(),
+            action,
+        };
+        let appended = self
+            .repository
+            .execute(&community_id.to_string(), Some(&key), &metadata, &command)
+            .await
+            .map_err(|rejected| status_from_rejected(&rejected))?;
+        Ok(committed(appended))
+    }
+
+    /// Waits until the directory includes `min_position`.
+    async fn wait(&self, min_position: i64) -> Result<(), Status> {
+        self.progress
+            .wait_for(min_position, READ_YOUR_WRITES_TIMEOUT)
+            .await
+            .map_err(|err| status_from_platform(&err))
+    }
+}
+
+fn command_key(caller: Uuid, request_id: &str) -> String {
+    format!("{caller}:{request_id}")
+}
+
+/// An id derived from the caller's request id, stable across retries.
+fn derived_id(caller: Uuid, request_id: &str, kind: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{}", command_key(caller, request_id)).as_bytes())
+}
+
+fn committed(appended: Appended) -> Committed {
+    Committed {
+        version: appended.version,
+        position: appended.position,
+        replayed: appended.replayed,
+    }
+}
+
+use kith_proto::membership as pb;
+use kith_proto::membership::membership_service_server::MembershipService;
+use tonic::Response;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl MembershipService for Api {
+    #[tracing::instrument(skip_all, err)]
+    async fn create_community(&self, request: Request<pb::CreateCommunityRequest>) -> Reply<pb::CreateCommunityResponse> {
+        Api::create_community(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn update_community(&self, request: Request<pb::UpdateCommunityRequest>) -> Reply<pb::UpdateCommunityResponse> {
+        Api::update_community(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn archive_community(&self, request: Request<pb::ArchiveCommunityRequest>) -> Reply<pb::ArchiveCommunityResponse> {
+        Api::archive_community(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn get_community(&self, request: Request<pb::GetCommunityRequest>) -> Reply<pb::GetCommunityResponse> {
+        Api::get_community(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn update_profile(&self, request: Request<pb::UpdateProfileRequest>) -> Reply<pb::UpdateProfileResponse> {
+        Api::update_profile(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn assign_role(&self, request: Request<pb::AssignRoleRequest>) -> Reply<pb::AssignRoleResponse> {
+        Api::assign_role(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn revoke_role(&self, request: Request<pb::RevokeRoleRequest>) -> Reply<pb::RevokeRoleResponse> {
+        Api::revoke_role(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Reply<pb::GetMemberResponse> {
+        Api::get_member(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn list_members(&self, request: Request<pb::ListMembersRequest>) -> Reply<pb::ListMembersResponse> {
+        Api::list_members(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn create_invitation(&self, request: Request<pb::CreateInvitationRequest>) -> Reply<pb::CreateInvitationResponse> {
+        Api::create_invitation(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn accept_invitation(&self, request: Request<pb::AcceptInvitationRequest>) -> Reply<pb::AcceptInvitationResponse> {
+        Api::accept_invitation(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn revoke_invitation(&self, request: Request<pb::RevokeInvitationRequest>) -> Reply<pb::RevokeInvitationResponse> {
+        Api::revoke_invitation(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn list_invitations(&self, request: Request<pb::ListInvitationsRequest>) -> Reply<pb::ListInvitationsResponse> {
+        Api::list_invitations(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn request_to_join(&self, request: Request<pb::RequestToJoinRequest>) -> Reply<pb::RequestToJoinResponse> {
+        Api::request_to_join(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn approve_join_request(&self, request: Request<pb::ApproveJoinRequestRequest>) -> Reply<pb::ApproveJoinRequestResponse> {
+        Api::approve_join_request(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn reject_join_request(&self, request: Request<pb::RejectJoinRequestRequest>) -> Reply<pb::RejectJoinRequestResponse> {
+        Api::reject_join_request(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn list_join_requests(&self, request: Request<pb::ListJoinRequestsRequest>) -> Reply<pb::ListJoinRequestsResponse> {
+        Api::list_join_requests(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn leave_community(&self, request: Request<pb::LeaveCommunityRequest>) -> Reply<pb::LeaveCommunityResponse> {
+        Api::leave_community(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn remove_member(&self, request: Request<pb::RemoveMemberRequest>) -> Reply<pb::RemoveMemberResponse> {
+        Api::remove_member(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn ban_member(&self, request: Request<pb::BanMemberRequest>) -> Reply<pb::BanMemberResponse> {
+        Api::ban_member(self, request).await
+    }
+    #[tracing::instrument(skip_all, err)]
+    async fn erase_member(&self, request: Request<pb::EraseMemberRequest>) -> Reply<pb::EraseMemberResponse> {
+        Api::erase_member(self, request).await
+    }
+}

@@ -1,0 +1,299 @@
+//! The read calls: authenticate, validate, wait for `min_position`, check who may see what, and
+//! read the directory.
+
+use chrono::{DateTime, Utc};
+use kith_platform::validation::{Violations, page_size};
+use kith_proto::membership as pb;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{Api, parse};
+use crate::codec::{role_from_pb, role_value};
+use crate::domain::Role;
+use crate::projections::MemberStatusCode;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn db_status(err: sqlx::Error) -> Status {
+    kith_platform::grpc::status_from_platform(&kith_platform::Error::Database(err))
+}
+
+macro_rules! member_columns {
+    () => {
+        "community_id, member_id, role, status, display_name, handle, bio, joined_at, erased, joined_position"
+    };
+}
+
+fn member(row: &PgRow) -> Result<pb::Member, sqlx::Error> {
+    let community: Uuid = row.try_get(0)?;
+    let member: Uuid = row.try_get(1)?;
+    Ok(pb::Member {
+        community_id: community.to_string(),
+        member_id: member.to_string(),
+        role: row.try_get(2)?,
+        status: row.try_get(3)?,
+        profile: Some(pb::Profile {
+            display_name: row.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+            handle: row.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
+            bio: row.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
+        }),
+        joined_at: Some(timestamp(row.try_get(7)?)),
+        erased: row.try_get(8)?,
+    })
+}
+
+impl Api {
+    /// The caller's role if they are an active member of the community.
+    async fn role_in(&self, community: Uuid, caller: Uuid) -> Result<Option<Role>, Status> {
+        let role: Option<i32> = sqlx::query_scalar(
+            "SELECT role FROM members WHERE community_id = $1 AND member_id = $2 AND status = $3",
+        )
+        .bind(community)
+        .bind(caller)
+        .bind(MemberStatusCode::ACTIVE)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_status)?;
+        Ok(role.and_then(role_from_pb))
+    }
+
+    /// Refuses callers who are not active members with one of `roles` (any role when empty).
+    async fn require(&self, community: Uuid, caller: Uuid, roles: &[Role], what: &str) -> Result<Role, Status> {
+        match self.role_in(community, caller).await? {
+            Some(role) if roles.is_empty() || roles.contains(&role) => Ok(role),
+            Some(_) => Err(Status::permission_denied(format!("only {what} may do this"))),
+            None => Err(Status::permission_denied("only members of the community may see this")),
+        }
+    }
+
+    async fn community_exists(&self, community: Uuid) -> Result<(), Status> {
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM communities WHERE community_id = $1")
+            .bind(community)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_status)?;
+        found.map(|_| ()).ok_or_else(|| Status::not_found("community not found"))
+    }
+
+    pub(super) async fn get_community(&self, request: Request<pb::GetCommunityRequest>) -> Reply<pb::GetCommunityResponse> {
+        self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let community = v.uuid("community_id", &r.community_id);
+        let min_position = parse::min_position(&mut v, r.min_position);
+        v.finish()?;
+        let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
+        self.wait(min_position).await?;
+        let row = sqlx::query(
+            "SELECT name, description, archived, member_count, created_at, version FROM communities WHERE community_id = $1",
+        )
+        .bind(community)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_status)?
+        .ok_or_else(|| Status::not_found("community not found"))?;
+        let read = || -> Result<pb::Community, sqlx::Error> {
+            Ok(pb::Community {
+                community_id: community.to_string(),
+                name: row.try_get(0)?,
+                description: row.try_get(1)?,
+                archived: row.try_get(2)?,
+                member_count: u32::try_from(row.try_get::<i32, _>(3)?).unwrap_or(0),
+                created_at: Some(timestamp(row.try_get(4)?)),
+                version: row.try_get(5)?,
+            })
+        };
+        Ok(Response::new(pb::GetCommunityResponse {
+            community: Some(read().map_err(db_status)?),
+        }))
+    }
+
+    pub(super) async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Reply<pb::GetMemberResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let community = v.uuid("community_id", &r.community_id);
+        let member_id = v.uuid("member_id", &r.member_id);
+        let min_position = parse::min_position(&mut v, r.min_position);
+        v.finish()?;
+        let (Some(community), Some(member_id)) = (community, member_id) else {
+            return Err(Status::internal("validation incomplete"));
+        };
+        self.wait(min_position).await?;
+        self.community_exists(community).await?;
+        if caller != member_id {
+            self.require(community, caller, &[], "members").await?;
+        }
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            member_columns!(),
+            " FROM members WHERE community_id = $1 AND member_id = $2"
+        ))
+        .bind(community)
+        .bind(member_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_status)?
+        .ok_or_else(|| Status::not_found("member not found"))?;
+        Ok(Response::new(pb::GetMemberResponse {
+            member: Some(member(&row).map_err(db_status)?),
+        }))
+    }
+
+    pub(super) async fn list_members(&self, request: Request<pb::ListMembersRequest>) -> Reply<pb::ListMembersResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let community = v.uuid("community_id", &r.community_id);
+        let role = if r.role == 0 { None } else { parse::role(&mut v, "role", r.role) };
+        let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let after = parse::page_token(&mut v, &r.page_token).unwrap_or(0);
+        let min_position = parse::min_position(&mut v, r.min_position);
+        v.finish()?;
+        let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
+        self.wait(min_position).await?;
+        self.community_exists(community).await?;
+        self.require(community, caller, &[], "members").await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            member_columns!(),
+            " FROM members
+             WHERE community_id = $1 AND status = $2 AND joined_position > $3 AND ($4::int IS NULL OR role = $4)
+             ORDER BY joined_position LIMIT $5"
+        ))
+        .bind(community)
+        .bind(MemberStatusCode::ACTIVE)
+        .bind(after)
+        .bind(role.map(role_value))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_status)?;
+        let more = rows.len() as i64 > limit;
+        let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
+        let members = page.iter().map(member).collect::<Result<Vec<_>, _>>().map_err(db_status)?;
+        let next_page_token = match (more, page.last()) {
+            (true, Some(last)) => parse::next_page_token(last.try_get(9).map_err(db_status)?),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListMembersResponse { members, next_page_token }))
+    }
+
+    pub(super) async fn list_invitations(&self, request: Request<pb::ListInvitationsRequest>) -> Reply<pb::ListInvitationsResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let community = v.uuid("community_id", &r.community_id);
+        let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let before = parse::page_token(&mut v, &r.page_token).unwrap_or(i64::MAX);
+        let min_position = parse::min_position(&mut v, r.min_position);
+        v.finish()?;
+        let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
+        self.wait(min_position).await?;
+        self.community_exists(community).await?;
+        self.require(community, caller, &[Role::Owner, Role::Host], "owners and hosts").await?;
+        let rows = sqlx::query(
+            "SELECT invitation_id, created_by, expires_at, max_uses, uses, revoked, created_position
+             FROM invitations WHERE community_id = $1 AND created_position < $2
+             ORDER BY created_position DESC LIMIT $3",
+        )
+        .bind(community)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_status)?;
+        let more = rows.len() as i64 > limit;
+        let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
+        let now = Utc::now();
+        let read = |row: &PgRow| -> Result<pb::Invitation, sqlx::Error> {
+            let expires_at: DateTime<Utc> = row.try_get(2)?;
+            let max_uses: i32 = row.try_get(3)?;
+            let uses: i32 = row.try_get(4)?;
+            let status = if row.try_get::<bool, _>(5)? {
+                pb::InvitationStatus::Revoked
+            } else if uses >= max_uses {
+                pb::InvitationStatus::Exhausted
+            } else if now >= expires_at {
+                pb::InvitationStatus::Expired
+            } else {
+                pb::InvitationStatus::Active
+            };
+            Ok(pb::Invitation {
+                community_id: community.to_string(),
+                invitation_id: row.try_get::<Uuid, _>(0)?.to_string(),
+                created_by: row.try_get::<Uuid, _>(1)?.to_string(),
+                expires_at: Some(timestamp(expires_at)),
+                max_uses: u32::try_from(max_uses).unwrap_or(0),
+                uses: u32::try_from(uses).unwrap_or(0),
+                status: status as i32,
+            })
+        };
+        let invitations = page.iter().map(read).collect::<Result<Vec<_>, _>>().map_err(db_status)?;
+        let next_page_token = match (more, page.last()) {
+            (true, Some(last)) => parse::next_page_token(last.try_get(6).map_err(db_status)?),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListInvitationsResponse { invitations, next_page_token }))
+    }
+
+    pub(super) async fn list_join_requests(&self, request: Request<pb::ListJoinRequestsRequest>) -> Reply<pb::ListJoinRequestsResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let community = v.uuid("community_id", &r.community_id);
+        let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let after = parse::page_token(&mut v, &r.page_token).unwrap_or(0);
+        let min_position = parse::min_position(&mut v, r.min_position);
+        v.finish()?;
+        let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
+        self.wait(min_position).await?;
+        self.community_exists(community).await?;
+        self.require(community, caller, &[Role::Owner, Role::Host, Role::Moderator], "owners, hosts and moderators")
+            .await?;
+        let rows = sqlx::query(
+            "SELECT member_id, display_name, handle, bio, answers, requested_at, position
+             FROM join_requests WHERE community_id = $1 AND position > $2
+             ORDER BY position LIMIT $3",
+        )
+        .bind(community)
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_status)?;
+        let more = rows.len() as i64 > limit;
+        let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
+        let read = |row: &PgRow| -> Result<pb::JoinRequest, sqlx::Error> {
+            Ok(pb::JoinRequest {
+                community_id: community.to_string(),
+                member_id: row.try_get::<Uuid, _>(0)?.to_string(),
+                profile: Some(pb::Profile {
+                    display_name: row.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                    handle: row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+                    bio: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+                }),
+                answers: row.try_get(4)?,
+                requested_at: Some(timestamp(row.try_get(5)?)),
+            })
+        };
+        let join_requests = page.iter().map(read).collect::<Result<Vec<_>, _>>().map_err(db_status)?;
+        let next_page_token = match (more, page.last()) {
+            (true, Some(last)) => parse::next_page_token(last.try_get(6).map_err(db_status)?),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListJoinRequestsResponse { join_requests, next_page_token }))
+    }
+}

@@ -1,0 +1,418 @@
+//! Membership events between the domain and the log: protobuf on the wire, personal fields sealed
+//! with the member's key in that community (subject `<community_id>/<member_id>`), so erasing a
+//! member in one community destroys exactly their data there.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kith_platform::aggregate::Codec;
+use kith_platform::eventlog::{NewEvent, RecordedEvent};
+use kith_platform::sealing::{Opener, Sealer};
+use kith_platform::{Error, Result};
+use kith_proto::membership as pb;
+use prost::{Message, Name};
+use uuid::Uuid;
+
+use crate::domain::{
+    Answer, Bio, CommunityName, Description, DisplayName, Event, Handle, JoinPath, Profile, Reason, Role,
+};
+use crate::service::CommunityDecider;
+
+/// The sealing subject of a member's personal data in a community.
+pub(crate) fn subject(community_id: &str, member_id: Uuid) -> String {
+    format!("{community_id}/{member_id}")
+}
+
+/// Seals and opens membership events.
+#[derive(Debug, Clone)]
+pub(crate) struct MembershipCodec {
+    sealer: Sealer,
+}
+
+impl MembershipCodec {
+    pub(crate) fn new(sealer: Sealer) -> Self {
+        Self { sealer }
+    }
+
+    async fn seal_profile(&self, community_id: &str, member_id: Uuid, profile: Option<&Profile>) -> Result<Option<pb::SealedProfile>> {
+        let Some(profile) = profile else { return Ok(None) };
+        let key = self.sealer.key_for(&subject(community_id, member_id)).await?;
+        Ok(Some(pb::SealedProfile {
+            display_name: Some(key.seal(profile.display_name.as_str())),
+            handle: Some(key.seal(profile.handle.as_str())),
+            bio: (!profile.bio.as_str().is_empty()).then(|| key.seal(profile.bio.as_str())),
+        }))
+    }
+
+    /// Decodes one event, opening its personal fields with `opener`.
+    pub(crate) async fn decode_one(&self, opener: &mut Opener, event: &RecordedEvent) -> Result<Event> {
+        decode(opener, event).await
+    }
+
+    /// A reader of sealed fields.
+    pub(crate) fn opener(&self) -> Opener {
+        self.sealer.opener()
+    }
+}
+
+fn role_to_pb(role: Role) -> pb::MemberRole {
+    match role {
+        Role::Owner => pb::MemberRole::Owner,
+        Role::Host => pb::MemberRole::Host,
+        Role::Coach => pb::MemberRole::Coach,
+        Role::Moderator => pb::MemberRole::Moderator,
+        Role::Member => pb::MemberRole::Member,
+    }
+}
+
+/// The domain role of a wire role; `None` for UNSPECIFIED or unknown values.
+pub(crate) fn role_from_pb(value: i32) -> Option<Role> {
+    match pb::MemberRole::try_from(value).ok()? {
+        pb::MemberRole::Owner => Some(Role::Owner),
+        pb::MemberRole::Host => Some(Role::Host),
+        pb::MemberRole::Coach => Some(Role::Coach),
+        pb::MemberRole::Moderator => Some(Role::Moderator),
+        pb::MemberRole::Member => Some(Role::Member),
+        pb::MemberRole::Unspecified => None,
+    }
+}
+
+/// The wire value of a role.
+pub(crate) fn role_value(role: Role) -> i32 {
+    role_to_pb(role) as i32
+}
+
+fn path_to_pb(path: JoinPath) -> pb::JoinPath {
+    match path {
+        JoinPath::Founder => pb::JoinPath::Founder,
+        JoinPath::Invitation => pb::JoinPath::Invitation,
+        JoinPath::JoinRequest => pb::JoinPath::JoinRequest,
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn from_timestamp(at: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>> {
+    at.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .ok_or_else(|| Error::Codec("missing or bad timestamp".into()))
+}
+
+fn id(value: &str) -> Result<Uuid> {
+    value
+        .parse()
+        .map_err(|_| Error::Codec(format!("bad id {value:?} in event")))
+}
+
+fn opt_id(value: &str) -> Result<Option<Uuid>> {
+    if value.is_empty() { Ok(None) } else { id(value).map(Some) }
+}
+
+fn text<T>(parsed: std::result::Result<T, crate::domain::InvalidValue>) -> Result<T> {
+    parsed.map_err(|err| Error::Codec(format!("stored value no longer parses: {err}")))
+}
+
+fn message<M: Message + Name>(message: M) -> NewEvent {
+    NewEvent::from_message(&message)
+}
+
+#[async_trait]
+impl Codec<CommunityDecider> for MembershipCodec {
+    async fn encode(&self, stream_id: &str, events: &[Event]) -> Result<Vec<NewEvent>> {
+        let community_id = stream_id.to_owned();
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let c = community_id.clone();
+            out.push(match event {
+                Event::CommunityCreated { name, description, created_by } => message(pb::CommunityCreated {
+                    community_id: c,
+                    name: name.as_str().to_owned(),
+                    description: description.as_str().to_owned(),
+                    created_by: created_by.to_string(),
+                }),
+                Event::CommunityUpdated { name, description, updated_by } => message(pb::CommunityUpdated {
+                    community_id: c,
+                    name: name.as_str().to_owned(),
+                    description: description.as_str().to_owned(),
+                    updated_by: updated_by.to_string(),
+                }),
+                Event::CommunityArchived { archived_by } => message(pb::CommunityArchived {
+                    community_id: c,
+                    archived_by: archived_by.to_string(),
+                }),
+                Event::MemberJoined { member_id, role, path, profile, invitation_id } => message(pb::MemberJoined {
+                    profile: self.seal_profile(&c, *member_id, profile.as_ref()).await?,
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    role: role_value(*role),
+                    path: path_to_pb(*path) as i32,
+                    invitation_id: invitation_id.map(|i| i.to_string()).unwrap_or_default(),
+                }),
+                Event::ProfileUpdated { member_id, profile } => message(pb::ProfileUpdated {
+                    profile: self.seal_profile(&c, *member_id, profile.as_ref()).await?,
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                }),
+                Event::RoleAssigned { member_id, role, previous_role, assigned_by } => message(pb::RoleAssigned {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    role: role_value(*role),
+                    previous_role: role_value(*previous_role),
+                    assigned_by: assigned_by.to_string(),
+                }),
+                Event::RoleRevoked { member_id, role, revoked_by } => message(pb::RoleRevoked {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    role: role_value(*role),
+                    revoked_by: revoked_by.to_string(),
+                }),
+                Event::InvitationCreated { invitation_id, created_by, expires_at, max_uses } => {
+                    message(pb::InvitationCreated {
+                        community_id: c,
+                        invitation_id: invitation_id.to_string(),
+                        created_by: created_by.to_string(),
+                        expires_at: Some(timestamp(*expires_at)),
+                        max_uses: *max_uses,
+                    })
+                }
+                Event::InvitationRevoked { invitation_id, revoked_by } => message(pb::InvitationRevoked {
+                    community_id: c,
+                    invitation_id: invitation_id.to_string(),
+                    revoked_by: revoked_by.to_string(),
+                }),
+                Event::JoinRequested { member_id, profile, answers } => {
+                    let sealed_answers = match answers {
+                        Some(answers) if !answers.is_empty() => {
+                            let key = self.sealer.key_for(&subject(&c, *member_id)).await?;
+                            answers.iter().map(|a| key.seal(a.as_str())).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    message(pb::JoinRequested {
+                        profile: self.seal_profile(&c, *member_id, profile.as_ref()).await?,
+                        community_id: c,
+                        member_id: member_id.to_string(),
+                        answers: sealed_answers,
+                    })
+                }
+                Event::JoinRequestApproved { member_id, approved_by } => message(pb::JoinRequestApproved {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    approved_by: approved_by.to_string(),
+                }),
+                Event::JoinRequestRejected { member_id, rejected_by, reason } => message(pb::JoinRequestRejected {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    rejected_by: rejected_by.to_string(),
+                    reason: reason.as_str().to_owned(),
+                }),
+                Event::MemberLeft { member_id } => message(pb::MemberLeft {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                }),
+                Event::MemberRemoved { member_id, removed_by, reason } => message(pb::MemberRemoved {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    removed_by: removed_by.to_string(),
+                    reason: reason.as_str().to_owned(),
+                }),
+                Event::MemberBanned { member_id, banned_by, reason, was_member } => message(pb::MemberBanned {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    banned_by: banned_by.to_string(),
+                    reason: reason.as_str().to_owned(),
+                    was_member: *was_member,
+                }),
+                Event::MemberErased { member_id, erased_by, was_member } => message(pb::MemberErased {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    erased_by: erased_by.to_string(),
+                    was_member: *was_member,
+                }),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn decode(&self, events: &[RecordedEvent]) -> Result<Vec<Event>> {
+        let mut opener = self.sealer.opener();
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            out.push(decode(&mut opener, event).await?);
+        }
+        Ok(out)
+    }
+
+    fn erased_subjects(&self, stream_id: &str, events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::MemberErased { member_id, .. } => Some(subject(stream_id, *member_id)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+async fn open_profile(opener: &mut Opener, sealed: Option<&pb::SealedProfile>) -> Result<Option<Profile>> {
+    let Some(sealed) = sealed else { return Ok(None) };
+    let display_name = opener.open(sealed.display_name.as_ref()).await?;
+    let handle = opener.open(sealed.handle.as_ref()).await?;
+    let bio = opener.open(sealed.bio.as_ref()).await?.unwrap_or_default();
+    let (Some(display_name), Some(handle)) = (display_name, handle) else {
+        return Ok(None);
+    };
+    Ok(Some(Profile {
+        display_name: text(DisplayName::parse(&display_name))?,
+        handle: text(Handle::parse(&handle))?,
+        bio: text(Bio::parse(&bio))?,
+    }))
+}
+
+fn decode_pb<M: Message + Default>(event: &RecordedEvent) -> Result<M> {
+    M::decode(event.payload.as_slice())
+        .map_err(|err| Error::Codec(format!("{} at position {}: {err}", event.event_type, event.position)))
+}
+
+fn reason(value: &str) -> Result<Reason> {
+    text(Reason::parse(value))
+}
+
+fn role(value: i32) -> Result<Role> {
+    role_from_pb(value).ok_or_else(|| Error::Codec(format!("unknown role {value}")))
+}
+
+/// Decodes one stored membership event into the domain.
+pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result<Event> {
+    let t = event.event_type.as_str();
+    Ok(if t == pb::CommunityCreated::full_name() {
+        let e: pb::CommunityCreated = decode_pb(event)?;
+        Event::CommunityCreated {
+            name: text(CommunityName::parse(&e.name))?,
+            description: text(Description::parse(&e.description))?,
+            created_by: id(&e.created_by)?,
+        }
+    } else if t == pb::CommunityUpdated::full_name() {
+        let e: pb::CommunityUpdated = decode_pb(event)?;
+        Event::CommunityUpdated {
+            name: text(CommunityName::parse(&e.name))?,
+            description: text(Description::parse(&e.description))?,
+            updated_by: id(&e.updated_by)?,
+        }
+    } else if t == pb::CommunityArchived::full_name() {
+        let e: pb::CommunityArchived = decode_pb(event)?;
+        Event::CommunityArchived {
+            archived_by: id(&e.archived_by)?,
+        }
+    } else if t == pb::MemberJoined::full_name() {
+        let e: pb::MemberJoined = decode_pb(event)?;
+        let path = match pb::JoinPath::try_from(e.path) {
+            Ok(pb::JoinPath::Founder) => JoinPath::Founder,
+            Ok(pb::JoinPath::Invitation) => JoinPath::Invitation,
+            Ok(pb::JoinPath::JoinRequest) => JoinPath::JoinRequest,
+            _ => return Err(Error::Codec(format!("unknown join path {}", e.path))),
+        };
+        Event::MemberJoined {
+            member_id: id(&e.member_id)?,
+            role: role(e.role)?,
+            path,
+            profile: open_profile(opener, e.profile.as_ref()).await?,
+            invitation_id: opt_id(&e.invitation_id)?,
+        }
+    } else if t == pb::ProfileUpdated::full_name() {
+        let e: pb::ProfileUpdated = decode_pb(event)?;
+        Event::ProfileUpdated {
+            member_id: id(&e.member_id)?,
+            profile: open_profile(opener, e.profile.as_ref()).await?,
+        }
+    } else if t == pb::RoleAssigned::full_name() {
+        let e: pb::RoleAssigned = decode_pb(event)?;
+        Event::RoleAssigned {
+            member_id: id(&e.member_id)?,
+            role: role(e.role)?,
+            previous_role: role(e.previous_role)?,
+            assigned_by: id(&e.assigned_by)?,
+        }
+    } else if t == pb::RoleRevoked::full_name() {
+        let e: pb::RoleRevoked = decode_pb(event)?;
+        Event::RoleRevoked {
+            member_id: id(&e.member_id)?,
+            role: role(e.role)?,
+            revoked_by: id(&e.revoked_by)?,
+        }
+    } else if t == pb::InvitationCreated::full_name() {
+        let e: pb::InvitationCreated = decode_pb(event)?;
+        Event::InvitationCreated {
+            invitation_id: id(&e.invitation_id)?,
+            created_by: id(&e.created_by)?,
+            expires_at: from_timestamp(e.expires_at.as_ref())?,
+            max_uses: e.max_uses,
+        }
+    } else if t == pb::InvitationRevoked::full_name() {
+        let e: pb::InvitationRevoked = decode_pb(event)?;
+        Event::InvitationRevoked {
+            invitation_id: id(&e.invitation_id)?,
+            revoked_by: id(&e.revoked_by)?,
+        }
+    } else if t == pb::JoinRequested::full_name() {
+        let e: pb::JoinRequested = decode_pb(event)?;
+        let mut answers = Vec::with_capacity(e.answers.len());
+        let mut readable = true;
+        for sealed in &e.answers {
+            match opener.open(Some(sealed)).await? {
+                Some(answer) => answers.push(text(Answer::parse(&answer))?),
+                None => readable = false,
+            }
+        }
+        Event::JoinRequested {
+            member_id: id(&e.member_id)?,
+            profile: open_profile(opener, e.profile.as_ref()).await?,
+            answers: readable.then_some(answers),
+        }
+    } else if t == pb::JoinRequestApproved::full_name() {
+        let e: pb::JoinRequestApproved = decode_pb(event)?;
+        Event::JoinRequestApproved {
+            member_id: id(&e.member_id)?,
+            approved_by: id(&e.approved_by)?,
+        }
+    } else if t == pb::JoinRequestRejected::full_name() {
+        let e: pb::JoinRequestRejected = decode_pb(event)?;
+        Event::JoinRequestRejected {
+            member_id: id(&e.member_id)?,
+            rejected_by: id(&e.rejected_by)?,
+            reason: reason(&e.reason)?,
+        }
+    } else if t == pb::MemberLeft::full_name() {
+        let e: pb::MemberLeft = decode_pb(event)?;
+        Event::MemberLeft {
+            member_id: id(&e.member_id)?,
+        }
+    } else if t == pb::MemberRemoved::full_name() {
+        let e: pb::MemberRemoved = decode_pb(event)?;
+        Event::MemberRemoved {
+            member_id: id(&e.member_id)?,
+            removed_by: id(&e.removed_by)?,
+            reason: reason(&e.reason)?,
+        }
+    } else if t == pb::MemberBanned::full_name() {
+        let e: pb::MemberBanned = decode_pb(event)?;
+        Event::MemberBanned {
+            member_id: id(&e.member_id)?,
+            banned_by: id(&e.banned_by)?,
+            reason: reason(&e.reason)?,
+            was_member: e.was_member,
+        }
+    } else if t == pb::MemberErased::full_name() {
+        let e: pb::MemberErased = decode_pb(event)?;
+        Event::MemberErased {
+            member_id: id(&e.member_id)?,
+            erased_by: id(&e.erased_by)?,
+            was_member: e.was_member,
+        }
+    } else {
+        return Err(Error::Codec(format!("unknown membership event type {t}")));
+    })
+}

@@ -1,0 +1,186 @@
+//! What a running service gets from the process: its database schema, the bus, the
+//! authenticator, and background tasks (relay, projections, consumers) that stop in order on
+//! shutdown. `kith up` shares one runtime between every service; a service binary has its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::server::Router;
+use tonic_health::ServingStatus;
+
+use crate::auth::Authenticator;
+use crate::config::ServiceArgs;
+use crate::db::{self, Migration, Schema};
+use crate::eventlog::EventLog;
+use crate::projection::{self, BusSource, LogProjector, Progress, Projection};
+use crate::relay::{self, RelayConfig};
+use crate::{Result, bus, grpc};
+
+/// Shared by the services of one process.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub args: ServiceArgs,
+    pub jetstream: jetstream::Context,
+    pub authenticator: Authenticator,
+    /// Cancelled after the gRPC server has drained: background work then finishes its batch.
+    pub background: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Runtime {
+    /// Connects to NATS and makes sure the database exists.
+    pub async fn connect(args: ServiceArgs) -> Result<Self> {
+        db::ensure_database(&args.database.database_url).await?;
+        let client = bus::connect(&args.nats.nats_url, "kith").await?;
+        let authenticator = args.auth.authenticator()?;
+        Ok(Self {
+            jetstream: bus::jetstream(client),
+            authenticator,
+            background: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            args,
+        })
+    }
+
+    /// A migrated pool for `service`, in the schema of the same name.
+    pub async fn database(&self, service: &str, migrations: &[Migration]) -> Result<(Schema, PgPool)> {
+        let schema = Schema::parse(service)?;
+        let pool = db::connect(
+            &self.args.database.database_url,
+            &schema,
+            self.args.database.database_max_connections,
+        )
+        .await?;
+        db::migrate(&pool, &schema, service, migrations).await?;
+        Ok((schema, pool))
+    }
+
+    /// Starts the relay of `service`'s log to its JetStream stream.
+    pub async fn spawn_relay(&self, service: &str, schema: &Schema, log: &EventLog) -> Result<()> {
+        let stream = self.args.nats.stream_for(service);
+        stream.ensure(&self.jetstream).await?;
+        let config = RelayConfig {
+            database_url: self.args.database.database_url.clone(),
+            schema: schema.clone(),
+            stream,
+            batch_size: 1000,
+            poll_interval: Duration::from_millis(20),
+        };
+        self.tasks.spawn(relay::run(
+            config,
+            self.jetstream.clone(),
+            log.appended(),
+            self.background.clone(),
+        ));
+        Ok(())
+    }
+
+    /// Creates the projection's tables and starts feeding it from the service's own log.
+    pub async fn spawn_log_projection(&self, log: &EventLog, projection: Arc<dyn Projection>) -> Result<Progress> {
+        projection::create_tables(log.pool(), projection.as_ref()).await?;
+        let projector = LogProjector::new(log.pool().clone(), projection, log.appended());
+        let progress = projector.progress();
+        self.tasks.spawn(projector.run(self.background.clone()));
+        Ok(progress)
+    }
+
+    /// Creates the projection's tables and starts feeding it from another service's stream.
+    pub async fn spawn_bus_projection(
+        &self,
+        pool: &PgPool,
+        source: BusSource,
+        projection: Arc<dyn Projection>,
+    ) -> Result<()> {
+        projection::create_tables(pool, projection.as_ref()).await?;
+        self.tasks.spawn(projection::run_bus_source(
+            pool.clone(),
+            self.jetstream.clone(),
+            source,
+            projection,
+            self.background.clone(),
+        ));
+        Ok(())
+    }
+
+    /// Stops background work (each task finishes the batch in hand) and waits for it.
+    pub async fn stop(&self) {
+        self.background.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Serves `router` (plus health and reflection) on `listen` until `shutdown`, then drains calls
+/// in flight and stops the runtime's background work. `on_ready` gets the bound address (useful
+/// with port 0).
+pub async fn serve(
+    runtime: &Runtime,
+    listen: SocketAddr,
+    router: Router,
+    services: &[&str],
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let (router, health) = grpc::with_standard_services(router)?;
+    let (listener, addr) = grpc::bind(listen).await?;
+    for service in services.iter().copied().chain([""]) {
+        health.set_service_status(service, ServingStatus::Serving).await;
+    }
+    on_ready(addr);
+    let stopping = {
+        let health = health.clone();
+        let services: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            for service in services.iter().map(String::as_str).chain([""]) {
+                health.set_service_status(service, ServingStatus::NotServing).await;
+            }
+        })
+    };
+    let served = grpc::serve(listener, router, shutdown).await;
+    let _ = stopping.await;
+    tracing::info!("grpc server drained; stopping background work");
+    runtime.stop().await;
+    served
+}
+
+/// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining (signal again to exit at once)");
+        token.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
