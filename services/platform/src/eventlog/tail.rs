@@ -7,7 +7,8 @@
 //! running (`pg_snapshot_xmin`): every transaction below that horizon has committed or aborted,
 //! so nothing can appear behind the checkpoint later.
 
-use sqlx::postgres::PgRow;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgRow, PgTypeInfo, PgValueRef, Postgres};
 use sqlx::{PgExecutor, Row};
 
 use super::RecordedEvent;
@@ -31,34 +32,72 @@ impl Checkpoint {
 /// The columns every reader selects, in the order [`from_row`] reads them.
 macro_rules! event_columns {
     () => {
-        "position, transaction_id::text::bigint, stream_type, stream_id, version, event_id, \
-         event_type, payload, metadata::text, recorded_at"
+        "position, transaction_id, stream_type, stream_id, version, event_id, event_type, \
+         payload, metadata, recorded_at"
     };
 }
 pub(crate) use event_columns;
 
+// ORDER BY names the table's columns so the sort is the `events_tail` index, whatever the
+// select list does with the same names.
 const TAIL_SQL: &str = concat!(
     "SELECT ",
     event_columns!(),
     " FROM events
      WHERE (transaction_id, position) > ($1::text::xid8, $2)
-       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-     ORDER BY transaction_id, position
+       AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+     ORDER BY events.transaction_id, events.position
      LIMIT $3"
 );
 
+/// PostgreSQL's `xid8` in its binary form (8 bytes, big-endian), read without a text cast.
+struct Xid8(i64);
+
+impl sqlx::Type<Postgres> for Xid8 {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_name("xid8")
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for Xid8 {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let bytes: [u8; 8] = value.as_bytes()?.try_into()?;
+        Ok(Self(i64::from_be_bytes(bytes)))
+    }
+}
+
+/// `jsonb` in its binary form (a version byte, then the JSON text), kept as text.
+struct RawJsonb(String);
+
+impl sqlx::Type<Postgres> for RawJsonb {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_name("jsonb")
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for RawJsonb {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        match value.as_bytes()? {
+            [1, text @ ..] => Ok(Self(std::str::from_utf8(text)?.to_owned())),
+            _ => Err("unknown jsonb binary version".into()),
+        }
+    }
+}
+
+// Tailing is the hot path of the relay, projections and replays: columns are read by position
+// without per-value type checks, which the fixed column list above makes safe.
 pub(crate) fn from_row(row: &PgRow) -> Result<RecordedEvent> {
     Ok(RecordedEvent {
-        position: row.try_get(0)?,
-        transaction_id: row.try_get(1)?,
-        stream_type: row.try_get(2)?,
-        stream_id: row.try_get(3)?,
-        version: row.try_get(4)?,
-        event_id: row.try_get(5)?,
-        event_type: row.try_get(6)?,
-        payload: row.try_get(7)?,
-        metadata_json: row.try_get(8)?,
-        recorded_at: row.try_get(9)?,
+        position: row.try_get_unchecked(0)?,
+        transaction_id: row.try_get_unchecked::<Xid8, _>(1)?.0,
+        stream_type: row.try_get_unchecked(2)?,
+        stream_id: row.try_get_unchecked(3)?,
+        version: row.try_get_unchecked(4)?,
+        event_id: row.try_get_unchecked(5)?,
+        event_type: row.try_get_unchecked(6)?,
+        payload: row.try_get_unchecked(7)?,
+        metadata_json: row.try_get_unchecked::<RawJsonb, _>(8)?.0,
+        recorded_at: row.try_get_unchecked(9)?,
     })
 }
 

@@ -1,0 +1,9 @@
+//! The membership service over real gRPC, against real PostgreSQL and NATS. One server per test,
+//! each with its own database and NATS namespace.
+
+mod authz;
+mod erasure;
+mod flows;
+mod helpers;
+mod rebuild;
+mod validation;
