@@ -4,7 +4,8 @@
 
 /// The encoded `FileDescriptorSet` of every Kith proto, for gRPC reflection and for decoding
 /// events by their type name.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kith_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/kith_descriptor.bin"));
 
 pub mod kith {
     pub mod platform {

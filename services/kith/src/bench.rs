@@ -24,7 +24,11 @@ pub(crate) enum Bench {
 #[derive(Debug, clap::Args)]
 pub(crate) struct LogArgs {
     /// Server to measure on; a scratch database is created there and dropped afterwards.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/kith")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/kith"
+    )]
     database_url: String,
     /// Seconds each measurement runs.
     #[arg(long, default_value_t = 3.0)]
@@ -62,11 +66,17 @@ struct Scratch {
 
 impl Scratch {
     async fn create(url: &str) -> anyhow::Result<Self> {
-        let (base, _) = url.rsplit_once('/').context("--database-url must name a database")?;
+        let (base, _) = url
+            .rsplit_once('/')
+            .context("--database-url must name a database")?;
         let admin = format!("{base}/postgres");
         let name = format!("kith_bench_{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let mut conn = PgConnection::connect(&admin).await.with_context(|| format!("connecting to {admin}"))?;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .with_context(|| format!("connecting to {admin}"))?;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
         Ok(Self {
             url: format!("{base}/{name}"),
@@ -77,16 +87,22 @@ impl Scratch {
 
     async fn drop(self) -> anyhow::Result<()> {
         let mut conn = PgConnection::connect(&self.admin).await?;
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-            .execute(&mut conn)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await?;
         Ok(())
     }
 }
 
 fn spinner(message: String) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.set_message(message);
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
@@ -181,7 +197,10 @@ async fn append_rate(log: &EventLog, workers: usize, seconds: f64) -> anyhow::Re
 
 async fn fill(log: &EventLog, events: u64) -> anyhow::Result<()> {
     let bar = ProgressBar::new(events);
-    bar.set_style(ProgressStyle::with_template("filling log [{bar:40}] {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("filling log [{bar:40}] {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     sqlx::query(
         "INSERT INTO events (stream_type, stream_id, version, event_id, event_type, payload)
          SELECT 'fill', 'fill-' || (g / 1000), g % 1000 + 1, gen_random_uuid(), 'kith.bench.v1.Happened', $2
@@ -224,16 +243,25 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
         db::migrate(&pool, &schema, "bench", &[]).await?;
         sqlx::raw_sql(RAW_TABLE).execute(&pool).await?;
         let log = EventLog::new(pool.clone());
-        println!("kith bench log: {}s per measurement on {}", args.seconds, redact(&args.database_url));
+        println!(
+            "kith bench log: {}s per measurement on {}",
+            args.seconds,
+            redact(&args.database_url)
+        );
         for &c in &args.concurrency {
             let bar = spinner(format!("c={c} raw inserts"));
             let raw = raw_rate(&pool, c, args.seconds).await?;
             bar.set_message(format!("c={c} platform appends"));
             let append = append_rate(&log, c, args.seconds).await?;
             bar.finish_and_clear();
-            println!("c={c} raw={raw:.0} append={append:.0} ratio={:.2}", append / raw);
+            println!(
+                "c={c} raw={raw:.0} append={append:.0} ratio={:.2}",
+                append / raw
+            );
         }
-        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
+        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await?;
         let missing = args.tail_events.saturating_sub(u64::try_from(existing)?);
         if missing > 0 {
             fill(&log, missing).await?;
@@ -252,7 +280,9 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
 
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
         _ => url.to_owned(),
     }
 }

@@ -27,14 +27,23 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let runtime = Runtime::connect(args.service.clone())
         .await
         .context("connecting to PostgreSQL and NATS (are they running? see README)")?;
-    let membership = kith_membership::start(&runtime).await.context("starting membership")?;
+    let membership = kith_membership::start(&runtime)
+        .await
+        .context("starting membership")?;
     let router = kith_platform::grpc::server().add_service(membership.server);
     let names = ["kith.membership.v1.MembershipService"];
-    runtime::serve(&runtime, args.listen.listen, router, &names, shutdown, |addr| {
-        tracing::info!(%addr, services = ?SERVICES, "kith is serving");
-        println!("kith is serving gRPC on {addr} ({})", SERVICES.join(", "));
-        println!("try: grpcurl -plaintext {addr} list");
-    })
+    runtime::serve(
+        &runtime,
+        args.listen.listen,
+        router,
+        &names,
+        shutdown,
+        |addr| {
+            tracing::info!(%addr, services = ?SERVICES, "kith is serving");
+            println!("kith is serving gRPC on {addr} ({})", SERVICES.join(", "));
+            println!("try: grpcurl -plaintext {addr} list");
+        },
+    )
     .await?;
     tracing::info!("kith stopped");
     Ok(())
@@ -109,15 +118,22 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     for projection in kith_membership::projections(&pool) {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} events {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>12} [{bar:40}] {pos}/{len} events {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_message(projection.name());
-        let report = projection::rebuild(&args.database.database_url, &schema, projection.as_ref(), |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        })
+        let report = projection::rebuild(
+            &args.database.database_url,
+            &schema,
+            projection.as_ref(),
+            |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            },
+        )
         .await?;
         bar.finish();
         println!(

@@ -13,7 +13,8 @@ use prost::{Message, Name};
 use uuid::Uuid;
 
 use crate::domain::{
-    Answer, Bio, CommunityName, Description, DisplayName, Event, Handle, JoinPath, Profile, Reason, Role,
+    Answer, Bio, CommunityName, Description, DisplayName, Event, Handle, JoinPath, Profile, Reason,
+    Role,
 };
 use crate::service::CommunityDecider;
 
@@ -33,9 +34,19 @@ impl MembershipCodec {
         Self { sealer }
     }
 
-    async fn seal_profile(&self, community_id: &str, member_id: Uuid, profile: Option<&Profile>) -> Result<Option<pb::SealedProfile>> {
-        let Some(profile) = profile else { return Ok(None) };
-        let key = self.sealer.key_for(&subject(community_id, member_id)).await?;
+    async fn seal_profile(
+        &self,
+        community_id: &str,
+        member_id: Uuid,
+        profile: Option<&Profile>,
+    ) -> Result<Option<pb::SealedProfile>> {
+        let Some(profile) = profile else {
+            return Ok(None);
+        };
+        let key = self
+            .sealer
+            .key_for(&subject(community_id, member_id))
+            .await?;
         Ok(Some(pb::SealedProfile {
             display_name: Some(key.seal(profile.display_name.as_str())),
             handle: Some(key.seal(profile.handle.as_str())),
@@ -44,7 +55,11 @@ impl MembershipCodec {
     }
 
     /// Decodes one event, opening its personal fields with `opener`.
-    pub(crate) async fn decode_one(&self, opener: &mut Opener, event: &RecordedEvent) -> Result<Event> {
+    pub(crate) async fn decode_one(
+        &self,
+        opener: &mut Opener,
+        event: &RecordedEvent,
+    ) -> Result<Event> {
         decode(opener, event).await
     }
 
@@ -108,7 +123,11 @@ fn id(value: &str) -> Result<Uuid> {
 }
 
 fn opt_id(value: &str) -> Result<Option<Uuid>> {
-    if value.is_empty() { Ok(None) } else { id(value).map(Some) }
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        id(value).map(Some)
+    }
 }
 
 fn text<T>(parsed: std::result::Result<T, crate::domain::InvalidValue>) -> Result<T> {
@@ -127,13 +146,21 @@ impl Codec<CommunityDecider> for MembershipCodec {
         for event in events {
             let c = community_id.clone();
             out.push(match event {
-                Event::CommunityCreated { name, description, created_by } => message(pb::CommunityCreated {
+                Event::CommunityCreated {
+                    name,
+                    description,
+                    created_by,
+                } => message(pb::CommunityCreated {
                     community_id: c,
                     name: name.as_str().to_owned(),
                     description: description.as_str().to_owned(),
                     created_by: created_by.to_string(),
                 }),
-                Event::CommunityUpdated { name, description, updated_by } => message(pb::CommunityUpdated {
+                Event::CommunityUpdated {
+                    name,
+                    description,
+                    updated_by,
+                } => message(pb::CommunityUpdated {
                     community_id: c,
                     name: name.as_str().to_owned(),
                     description: description.as_str().to_owned(),
@@ -143,7 +170,13 @@ impl Codec<CommunityDecider> for MembershipCodec {
                     community_id: c,
                     archived_by: archived_by.to_string(),
                 }),
-                Event::MemberJoined { member_id, role, path, profile, invitation_id } => message(pb::MemberJoined {
+                Event::MemberJoined {
+                    member_id,
+                    role,
+                    path,
+                    profile,
+                    invitation_id,
+                } => message(pb::MemberJoined {
                     profile: self.seal_profile(&c, *member_id, profile.as_ref()).await?,
                     community_id: c,
                     member_id: member_id.to_string(),
@@ -156,34 +189,53 @@ impl Codec<CommunityDecider> for MembershipCodec {
                     community_id: c,
                     member_id: member_id.to_string(),
                 }),
-                Event::RoleAssigned { member_id, role, previous_role, assigned_by } => message(pb::RoleAssigned {
+                Event::RoleAssigned {
+                    member_id,
+                    role,
+                    previous_role,
+                    assigned_by,
+                } => message(pb::RoleAssigned {
                     community_id: c,
                     member_id: member_id.to_string(),
                     role: role_value(*role),
                     previous_role: role_value(*previous_role),
                     assigned_by: assigned_by.to_string(),
                 }),
-                Event::RoleRevoked { member_id, role, revoked_by } => message(pb::RoleRevoked {
+                Event::RoleRevoked {
+                    member_id,
+                    role,
+                    revoked_by,
+                } => message(pb::RoleRevoked {
                     community_id: c,
                     member_id: member_id.to_string(),
                     role: role_value(*role),
                     revoked_by: revoked_by.to_string(),
                 }),
-                Event::InvitationCreated { invitation_id, created_by, expires_at, max_uses } => {
-                    message(pb::InvitationCreated {
-                        community_id: c,
-                        invitation_id: invitation_id.to_string(),
-                        created_by: created_by.to_string(),
-                        expires_at: Some(timestamp(*expires_at)),
-                        max_uses: *max_uses,
-                    })
-                }
-                Event::InvitationRevoked { invitation_id, revoked_by } => message(pb::InvitationRevoked {
+                Event::InvitationCreated {
+                    invitation_id,
+                    created_by,
+                    expires_at,
+                    max_uses,
+                } => message(pb::InvitationCreated {
+                    community_id: c,
+                    invitation_id: invitation_id.to_string(),
+                    created_by: created_by.to_string(),
+                    expires_at: Some(timestamp(*expires_at)),
+                    max_uses: *max_uses,
+                }),
+                Event::InvitationRevoked {
+                    invitation_id,
+                    revoked_by,
+                } => message(pb::InvitationRevoked {
                     community_id: c,
                     invitation_id: invitation_id.to_string(),
                     revoked_by: revoked_by.to_string(),
                 }),
-                Event::JoinRequested { member_id, profile, answers } => {
+                Event::JoinRequested {
+                    member_id,
+                    profile,
+                    answers,
+                } => {
                     let sealed_answers = match answers {
                         Some(answers) if !answers.is_empty() => {
                             let key = self.sealer.key_for(&subject(&c, *member_id)).await?;
@@ -198,12 +250,19 @@ impl Codec<CommunityDecider> for MembershipCodec {
                         answers: sealed_answers,
                     })
                 }
-                Event::JoinRequestApproved { member_id, approved_by } => message(pb::JoinRequestApproved {
+                Event::JoinRequestApproved {
+                    member_id,
+                    approved_by,
+                } => message(pb::JoinRequestApproved {
                     community_id: c,
                     member_id: member_id.to_string(),
                     approved_by: approved_by.to_string(),
                 }),
-                Event::JoinRequestRejected { member_id, rejected_by, reason } => message(pb::JoinRequestRejected {
+                Event::JoinRequestRejected {
+                    member_id,
+                    rejected_by,
+                    reason,
+                } => message(pb::JoinRequestRejected {
                     community_id: c,
                     member_id: member_id.to_string(),
                     rejected_by: rejected_by.to_string(),
@@ -213,20 +272,33 @@ impl Codec<CommunityDecider> for MembershipCodec {
                     community_id: c,
                     member_id: member_id.to_string(),
                 }),
-                Event::MemberRemoved { member_id, removed_by, reason } => message(pb::MemberRemoved {
+                Event::MemberRemoved {
+                    member_id,
+                    removed_by,
+                    reason,
+                } => message(pb::MemberRemoved {
                     community_id: c,
                     member_id: member_id.to_string(),
                     removed_by: removed_by.to_string(),
                     reason: reason.as_str().to_owned(),
                 }),
-                Event::MemberBanned { member_id, banned_by, reason, was_member } => message(pb::MemberBanned {
+                Event::MemberBanned {
+                    member_id,
+                    banned_by,
+                    reason,
+                    was_member,
+                } => message(pb::MemberBanned {
                     community_id: c,
                     member_id: member_id.to_string(),
                     banned_by: banned_by.to_string(),
                     reason: reason.as_str().to_owned(),
                     was_member: *was_member,
                 }),
-                Event::MemberErased { member_id, erased_by, was_member } => message(pb::MemberErased {
+                Event::MemberErased {
+                    member_id,
+                    erased_by,
+                    was_member,
+                } => message(pb::MemberErased {
                     community_id: c,
                     member_id: member_id.to_string(),
                     erased_by: erased_by.to_string(),
@@ -257,8 +329,13 @@ impl Codec<CommunityDecider> for MembershipCodec {
     }
 }
 
-async fn open_profile(opener: &mut Opener, sealed: Option<&pb::SealedProfile>) -> Result<Option<Profile>> {
-    let Some(sealed) = sealed else { return Ok(None) };
+async fn open_profile(
+    opener: &mut Opener,
+    sealed: Option<&pb::SealedProfile>,
+) -> Result<Option<Profile>> {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
     let display_name = opener.open(sealed.display_name.as_ref()).await?;
     let handle = opener.open(sealed.handle.as_ref()).await?;
     let bio = opener.open(sealed.bio.as_ref()).await?.unwrap_or_default();
@@ -273,8 +350,12 @@ async fn open_profile(opener: &mut Opener, sealed: Option<&pb::SealedProfile>) -
 }
 
 fn decode_pb<M: Message + Default>(event: &RecordedEvent) -> Result<M> {
-    M::decode(event.payload.as_slice())
-        .map_err(|err| Error::Codec(format!("{} at position {}: {err}", event.event_type, event.position)))
+    M::decode(event.payload.as_slice()).map_err(|err| {
+        Error::Codec(format!(
+            "{} at position {}: {err}",
+            event.event_type, event.position
+        ))
+    })
 }
 
 fn reason(value: &str) -> Result<Reason> {

@@ -22,7 +22,10 @@ pub trait Decider: Send + Sync + 'static {
     /// The `stream_type` of its streams.
     const STREAM_TYPE: &'static str;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
-    fn decide(state: &Self::State, command: &Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+    fn decide(
+        state: &Self::State,
+        command: &Self::Command,
+    ) -> Result<Vec<Self::Event>, Self::Error>;
 }
 
 /// Turns domain events into log events and back; the place where personal fields are sealed and
@@ -99,7 +102,10 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
     }
 
     fn slot(&self, stream_id: &str) -> Slot<D::State> {
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if slots.len() >= CACHE_LIMIT {
             slots.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
@@ -114,10 +120,10 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
         metadata: &Metadata,
         command: &D::Command,
     ) -> Result<Appended, Rejected<D::Error>> {
-        if let Some(key) = command_key {
-            if let Some(first) = self.log.command_result(key).await? {
-                return Ok(first);
-            }
+        if let Some(key) = command_key
+            && let Some(first) = self.log.command_result(key).await?
+        {
+            return Ok(first);
         }
         let slot = self.slot(stream_id);
         let mut guard = slot.lock().await;
@@ -171,7 +177,11 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
     }
 
     /// Brings a cached state (or a fresh one) up to the stream's last version.
-    async fn catch_up(&self, stream_id: &str, cached: Option<Loaded<D::State>>) -> Result<Loaded<D::State>> {
+    async fn catch_up(
+        &self,
+        stream_id: &str,
+        cached: Option<Loaded<D::State>>,
+    ) -> Result<Loaded<D::State>> {
         let mut loaded = cached.unwrap_or_default();
         let recorded = self.log.read_stream(stream_id, loaded.version).await?;
         if let Some(last) = recorded.last() {

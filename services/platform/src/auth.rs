@@ -89,12 +89,13 @@ impl Authenticator {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or(AuthError::Malformed)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
-            match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(err.to_string()),
-            }
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
+                match err.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    _ => AuthError::Invalid(err.to_string()),
+                }
+            })?;
         let member_id = data.claims.sub.parse().map_err(|_| AuthError::BadSubject)?;
         Ok(Caller { member_id })
     }
@@ -115,13 +116,18 @@ pub fn mint_hs256(secret: &[u8], member_id: Uuid, ttl_secs: u64) -> Result<Strin
         iat: now,
         iss: Some("kith-dev".into()),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
-        .map_err(|err| AuthError::Invalid(err.to_string()))
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|err| AuthError::Invalid(err.to_string()))
 }
 
 /// Mints a token with arbitrary claims and key (tests of expiry and RS256).
 pub fn mint(claims: &Claims, algorithm: Algorithm, key: &EncodingKey) -> Result<String, AuthError> {
-    jsonwebtoken::encode(&Header::new(algorithm), claims, key).map_err(|err| AuthError::Invalid(err.to_string()))
+    jsonwebtoken::encode(&Header::new(algorithm), claims, key)
+        .map_err(|err| AuthError::Invalid(err.to_string()))
 }
 
 /// Seconds since the epoch, for building claims.

@@ -40,7 +40,11 @@ pub const DEV_JWT_SECRET: &str = "kith-development-secret";
 pub struct DatabaseArgs {
     /// PostgreSQL URL; the database is created if missing. Each service keeps its tables in a
     /// schema named after it.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/kith")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/kith"
+    )]
     pub database_url: String,
     /// Connections per service pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
@@ -69,13 +73,14 @@ impl NatsArgs {
     /// The stream layout of `service` with these settings.
     pub fn stream_for(&self, service: &str) -> StreamSpec {
         let base = StreamSpec::for_service(service);
-        let (name, subject_prefix) = match self.nats_namespace.as_deref().filter(|ns| !ns.is_empty()) {
-            Some(ns) => (
-                format!("{}_{}", ns.to_ascii_uppercase(), base.name),
-                format!("{ns}.{}", base.subject_prefix),
-            ),
-            None => (base.name, base.subject_prefix),
-        };
+        let (name, subject_prefix) =
+            match self.nats_namespace.as_deref().filter(|ns| !ns.is_empty()) {
+                Some(ns) => (
+                    format!("{}_{}", ns.to_ascii_uppercase(), base.name),
+                    format!("{ns}.{}", base.subject_prefix),
+                ),
+                None => (base.name, base.subject_prefix),
+            };
         StreamSpec {
             name,
             subject_prefix,
@@ -100,15 +105,19 @@ impl AuthArgs {
     /// The authenticator these flags describe; falls back to the development secret, loudly.
     pub fn authenticator(&self) -> Result<Authenticator> {
         if let Some(path) = &self.jwt_public_key_file {
-            let pem = std::fs::read(path)
-                .map_err(|err| Error::Config(format!("--jwt-public-key-file {}: {err}", path.display())))?;
-            return Authenticator::rs256(&pem)
-                .map_err(|err| Error::Config(format!("--jwt-public-key-file {}: {err}", path.display())));
+            let pem = std::fs::read(path).map_err(|err| {
+                Error::Config(format!("--jwt-public-key-file {}: {err}", path.display()))
+            })?;
+            return Authenticator::rs256(&pem).map_err(|err| {
+                Error::Config(format!("--jwt-public-key-file {}: {err}", path.display()))
+            });
         }
         let secret = match &self.jwt_secret {
             Some(secret) => secret.expose().to_owned(),
             None => {
-                tracing::warn!("no --jwt-secret or --jwt-public-key-file: accepting tokens signed with the development secret");
+                tracing::warn!(
+                    "no --jwt-secret or --jwt-public-key-file: accepting tokens signed with the development secret"
+                );
                 DEV_JWT_SECRET.to_owned()
             }
         };
@@ -117,9 +126,10 @@ impl AuthArgs {
 
     /// The HS256 secret in force (for minting development tokens).
     pub fn secret(&self) -> String {
-        self.jwt_secret
-            .as_ref()
-            .map_or_else(|| DEV_JWT_SECRET.to_owned(), |secret| secret.expose().to_owned())
+        self.jwt_secret.as_ref().map_or_else(
+            || DEV_JWT_SECRET.to_owned(),
+            |secret| secret.expose().to_owned(),
+        )
     }
 }
 

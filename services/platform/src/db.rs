@@ -91,14 +91,21 @@ pub const PLATFORM_MIGRATIONS: &[Migration] = &[Migration {
 
 /// Creates the schema if needed and applies the platform's migrations and then `component`'s, each
 /// step once. Concurrent callers (several replicas starting at once) serialise on an advisory lock.
-pub async fn migrate(pool: &PgPool, schema: &Schema, component: &str, steps: &[Migration]) -> Result<()> {
+pub async fn migrate(
+    pool: &PgPool,
+    schema: &Schema,
+    component: &str,
+    steps: &[Migration],
+) -> Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kith.migrate'))")
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}"
+    )))
+    .execute(&mut *tx)
+    .await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS kith_migrations (
             component  text        NOT NULL,
@@ -118,12 +125,14 @@ pub async fn migrate(pool: &PgPool, schema: &Schema, component: &str, steps: &[M
         for step in list.iter().filter(|step| !applied.contains(&step.version)) {
             tracing::info!(schema = %schema, component = owner, version = step.version, name = step.name, "applying migration");
             sqlx::raw_sql(step.sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO kith_migrations (component, version, name) VALUES ($1, $2, $3)")
-                .bind(owner)
-                .bind(step.version)
-                .bind(step.name)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO kith_migrations (component, version, name) VALUES ($1, $2, $3)",
+            )
+            .bind(owner)
+            .bind(step.version)
+            .bind(step.name)
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await?;
@@ -140,10 +149,11 @@ pub async fn ensure_database(url: &str) -> Result<()> {
         return Ok(());
     };
     let mut conn = PgConnection::connect_with(&options.clone().database("postgres")).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
         let quoted = name.replace('"', "\"\"");
         let created = sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{quoted}\"")))

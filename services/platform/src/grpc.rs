@@ -67,7 +67,9 @@ pub async fn serve(
 /// The one mapping from platform errors to gRPC statuses. Internals are logged, never sent.
 pub fn status_from_platform(err: &Error) -> Status {
     match err {
-        Error::Conflict { .. } => Status::aborted("the stream changed concurrently; retry the command"),
+        Error::Conflict { .. } => {
+            Status::aborted("the stream changed concurrently; retry the command")
+        }
         Error::WaitTimeout(position) => Status::deadline_exceeded(format!(
             "the read model has not reached position {position} yet; retry shortly"
         )),

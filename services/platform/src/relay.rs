@@ -101,7 +101,12 @@ async fn resync(
     conn: &mut PgConnection,
 ) -> Result<(Checkpoint, Option<String>)> {
     let mut stream = config.stream.ensure(js).await?;
-    let last = stream.info().await.map_err(Error::nats)?.state.last_sequence;
+    let last = stream
+        .info()
+        .await
+        .map_err(Error::nats)?
+        .state
+        .last_sequence;
     if last == 0 {
         return Ok((Checkpoint::START, None));
     }
@@ -109,10 +114,21 @@ async fn resync(
     let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
     let position: i64 = header(headers::POSITION)
         .and_then(|p| p.parse().ok())
-        .ok_or_else(|| Error::Nats(format!("message {last} of {} has no {} header", config.stream.name, headers::POSITION)))?;
+        .ok_or_else(|| {
+            Error::Nats(format!(
+                "message {last} of {} has no {} header",
+                config.stream.name,
+                headers::POSITION
+            ))
+        })?;
     let checkpoint = eventlog::checkpoint_of(&mut *conn, position)
         .await?
-        .ok_or_else(|| Error::Nats(format!("stream {} ends at position {position}, which the log does not hold", config.stream.name)))?;
+        .ok_or_else(|| {
+            Error::Nats(format!(
+                "stream {} ends at position {position}, which the log does not hold",
+                config.stream.name
+            ))
+        })?;
     Ok((checkpoint, header("Nats-Msg-Id")))
 }
 
@@ -143,7 +159,11 @@ async fn publish_loop(
         for event in &batch {
             let publish = message(event, last_id.as_deref());
             let subject = config.stream.subject(&event.stream_type, &event.stream_id);
-            acks.push(js.send_publish(subject, publish).await.map_err(Error::nats)?);
+            acks.push(
+                js.send_publish(subject, publish)
+                    .await
+                    .map_err(Error::nats)?,
+            );
             last_id = Some(event.event_id.to_string());
         }
         for ack in acks {
@@ -167,7 +187,10 @@ fn message(event: &RecordedEvent, previous_id: Option<&str>) -> Publish {
     map.insert(headers::STREAM_ID, event.stream_id.as_str());
     map.insert(headers::VERSION, event.version.to_string().as_str());
     map.insert(headers::POSITION, event.position.to_string().as_str());
-    map.insert(headers::RECORDED_AT, event.recorded_at.to_rfc3339().as_str());
+    map.insert(
+        headers::RECORDED_AT,
+        event.recorded_at.to_rfc3339().as_str(),
+    );
     if let Some(traceparent) = event.metadata().traceparent {
         map.insert(headers::TRACEPARENT, traceparent.as_str());
     }

@@ -48,7 +48,11 @@ impl Runtime {
     }
 
     /// A migrated pool for `service`, in the schema of the same name.
-    pub async fn database(&self, service: &str, migrations: &[Migration]) -> Result<(Schema, PgPool)> {
+    pub async fn database(
+        &self,
+        service: &str,
+        migrations: &[Migration],
+    ) -> Result<(Schema, PgPool)> {
         let schema = Schema::parse(service)?;
         let pool = db::connect(
             &self.args.database.database_url,
@@ -81,7 +85,11 @@ impl Runtime {
     }
 
     /// Creates the projection's tables and starts feeding it from the service's own log.
-    pub async fn spawn_log_projection(&self, log: &EventLog, projection: Arc<dyn Projection>) -> Result<Progress> {
+    pub async fn spawn_log_projection(
+        &self,
+        log: &EventLog,
+        projection: Arc<dyn Projection>,
+    ) -> Result<Progress> {
         projection::create_tables(log.pool(), projection.as_ref()).await?;
         let projector = LogProjector::new(log.pool().clone(), projection, log.appended());
         let progress = projector.progress();
@@ -129,7 +137,9 @@ pub async fn serve(
     let (router, health) = grpc::with_standard_services(router)?;
     let (listener, addr) = grpc::bind(listen).await?;
     for service in services.iter().copied().chain([""]) {
-        health.set_service_status(service, ServingStatus::Serving).await;
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
     }
     on_ready(addr);
     let stopping = {
@@ -139,7 +149,9 @@ pub async fn serve(
         tokio::spawn(async move {
             shutdown.cancelled().await;
             for service in services.iter().map(String::as_str).chain([""]) {
-                health.set_service_status(service, ServingStatus::NotServing).await;
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
             }
         })
     };
@@ -165,14 +177,15 @@ pub fn cancel_on_signal(token: CancellationToken) {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -183,4 +196,3 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-

@@ -52,7 +52,10 @@ impl SealingKey {
             return None;
         }
         let nonce = XNonce::from_slice(&sealed.nonce);
-        let plain = self.cipher.decrypt(nonce, sealed.ciphertext.as_slice()).ok()?;
+        let plain = self
+            .cipher
+            .decrypt(nonce, sealed.ciphertext.as_slice())
+            .ok()?;
         String::from_utf8(plain).ok()
     }
 }

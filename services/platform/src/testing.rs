@@ -41,7 +41,9 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let _ = conn.close().await;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
         Self {
             url: format!("{base}/{name}"),
             name,
@@ -51,8 +53,12 @@ impl TestDatabase {
     /// A pool in `schema`, migrated with the platform's tables and `steps`.
     pub async fn pool(&self, schema: &str, steps: &[Migration]) -> PgPool {
         let schema = Schema::parse(schema).expect("schema name");
-        let pool = db::connect(&self.url, &schema, 40).await.expect("connect test database");
-        db::migrate(&pool, &schema, "test", steps).await.expect("migrate test database");
+        let pool = db::connect(&self.url, &schema, 40)
+            .await
+            .expect("connect test database");
+        db::migrate(&pool, &schema, "test", steps)
+            .await
+            .expect("migrate test database");
         pool
     }
 }
@@ -63,7 +69,9 @@ impl Drop for TestDatabase {
         let admin = admin_url();
         // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async move {
                     if let Ok(mut conn) = PgConnection::connect(&admin).await {
@@ -92,7 +100,11 @@ impl TestStream {
         let unique = Uuid::new_v4().simple().to_string();
         Self {
             spec: StreamSpec {
-                name: format!("KITH_TEST_{}_{}", service.to_ascii_uppercase(), &unique[..12]),
+                name: format!(
+                    "KITH_TEST_{}_{}",
+                    service.to_ascii_uppercase(),
+                    &unique[..12]
+                ),
                 subject_prefix: format!("test.{}.{service}", &unique[..12]),
                 replicas: 1,
                 duplicate_window: Duration::from_secs(120),
@@ -106,7 +118,9 @@ impl Drop for TestStream {
         let name = self.spec.name.clone();
         let url = nats_url();
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async move {
                     if let Ok(client) = async_nats::connect(&url).await {
@@ -123,9 +137,9 @@ impl Drop for TestStream {
 /// A NATS connection for tests.
 pub async fn nats() -> async_nats::Client {
     let url = nats_url();
-    async_nats::connect(&url)
-        .await
-        .unwrap_or_else(|err| panic!("NATS with JetStream must be running at {url} for tests: {err}"))
+    async_nats::connect(&url).await.unwrap_or_else(|err| {
+        panic!("NATS with JetStream must be running at {url} for tests: {err}")
+    })
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `timeout`. For conditions that
@@ -140,7 +154,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -173,11 +190,19 @@ impl TestEnv {
                 nats_namespace: Some(namespace.clone()),
             },
             auth: crate::config::AuthArgs {
-                jwt_secret: Some(TEST_JWT_SECRET.parse().unwrap_or_else(|never| match never {})),
+                jwt_secret: Some(
+                    TEST_JWT_SECRET
+                        .parse()
+                        .unwrap_or_else(|never| match never {}),
+                ),
                 jwt_public_key_file: None,
             },
         };
-        Self { db, args, namespace }
+        Self {
+            db,
+            args,
+            namespace,
+        }
     }
 
     /// A development token for `member`.
@@ -191,7 +216,9 @@ impl Drop for TestEnv {
         let prefix = format!("{}_", self.namespace.to_ascii_uppercase());
         let url = nats_url();
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async move {
                     use futures::StreamExt;

@@ -20,7 +20,11 @@ impl Violations {
     }
 
     /// The value of a parse, recording its error under `field`.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, parsed: Result<T, E>) -> Option<T> {
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        parsed: Result<T, E>,
+    ) -> Option<T> {
         match parsed {
             Ok(value) => Some(value),
             Err(err) => {
@@ -48,7 +52,10 @@ impl Violations {
     /// The request id of a mutating call: 1 to 128 printable characters.
     pub fn request_id(&mut self, value: &str) -> Option<String> {
         if value.is_empty() {
-            self.add("request_id", "is required: a key unique per command, reused on retry");
+            self.add(
+                "request_id",
+                "is required: a key unique per command, reused on retry",
+            );
             None
         } else if value.chars().count() > 128 || value.chars().any(char::is_control) {
             self.add("request_id", "must be at most 128 printable characters");

@@ -113,7 +113,10 @@ fn command_key(caller: Uuid, request_id: &str) -> String {
 
 /// An id derived from the caller's request id, stable across retries.
 fn derived_id(caller: Uuid, request_id: &str, kind: &str) -> Uuid {
-    Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{}", command_key(caller, request_id)).as_bytes())
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("{kind}:{}", command_key(caller, request_id)).as_bytes(),
+    )
 }
 
 fn committed(appended: Appended) -> Committed {
@@ -133,87 +136,150 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl MembershipService for Api {
     #[tracing::instrument(skip_all, err)]
-    async fn create_community(&self, request: Request<pb::CreateCommunityRequest>) -> Reply<pb::CreateCommunityResponse> {
+    async fn create_community(
+        &self,
+        request: Request<pb::CreateCommunityRequest>,
+    ) -> Reply<pb::CreateCommunityResponse> {
         Api::create_community(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn update_community(&self, request: Request<pb::UpdateCommunityRequest>) -> Reply<pb::UpdateCommunityResponse> {
+    async fn update_community(
+        &self,
+        request: Request<pb::UpdateCommunityRequest>,
+    ) -> Reply<pb::UpdateCommunityResponse> {
         Api::update_community(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn archive_community(&self, request: Request<pb::ArchiveCommunityRequest>) -> Reply<pb::ArchiveCommunityResponse> {
+    async fn archive_community(
+        &self,
+        request: Request<pb::ArchiveCommunityRequest>,
+    ) -> Reply<pb::ArchiveCommunityResponse> {
         Api::archive_community(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn get_community(&self, request: Request<pb::GetCommunityRequest>) -> Reply<pb::GetCommunityResponse> {
+    async fn get_community(
+        &self,
+        request: Request<pb::GetCommunityRequest>,
+    ) -> Reply<pb::GetCommunityResponse> {
         Api::get_community(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn update_profile(&self, request: Request<pb::UpdateProfileRequest>) -> Reply<pb::UpdateProfileResponse> {
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Reply<pb::UpdateProfileResponse> {
         Api::update_profile(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn assign_role(&self, request: Request<pb::AssignRoleRequest>) -> Reply<pb::AssignRoleResponse> {
+    async fn assign_role(
+        &self,
+        request: Request<pb::AssignRoleRequest>,
+    ) -> Reply<pb::AssignRoleResponse> {
         Api::assign_role(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn revoke_role(&self, request: Request<pb::RevokeRoleRequest>) -> Reply<pb::RevokeRoleResponse> {
+    async fn revoke_role(
+        &self,
+        request: Request<pb::RevokeRoleRequest>,
+    ) -> Reply<pb::RevokeRoleResponse> {
         Api::revoke_role(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Reply<pb::GetMemberResponse> {
+    async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Reply<pb::GetMemberResponse> {
         Api::get_member(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn list_members(&self, request: Request<pb::ListMembersRequest>) -> Reply<pb::ListMembersResponse> {
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Reply<pb::ListMembersResponse> {
         Api::list_members(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn create_invitation(&self, request: Request<pb::CreateInvitationRequest>) -> Reply<pb::CreateInvitationResponse> {
+    async fn create_invitation(
+        &self,
+        request: Request<pb::CreateInvitationRequest>,
+    ) -> Reply<pb::CreateInvitationResponse> {
         Api::create_invitation(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn accept_invitation(&self, request: Request<pb::AcceptInvitationRequest>) -> Reply<pb::AcceptInvitationResponse> {
+    async fn accept_invitation(
+        &self,
+        request: Request<pb::AcceptInvitationRequest>,
+    ) -> Reply<pb::AcceptInvitationResponse> {
         Api::accept_invitation(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn revoke_invitation(&self, request: Request<pb::RevokeInvitationRequest>) -> Reply<pb::RevokeInvitationResponse> {
+    async fn revoke_invitation(
+        &self,
+        request: Request<pb::RevokeInvitationRequest>,
+    ) -> Reply<pb::RevokeInvitationResponse> {
         Api::revoke_invitation(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn list_invitations(&self, request: Request<pb::ListInvitationsRequest>) -> Reply<pb::ListInvitationsResponse> {
+    async fn list_invitations(
+        &self,
+        request: Request<pb::ListInvitationsRequest>,
+    ) -> Reply<pb::ListInvitationsResponse> {
         Api::list_invitations(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn request_to_join(&self, request: Request<pb::RequestToJoinRequest>) -> Reply<pb::RequestToJoinResponse> {
+    async fn request_to_join(
+        &self,
+        request: Request<pb::RequestToJoinRequest>,
+    ) -> Reply<pb::RequestToJoinResponse> {
         Api::request_to_join(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn approve_join_request(&self, request: Request<pb::ApproveJoinRequestRequest>) -> Reply<pb::ApproveJoinRequestResponse> {
+    async fn approve_join_request(
+        &self,
+        request: Request<pb::ApproveJoinRequestRequest>,
+    ) -> Reply<pb::ApproveJoinRequestResponse> {
         Api::approve_join_request(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn reject_join_request(&self, request: Request<pb::RejectJoinRequestRequest>) -> Reply<pb::RejectJoinRequestResponse> {
+    async fn reject_join_request(
+        &self,
+        request: Request<pb::RejectJoinRequestRequest>,
+    ) -> Reply<pb::RejectJoinRequestResponse> {
         Api::reject_join_request(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn list_join_requests(&self, request: Request<pb::ListJoinRequestsRequest>) -> Reply<pb::ListJoinRequestsResponse> {
+    async fn list_join_requests(
+        &self,
+        request: Request<pb::ListJoinRequestsRequest>,
+    ) -> Reply<pb::ListJoinRequestsResponse> {
         Api::list_join_requests(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn leave_community(&self, request: Request<pb::LeaveCommunityRequest>) -> Reply<pb::LeaveCommunityResponse> {
+    async fn leave_community(
+        &self,
+        request: Request<pb::LeaveCommunityRequest>,
+    ) -> Reply<pb::LeaveCommunityResponse> {
         Api::leave_community(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn remove_member(&self, request: Request<pb::RemoveMemberRequest>) -> Reply<pb::RemoveMemberResponse> {
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Reply<pb::RemoveMemberResponse> {
         Api::remove_member(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn ban_member(&self, request: Request<pb::BanMemberRequest>) -> Reply<pb::BanMemberResponse> {
+    async fn ban_member(
+        &self,
+        request: Request<pb::BanMemberRequest>,
+    ) -> Reply<pb::BanMemberResponse> {
         Api::ban_member(self, request).await
     }
     #[tracing::instrument(skip_all, err)]
-    async fn erase_member(&self, request: Request<pb::EraseMemberRequest>) -> Reply<pb::EraseMemberResponse> {
+    async fn erase_member(
+        &self,
+        request: Request<pb::EraseMemberRequest>,
+    ) -> Reply<pb::EraseMemberResponse> {
         Api::erase_member(self, request).await
     }
 }

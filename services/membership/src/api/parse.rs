@@ -7,9 +7,16 @@ use crate::codec::role_from_pb;
 use crate::domain::{Answer, Bio, DisplayName, Handle, MAX_ANSWERS, Profile, Role};
 
 /// A profile from its wire form; violations are named under `field`.
-pub(super) fn profile(v: &mut Violations, field: &str, input: Option<&pb::ProfileInput>) -> Option<Profile> {
+pub(super) fn profile(
+    v: &mut Violations,
+    field: &str,
+    input: Option<&pb::ProfileInput>,
+) -> Option<Profile> {
     let input = v.required(field, input)?;
-    let display_name = v.check(&format!("{field}.display_name"), DisplayName::parse(&input.display_name));
+    let display_name = v.check(
+        &format!("{field}.display_name"),
+        DisplayName::parse(&input.display_name),
+    );
     let handle = v.check(&format!("{field}.handle"), Handle::parse(&input.handle));
     let bio = v.check(&format!("{field}.bio"), Bio::parse(&input.bio));
     Some(Profile {
@@ -23,7 +30,10 @@ pub(super) fn profile(v: &mut Violations, field: &str, input: Option<&pb::Profil
 pub(super) fn role(v: &mut Violations, field: &str, value: i32) -> Option<Role> {
     let role = role_from_pb(value);
     if role.is_none() {
-        v.add(field, "must be one of OWNER, HOST, COACH, MODERATOR, MEMBER");
+        v.add(
+            field,
+            "must be one of OWNER, HOST, COACH, MODERATOR, MEMBER",
+        );
     }
     role
 }
@@ -31,7 +41,10 @@ pub(super) fn role(v: &mut Violations, field: &str, value: i32) -> Option<Role> 
 /// Screening answers: at most five, each 1 to 1000 characters.
 pub(super) fn answers(v: &mut Violations, values: &[String]) -> Vec<Answer> {
     if values.len() > MAX_ANSWERS {
-        v.add("answers", format!("at most {MAX_ANSWERS} answers are allowed"));
+        v.add(
+            "answers",
+            format!("at most {MAX_ANSWERS} answers are allowed"),
+        );
     }
     values
         .iter()

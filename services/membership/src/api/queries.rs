@@ -70,24 +70,40 @@ impl Api {
     }
 
     /// Refuses callers who are not active members with one of `roles` (any role when empty).
-    async fn require(&self, community: Uuid, caller: Uuid, roles: &[Role], what: &str) -> Result<Role, Status> {
+    async fn require(
+        &self,
+        community: Uuid,
+        caller: Uuid,
+        roles: &[Role],
+        what: &str,
+    ) -> Result<Role, Status> {
         match self.role_in(community, caller).await? {
             Some(role) if roles.is_empty() || roles.contains(&role) => Ok(role),
-            Some(_) => Err(Status::permission_denied(format!("only {what} may do this"))),
-            None => Err(Status::permission_denied("only members of the community may see this")),
+            Some(_) => Err(Status::permission_denied(format!(
+                "only {what} may do this"
+            ))),
+            None => Err(Status::permission_denied(
+                "only members of the community may see this",
+            )),
         }
     }
 
     async fn community_exists(&self, community: Uuid) -> Result<(), Status> {
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM communities WHERE community_id = $1")
-            .bind(community)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_status)?;
-        found.map(|_| ()).ok_or_else(|| Status::not_found("community not found"))
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM communities WHERE community_id = $1")
+                .bind(community)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_status)?;
+        found
+            .map(|_| ())
+            .ok_or_else(|| Status::not_found("community not found"))
     }
 
-    pub(super) async fn get_community(&self, request: Request<pb::GetCommunityRequest>) -> Reply<pb::GetCommunityResponse> {
+    pub(super) async fn get_community(
+        &self,
+        request: Request<pb::GetCommunityRequest>,
+    ) -> Reply<pb::GetCommunityResponse> {
         self.caller(&request)?;
         let r = request.get_ref();
         let mut v = Violations::new();
@@ -120,7 +136,10 @@ impl Api {
         }))
     }
 
-    pub(super) async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Reply<pb::GetMemberResponse> {
+    pub(super) async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Reply<pb::GetMemberResponse> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
         let mut v = Violations::new();
@@ -152,12 +171,19 @@ impl Api {
         }))
     }
 
-    pub(super) async fn list_members(&self, request: Request<pb::ListMembersRequest>) -> Reply<pb::ListMembersResponse> {
+    pub(super) async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Reply<pb::ListMembersResponse> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
         let mut v = Violations::new();
         let community = v.uuid("community_id", &r.community_id);
-        let role = if r.role == 0 { None } else { parse::role(&mut v, "role", r.role) };
+        let role = if r.role == 0 {
+            None
+        } else {
+            parse::role(&mut v, "role", r.role)
+        };
         let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
         let after = parse::page_token(&mut v, &r.page_token).unwrap_or(0);
         let min_position = parse::min_position(&mut v, r.min_position);
@@ -183,15 +209,25 @@ impl Api {
         .map_err(db_status)?;
         let more = rows.len() as i64 > limit;
         let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
-        let members = page.iter().map(member).collect::<Result<Vec<_>, _>>().map_err(db_status)?;
+        let members = page
+            .iter()
+            .map(member)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_status)?;
         let next_page_token = match (more, page.last()) {
             (true, Some(last)) => parse::next_page_token(last.try_get(9).map_err(db_status)?),
             _ => String::new(),
         };
-        Ok(Response::new(pb::ListMembersResponse { members, next_page_token }))
+        Ok(Response::new(pb::ListMembersResponse {
+            members,
+            next_page_token,
+        }))
     }
 
-    pub(super) async fn list_invitations(&self, request: Request<pb::ListInvitationsRequest>) -> Reply<pb::ListInvitationsResponse> {
+    pub(super) async fn list_invitations(
+        &self,
+        request: Request<pb::ListInvitationsRequest>,
+    ) -> Reply<pb::ListInvitationsResponse> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
         let mut v = Violations::new();
@@ -203,7 +239,13 @@ impl Api {
         let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
         self.wait(min_position).await?;
         self.community_exists(community).await?;
-        self.require(community, caller, &[Role::Owner, Role::Host], "owners and hosts").await?;
+        self.require(
+            community,
+            caller,
+            &[Role::Owner, Role::Host],
+            "owners and hosts",
+        )
+        .await?;
         let rows = sqlx::query(
             "SELECT invitation_id, created_by, expires_at, max_uses, uses, revoked, created_position
              FROM invitations WHERE community_id = $1 AND created_position < $2
@@ -241,15 +283,25 @@ impl Api {
                 status: status as i32,
             })
         };
-        let invitations = page.iter().map(read).collect::<Result<Vec<_>, _>>().map_err(db_status)?;
+        let invitations = page
+            .iter()
+            .map(read)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_status)?;
         let next_page_token = match (more, page.last()) {
             (true, Some(last)) => parse::next_page_token(last.try_get(6).map_err(db_status)?),
             _ => String::new(),
         };
-        Ok(Response::new(pb::ListInvitationsResponse { invitations, next_page_token }))
+        Ok(Response::new(pb::ListInvitationsResponse {
+            invitations,
+            next_page_token,
+        }))
     }
 
-    pub(super) async fn list_join_requests(&self, request: Request<pb::ListJoinRequestsRequest>) -> Reply<pb::ListJoinRequestsResponse> {
+    pub(super) async fn list_join_requests(
+        &self,
+        request: Request<pb::ListJoinRequestsRequest>,
+    ) -> Reply<pb::ListJoinRequestsResponse> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
         let mut v = Violations::new();
@@ -261,8 +313,13 @@ impl Api {
         let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
         self.wait(min_position).await?;
         self.community_exists(community).await?;
-        self.require(community, caller, &[Role::Owner, Role::Host, Role::Moderator], "owners, hosts and moderators")
-            .await?;
+        self.require(
+            community,
+            caller,
+            &[Role::Owner, Role::Host, Role::Moderator],
+            "owners, hosts and moderators",
+        )
+        .await?;
         let rows = sqlx::query(
             "SELECT member_id, display_name, handle, bio, answers, requested_at, position
              FROM join_requests WHERE community_id = $1 AND position > $2
@@ -289,11 +346,18 @@ impl Api {
                 requested_at: Some(timestamp(row.try_get(5)?)),
             })
         };
-        let join_requests = page.iter().map(read).collect::<Result<Vec<_>, _>>().map_err(db_status)?;
+        let join_requests = page
+            .iter()
+            .map(read)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_status)?;
         let next_page_token = match (more, page.last()) {
             (true, Some(last)) => parse::next_page_token(last.try_get(6).map_err(db_status)?),
             _ => String::new(),
         };
-        Ok(Response::new(pb::ListJoinRequestsResponse { join_requests, next_page_token }))
+        Ok(Response::new(pb::ListJoinRequestsResponse {
+            join_requests,
+            next_page_token,
+        }))
     }
 }

@@ -98,7 +98,12 @@ fn profile_fields(profile: Option<&Profile>) -> (Option<String>, Option<String>,
     }
 }
 
-async fn set_status(conn: &mut PgConnection, community: Uuid, member: Uuid, status: i32) -> Result<()> {
+async fn set_status(
+    conn: &mut PgConnection,
+    community: Uuid,
+    member: Uuid,
+    status: i32,
+) -> Result<()> {
     let left = sqlx::query(
         "UPDATE members SET status = $3 WHERE community_id = $1 AND member_id = $2 AND status = $4",
     )
@@ -109,10 +114,12 @@ async fn set_status(conn: &mut PgConnection, community: Uuid, member: Uuid, stat
     .execute(&mut *conn)
     .await?;
     if left.rows_affected() > 0 {
-        sqlx::query("UPDATE communities SET member_count = member_count - 1 WHERE community_id = $1")
-            .bind(community)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE communities SET member_count = member_count - 1 WHERE community_id = $1",
+        )
+        .bind(community)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -152,7 +159,9 @@ impl Projection for Directory {
             .execute(&mut *conn)
             .await?;
         match event {
-            Event::CommunityCreated { name, description, .. } => {
+            Event::CommunityCreated {
+                name, description, ..
+            } => {
                 sqlx::query(
                     "INSERT INTO communities (community_id, name, description, created_at, version)
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -165,13 +174,17 @@ impl Projection for Directory {
                 .execute(&mut *conn)
                 .await?;
             }
-            Event::CommunityUpdated { name, description, .. } => {
-                sqlx::query("UPDATE communities SET name = $2, description = $3 WHERE community_id = $1")
-                    .bind(community)
-                    .bind(name.as_str())
-                    .bind(description.as_str())
-                    .execute(&mut *conn)
-                    .await?;
+            Event::CommunityUpdated {
+                name, description, ..
+            } => {
+                sqlx::query(
+                    "UPDATE communities SET name = $2, description = $3 WHERE community_id = $1",
+                )
+                .bind(community)
+                .bind(name.as_str())
+                .bind(description.as_str())
+                .execute(&mut *conn)
+                .await?;
             }
             Event::CommunityArchived { .. } => {
                 sqlx::query("UPDATE communities SET archived = true WHERE community_id = $1")
@@ -179,7 +192,13 @@ impl Projection for Directory {
                     .execute(&mut *conn)
                     .await?;
             }
-            Event::MemberJoined { member_id, role, profile, invitation_id, .. } => {
+            Event::MemberJoined {
+                member_id,
+                role,
+                profile,
+                invitation_id,
+                ..
+            } => {
                 let (display_name, handle, bio) = profile_fields(profile.as_ref());
                 sqlx::query(
                     "INSERT INTO members (community_id, member_id, role, status, display_name, handle, bio,
@@ -226,13 +245,20 @@ impl Projection for Directory {
                 .execute(&mut *conn)
                 .await?;
             }
-            Event::RoleAssigned { member_id, role, .. } => {
+            Event::RoleAssigned {
+                member_id, role, ..
+            } => {
                 set_role(conn, community, member_id, role).await?;
             }
             Event::RoleRevoked { member_id, .. } => {
                 set_role(conn, community, member_id, Role::Member).await?;
             }
-            Event::InvitationCreated { invitation_id, created_by, expires_at, max_uses } => {
+            Event::InvitationCreated {
+                invitation_id,
+                created_by,
+                expires_at,
+                max_uses,
+            } => {
                 sqlx::query(
                     "INSERT INTO invitations (invitation_id, community_id, created_by, expires_at, max_uses, created_position)
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -252,7 +278,11 @@ impl Projection for Directory {
                     .execute(&mut *conn)
                     .await?;
             }
-            Event::JoinRequested { member_id, profile, answers } => {
+            Event::JoinRequested {
+                member_id,
+                profile,
+                answers,
+            } => {
                 let (display_name, handle, bio) = profile_fields(profile.as_ref());
                 let answers: Vec<String> = answers
                     .unwrap_or_default()
@@ -276,7 +306,8 @@ impl Projection for Directory {
                 .execute(&mut *conn)
                 .await?;
             }
-            Event::JoinRequestApproved { member_id, .. } | Event::JoinRequestRejected { member_id, .. } => {
+            Event::JoinRequestApproved { member_id, .. }
+            | Event::JoinRequestRejected { member_id, .. } => {
                 drop_request(conn, community, member_id).await?;
             }
             Event::MemberLeft { member_id } => {
@@ -287,12 +318,14 @@ impl Projection for Directory {
             }
             Event::MemberBanned { member_id, .. } => {
                 set_status(conn, community, member_id, MemberStatusCode::BANNED).await?;
-                sqlx::query("UPDATE members SET status = $3 WHERE community_id = $1 AND member_id = $2")
-                    .bind(community)
-                    .bind(member_id)
-                    .bind(MemberStatusCode::BANNED)
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query(
+                    "UPDATE members SET status = $3 WHERE community_id = $1 AND member_id = $2",
+                )
+                .bind(community)
+                .bind(member_id)
+                .bind(MemberStatusCode::BANNED)
+                .execute(&mut *conn)
+                .await?;
                 drop_request(conn, community, member_id).await?;
             }
             Event::MemberErased { member_id, .. } => {
@@ -312,7 +345,12 @@ impl Projection for Directory {
     }
 }
 
-async fn set_role(conn: &mut PgConnection, community: Uuid, member: Uuid, role: Role) -> Result<()> {
+async fn set_role(
+    conn: &mut PgConnection,
+    community: Uuid,
+    member: Uuid,
+    role: Role,
+) -> Result<()> {
     sqlx::query("UPDATE members SET role = $3 WHERE community_id = $1 AND member_id = $2")
         .bind(community)
         .bind(member)

@@ -24,23 +24,29 @@ async fn an_erased_member_shows_as_erased_in_queries_rebuilds_replays_and_on_the
     invite_and_join(&app, &mut client, &community, owner, erin, "erin").await;
     invite_and_join(&app, &mut client, &community, owner, keeper, "keeper").await;
     client
-        .update_profile(app.as_member(erin, pb::UpdateProfileRequest {
-            request_id: rid(),
-            community_id: community.clone(),
-            profile: Some(pb::ProfileInput {
-                display_name: "Erin Erasable".into(),
-                handle: "erin".into(),
-                bio: "lives at 1 Secret Lane".into(),
-            }),
-        }))
+        .update_profile(app.as_member(
+            erin,
+            pb::UpdateProfileRequest {
+                request_id: rid(),
+                community_id: community.clone(),
+                profile: Some(pb::ProfileInput {
+                    display_name: "Erin Erasable".into(),
+                    handle: "erin".into(),
+                    bio: "lives at 1 Secret Lane".into(),
+                }),
+            },
+        ))
         .await
         .unwrap();
     let erased = client
-        .erase_member(app.as_member(erin, pb::EraseMemberRequest {
-            request_id: rid(),
-            community_id: community.clone(),
-            member_id: erin.to_string(),
-        }))
+        .erase_member(app.as_member(
+            erin,
+            pb::EraseMemberRequest {
+                request_id: rid(),
+                community_id: community.clone(),
+                member_id: erin.to_string(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -52,20 +58,40 @@ async fn an_erased_member_shows_as_erased_in_queries_rebuilds_replays_and_on_the
         member_id: member.to_string(),
         min_position: position,
     };
-    let shown = client.get_member(app.as_member(owner, get(erin, erased.position))).await.unwrap().into_inner().member.unwrap();
+    let shown = client
+        .get_member(app.as_member(owner, get(erin, erased.position)))
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
     assert!(shown.erased);
     assert_eq!(shown.status, pb::MemberStatus::Erased as i32);
     assert_eq!(shown.profile.unwrap(), pb::Profile::default());
-    let kept = client.get_member(app.as_member(owner, get(keeper, 0))).await.unwrap().into_inner().member.unwrap();
+    let kept = client
+        .get_member(app.as_member(owner, get(keeper, 0)))
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
     assert_eq!(kept.profile.unwrap().display_name, "Member keeper");
 
     // A rebuild cannot bring the data back.
     let pool = app.pool().await;
     let schema = Schema::parse("membership").unwrap();
     for projection in kith_membership::projections(&pool) {
-        projection::rebuild(&app.env.db.url, &schema, projection.as_ref(), |_, _| {}).await.unwrap();
+        projection::rebuild(&app.env.db.url, &schema, projection.as_ref(), |_, _| {})
+            .await
+            .unwrap();
     }
-    let rebuilt = client.get_member(app.as_member(owner, get(erin, 0))).await.unwrap().into_inner().member.unwrap();
+    let rebuilt = client
+        .get_member(app.as_member(owner, get(erin, 0)))
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
     assert!(rebuilt.erased);
     assert_eq!(rebuilt.profile.unwrap(), pb::Profile::default());
     let (name, handle): (Option<String>, Option<String>) =
@@ -82,8 +108,13 @@ async fn an_erased_member_shows_as_erased_in_queries_rebuilds_replays_and_on_the
     let sealer = Sealer::new(pool.clone());
     let mut opened_erin = 0;
     let mut opened_keeper = 0;
-    for event in events.iter().filter(|e| e.event_type.ends_with("MemberJoined") || e.event_type.ends_with("ProfileUpdated")) {
-        assert!(!String::from_utf8_lossy(&event.payload).contains("Erin"), "plaintext in the log");
+    for event in events.iter().filter(|e| {
+        e.event_type.ends_with("MemberJoined") || e.event_type.ends_with("ProfileUpdated")
+    }) {
+        assert!(
+            !String::from_utf8_lossy(&event.payload).contains("Erin"),
+            "plaintext in the log"
+        );
         let (member, profile) = if event.event_type.ends_with("MemberJoined") {
             let e = pb::MemberJoined::decode(event.payload.as_slice()).unwrap();
             (e.member_id, e.profile.unwrap())
@@ -91,7 +122,11 @@ async fn an_erased_member_shows_as_erased_in_queries_rebuilds_replays_and_on_the
             let e = pb::ProfileUpdated::decode(event.payload.as_slice()).unwrap();
             (e.member_id, e.profile.unwrap())
         };
-        let name = sealer.opener().open(profile.display_name.as_ref()).await.unwrap();
+        let name = sealer
+            .opener()
+            .open(profile.display_name.as_ref())
+            .await
+            .unwrap();
         if member == erin.to_string() {
             assert_eq!(name, None, "erased data opened in a replay");
             opened_erin += 1;
@@ -106,19 +141,25 @@ async fn an_erased_member_shows_as_erased_in_queries_rebuilds_replays_and_on_the
     let js = async_nats::jetstream::new(kith_platform::testing::nats().await);
     let name = app.env.args.nats.stream_for("membership").name;
     let total = events.len() as u64;
-    let stream = kith_platform::testing::eventually(Duration::from_secs(10), "the relay", || async {
-        let mut stream = js.get_stream(&name).await.ok()?;
-        (stream.info().await.ok()?.state.messages >= total).then_some(stream)
-    })
-    .await;
+    let stream =
+        kith_platform::testing::eventually(Duration::from_secs(10), "the relay", || async {
+            let mut stream = js.get_stream(&name).await.ok()?;
+            (stream.info().await.ok()?.state.messages >= total).then_some(stream)
+        })
+        .await;
     let mut checked = 0;
     for sequence in 1..=total {
         let message = stream.get_raw_message(sequence).await.unwrap();
-        if message.headers.get("Kith-Event-Type").unwrap().as_str() == "kith.membership.v1.MemberJoined" {
+        if message.headers.get("Kith-Event-Type").unwrap().as_str()
+            == "kith.membership.v1.MemberJoined"
+        {
             let e = pb::MemberJoined::decode(message.payload.as_ref()).unwrap();
             if e.member_id == erin.to_string() {
                 let profile = e.profile.unwrap();
-                assert_eq!(sealer.opener().open(profile.handle.as_ref()).await.unwrap(), None);
+                assert_eq!(
+                    sealer.opener().open(profile.handle.as_ref()).await.unwrap(),
+                    None
+                );
                 checked += 1;
             }
         }

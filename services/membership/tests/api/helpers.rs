@@ -26,7 +26,9 @@ impl App {
     pub(crate) async fn spawn() -> Self {
         let env = TestEnv::new().await;
         let runtime = Runtime::connect(env.args.clone()).await.expect("runtime");
-        let membership = kith_membership::start(&runtime).await.expect("start membership");
+        let membership = kith_membership::start(&runtime)
+            .await
+            .expect("start membership");
         let router = grpc::server().add_service(membership.server);
         let shutdown = CancellationToken::new();
         let (ready, addr) = tokio::sync::oneshot::channel();
@@ -69,7 +71,9 @@ impl App {
     /// A pool in the service's schema, for looking under the hood.
     pub(crate) async fn pool(&self) -> sqlx::PgPool {
         let schema = kith_platform::db::Schema::parse("membership").expect("schema");
-        kith_platform::db::connect(&self.env.db.url, &schema, 2).await.expect("pool")
+        kith_platform::db::connect(&self.env.db.url, &schema, 2)
+            .await
+            .expect("pool")
     }
 
     /// Stops the server and its background work.
@@ -89,9 +93,10 @@ impl Drop for App {
 
 pub(crate) fn with_token<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
     request
 }
 
@@ -108,7 +113,12 @@ pub(crate) fn profile(name: &str, handle: &str) -> Option<pb::ProfileInput> {
 }
 
 /// Creates a community owned by `owner`; returns its id and the position of the reply.
-pub(crate) async fn create_community(app: &App, client: &mut Client, owner: Uuid, name: &str) -> (String, i64) {
+pub(crate) async fn create_community(
+    app: &App,
+    client: &mut Client,
+    owner: Uuid,
+    name: &str,
+) -> (String, i64) {
     let reply = client
         .create_community(app.as_member(
             owner,
@@ -116,17 +126,30 @@ pub(crate) async fn create_community(app: &App, client: &mut Client, owner: Uuid
                 request_id: rid(),
                 name: name.into(),
                 description: "a place to grow".into(),
-                founder: profile("Olive Owner", &format!("owner{}", &owner.simple().to_string()[..6])),
+                founder: profile(
+                    "Olive Owner",
+                    &format!("owner{}", &owner.simple().to_string()[..6]),
+                ),
             },
         ))
         .await
         .expect("create community")
         .into_inner();
-    (reply.community_id, reply.committed.expect("committed").position)
+    (
+        reply.community_id,
+        reply.committed.expect("committed").position,
+    )
 }
 
 /// Creates an invitation and has `member` accept it; returns the acceptance's position.
-pub(crate) async fn invite_and_join(app: &App, client: &mut Client, community: &str, inviter: Uuid, member: Uuid, handle: &str) -> i64 {
+pub(crate) async fn invite_and_join(
+    app: &App,
+    client: &mut Client,
+    community: &str,
+    inviter: Uuid,
+    member: Uuid,
+    handle: &str,
+) -> i64 {
     let invitation = client
         .create_invitation(app.as_member(
             inviter,

@@ -84,7 +84,9 @@ impl EventLog {
             self.appended.notify_waiters();
         }
         match result {
-            Err(Error::Conflict { .. }) | Err(Error::Database(_)) if append.command_key.is_some() => {
+            Err(Error::Conflict { .. }) | Err(Error::Database(_))
+                if append.command_key.is_some() =>
+            {
                 // The key may have been recorded by a concurrent or earlier call of the same
                 // command; its first result is then the answer.
                 let key = append.command_key.unwrap_or_default();
@@ -113,7 +115,10 @@ impl EventLog {
 }
 
 /// Appends within the caller's executor (a pool, or a transaction the caller holds open).
-pub async fn append_with<'e>(executor: impl PgExecutor<'e>, append: &Append<'_>) -> Result<Appended> {
+pub async fn append_with<'e>(
+    executor: impl PgExecutor<'e>,
+    append: &Append<'_>,
+) -> Result<Appended> {
     if append.events.is_empty() {
         return Ok(Appended {
             version: append.expected_version,
@@ -121,9 +126,14 @@ pub async fn append_with<'e>(executor: impl PgExecutor<'e>, append: &Append<'_>)
             replayed: false,
         });
     }
-    let metadata = serde_json::to_string(append.metadata).map_err(|err| Error::Codec(err.to_string()))?;
+    let metadata =
+        serde_json::to_string(append.metadata).map_err(|err| Error::Codec(err.to_string()))?;
     let ids: Vec<Uuid> = append.events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = append.events.iter().map(|e| e.event_type.as_str()).collect();
+    let types: Vec<&str> = append
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
     let payloads: Vec<&[u8]> = append.events.iter().map(|e| e.payload.as_slice()).collect();
     let row: Result<(i64, i64), sqlx::Error> = sqlx::query_as(APPEND_SQL)
         .bind(append.stream_type)
@@ -144,7 +154,8 @@ pub async fn append_with<'e>(executor: impl PgExecutor<'e>, append: &Append<'_>)
             replayed: false,
         }),
         Err(sqlx::Error::Database(db))
-            if db.kind() == ErrorKind::UniqueViolation && db.constraint() == Some("events_pkey") =>
+            if db.kind() == ErrorKind::UniqueViolation
+                && db.constraint() == Some("events_pkey") =>
         {
             Err(Error::Conflict {
                 stream_id: append.stream_id.to_owned(),

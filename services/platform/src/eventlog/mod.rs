@@ -17,7 +17,6 @@ pub use append::{Append, Appended, NewEvent, append_with};
 pub use metadata::Metadata;
 pub use tail::{Checkpoint, tail};
 
-
 use crate::Result;
 
 /// An event as it stands in the log.
@@ -86,17 +85,21 @@ impl EventLog {
 
     /// The events of one stream after `after_version`, in version order.
     #[tracing::instrument(skip_all, fields(stream_id), err)]
-    pub async fn read_stream(&self, stream_id: &str, after_version: i64) -> Result<Vec<RecordedEvent>> {
+    pub async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>> {
         const SQL: &str = concat!(
             "SELECT ",
             tail::event_columns!(),
             " FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
         );
         let rows = sqlx::query(SQL)
-        .bind(stream_id)
-        .bind(after_version)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(stream_id)
+            .bind(after_version)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(tail::from_row).collect()
     }
 
@@ -116,12 +119,11 @@ pub async fn checkpoint_of<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     position: i64,
 ) -> Result<Option<Checkpoint>> {
-    let txid: Option<i64> = sqlx::query_scalar(
-        "SELECT transaction_id::text::bigint FROM events WHERE position = $1",
-    )
-    .bind(position)
-    .fetch_optional(executor)
-    .await?;
+    let txid: Option<i64> =
+        sqlx::query_scalar("SELECT transaction_id::text::bigint FROM events WHERE position = $1")
+            .bind(position)
+            .fetch_optional(executor)
+            .await?;
     Ok(txid.map(|transaction_id| Checkpoint {
         transaction_id,
         position,

@@ -109,10 +109,10 @@ pub async fn tail<'e>(
     limit: i64,
 ) -> Result<Vec<RecordedEvent>> {
     let rows = sqlx::query(TAIL_SQL)
-    .bind(after.transaction_id.to_string())
-    .bind(after.position)
-    .bind(limit)
-    .fetch_all(executor)
-    .await?;
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
     rows.iter().map(from_row).collect()
 }

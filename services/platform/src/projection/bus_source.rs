@@ -50,21 +50,35 @@ pub fn event_from_message(message: &async_nats::Message) -> Result<RecordedEvent
         headers
             .get(name)
             .map(|value| value.as_str().to_owned())
-            .ok_or_else(|| Error::Codec(format!("message on {} lacks header {name}", message.subject)))
+            .ok_or_else(|| {
+                Error::Codec(format!(
+                    "message on {} lacks header {name}",
+                    message.subject
+                ))
+            })
     };
-    let parse_err = |what: &str| Error::Codec(format!("message on {} has a bad {what}", message.subject));
-    let traceparent = headers.get(headers::TRACEPARENT).map(|v| v.as_str().to_owned());
+    let parse_err =
+        |what: &str| Error::Codec(format!("message on {} has a bad {what}", message.subject));
+    let traceparent = headers
+        .get(headers::TRACEPARENT)
+        .map(|v| v.as_str().to_owned());
     let metadata = crate::eventlog::Metadata {
         traceparent,
         ..Default::default()
     };
     Ok(RecordedEvent {
-        position: get(headers::POSITION)?.parse().map_err(|_| parse_err("position"))?,
+        position: get(headers::POSITION)?
+            .parse()
+            .map_err(|_| parse_err("position"))?,
         transaction_id: 0,
         stream_type: get(headers::STREAM_TYPE)?,
         stream_id: get(headers::STREAM_ID)?,
-        version: get(headers::VERSION)?.parse().map_err(|_| parse_err("version"))?,
-        event_id: get("Nats-Msg-Id")?.parse::<Uuid>().map_err(|_| parse_err("Nats-Msg-Id"))?,
+        version: get(headers::VERSION)?
+            .parse()
+            .map_err(|_| parse_err("version"))?,
+        event_id: get("Nats-Msg-Id")?
+            .parse::<Uuid>()
+            .map_err(|_| parse_err("Nats-Msg-Id"))?,
         event_type: get(headers::EVENT_TYPE)?,
         payload: message.payload.to_vec(),
         metadata_json: serde_json::to_string(&metadata).unwrap_or_default(),
@@ -88,14 +102,18 @@ pub async fn apply_bus_batch(
     let mut last = locked.position;
     let mut applied = 0;
     for (sequence, event) in batch {
-        let sequence = i64::try_from(*sequence).map_err(|_| Error::Codec("sequence overflow".into()))?;
+        let sequence =
+            i64::try_from(*sequence).map_err(|_| Error::Codec("sequence overflow".into()))?;
         if sequence <= last {
             continue;
         }
         if last != 0 && sequence != last + 1 {
             return Err(Error::Projection {
                 projection: projection.name().to_owned(),
-                message: format!("gap in {source_key}: expected sequence {}, got {sequence}", last + 1),
+                message: format!(
+                    "gap in {source_key}: expected sequence {}, got {sequence}",
+                    last + 1
+                ),
             });
         }
         projection.apply(&mut tx, event).await?;
@@ -158,7 +176,10 @@ async fn consumer_at_checkpoint(
         // Acked past the checkpoint means the projection was rebuilt or lost a commit: start over
         // from the checkpoint.
         if recreate || info.ack_floor.stream_sequence + 1 > start {
-            stream.delete_consumer(&source.durable).await.map_err(Error::nats)?;
+            stream
+                .delete_consumer(&source.durable)
+                .await
+                .map_err(Error::nats)?;
         } else {
             return Ok(existing);
         }

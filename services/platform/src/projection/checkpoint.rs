@@ -22,10 +22,12 @@ pub async fn read_checkpoint(
     .bind(source)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map_or(Checkpoint::START, |(transaction_id, position)| Checkpoint {
-        transaction_id,
-        position,
-    }))
+    Ok(
+        row.map_or(Checkpoint::START, |(transaction_id, position)| Checkpoint {
+            transaction_id,
+            position,
+        }),
+    )
 }
 
 /// Locks the checkpoint row for the rest of the transaction (creating it at the start when

@@ -38,11 +38,21 @@ pub async fn rebuild(
         .fetch_one(&mut conn)
         .await?;
     let total = u64::try_from(total).unwrap_or(0);
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {scratch} CASCADE; CREATE SCHEMA {scratch}"))).execute(&mut conn).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {scratch} CASCADE; CREATE SCHEMA {scratch}"
+    )))
+    .execute(&mut conn)
+    .await?;
     // Unqualified names now resolve to the scratch tables first, and to the service's tables
     // (the log, the keys) for everything the scratch schema lacks.
-    sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO {scratch}, {schema}"))).execute(&mut conn).await?;
-    sqlx::raw_sql(AssertSqlSafe(projection.ddl())).execute(&mut conn).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "SET search_path TO {scratch}, {schema}"
+    )))
+    .execute(&mut conn)
+    .await?;
+    sqlx::raw_sql(AssertSqlSafe(projection.ddl()))
+        .execute(&mut conn)
+        .await?;
 
     let mut checkpoint = Checkpoint::START;
     let mut applied = 0u64;
@@ -62,10 +72,16 @@ pub async fn rebuild(
     }
 
     // Swap under the checkpoint lock, after catching up with what was appended meanwhile.
-    sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO {schema}"))).execute(&mut conn).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO {schema}")))
+        .execute(&mut conn)
+        .await?;
     let mut tx = conn.begin().await?;
     lock_checkpoint(&mut tx, projection.name(), LOG_SOURCE).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL search_path TO {scratch}, {schema}"))).execute(&mut *tx).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "SET LOCAL search_path TO {scratch}, {schema}"
+    )))
+    .execute(&mut *tx)
+    .await?;
     loop {
         let batch = eventlog::tail(&mut *tx, checkpoint, BATCH).await?;
         if batch.is_empty() {
@@ -80,10 +96,16 @@ pub async fn rebuild(
     for table in projection.tables() {
         sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {schema}.{table} CASCADE; ALTER TABLE {scratch}.{table} SET SCHEMA {schema}"))).execute(&mut *tx).await?;
     }
-    sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}"))).execute(&mut *tx).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}")))
+        .execute(&mut *tx)
+        .await?;
     write_checkpoint(&mut tx, projection.name(), LOG_SOURCE, checkpoint).await?;
     tx.commit().await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {scratch} CASCADE"))).execute(&mut conn).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {scratch} CASCADE"
+    )))
+    .execute(&mut conn)
+    .await?;
     on_progress(applied, total.max(applied));
     conn.close().await?;
     Ok(RebuildReport {
@@ -92,4 +114,3 @@ pub async fn rebuild(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
-

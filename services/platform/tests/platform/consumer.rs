@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
 use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use kith_platform::bus;
 use kith_platform::db::Schema;
@@ -17,7 +17,14 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::{Counting, SCHEMA, append_n, counted, log};
 
 /// Appends `per_stream` events to three streams and relays them to a fresh test stream.
-async fn published(per_stream: usize) -> (kith_platform::testing::TestDatabase, kith_platform::eventlog::EventLog, TestStream, jetstream::Context) {
+async fn published(
+    per_stream: usize,
+) -> (
+    kith_platform::testing::TestDatabase,
+    kith_platform::eventlog::EventLog,
+    TestStream,
+    jetstream::Context,
+) {
     let (db, log) = log().await;
     let stream = TestStream::new("source");
     let js = bus::jetstream(nats().await);
@@ -32,7 +39,12 @@ async fn published(per_stream: usize) -> (kith_platform::testing::TestDatabase, 
         batch_size: 100,
         poll_interval: Duration::from_millis(10),
     };
-    let relay = tokio::spawn(relay::run(config, js.clone(), log.appended(), shutdown.clone()));
+    let relay = tokio::spawn(relay::run(
+        config,
+        js.clone(),
+        log.appended(),
+        shutdown.clone(),
+    ));
     let total = (per_stream * 3) as u64;
     eventually(Duration::from_secs(30), "relayed events", || async {
         let mut s = js.get_stream(&stream.spec.name).await.ok()?;
@@ -63,7 +75,13 @@ async fn the_same_batch_delivered_twice_changes_the_projection_once() {
     let key = format!("bus:{}", stream.spec.name);
 
     let fetch = || async {
-        let mut messages = consumer.fetch().max_messages(100).expires(Duration::from_secs(2)).messages().await.unwrap();
+        let mut messages = consumer
+            .fetch()
+            .max_messages(100)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
         let mut batch = Vec::new();
         while let Some(message) = messages.next().await {
             let message = message.unwrap();
@@ -78,9 +96,19 @@ async fn the_same_batch_delivered_twice_changes_the_projection_once() {
     assert_eq!(first.len(), 12);
     let events: Vec<_> = first
         .iter()
-        .map(|m| (m.info().unwrap().stream_sequence, event_from_message(m).unwrap()))
+        .map(|m| {
+            (
+                m.info().unwrap().stream_sequence,
+                event_from_message(m).unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(apply_bus_batch(&pool, &Counting, &key, &events).await.unwrap(), 12);
+    assert_eq!(
+        apply_bus_batch(&pool, &Counting, &key, &events)
+            .await
+            .unwrap(),
+        12
+    );
     // As if the process died after the commit and before the acks: the server redelivers.
     for message in &first {
         message.ack_with(AckKind::Nak(None)).await.unwrap();
@@ -89,17 +117,34 @@ async fn the_same_batch_delivered_twice_changes_the_projection_once() {
     assert_eq!(again.len(), 12, "the batch is delivered a second time");
     let redelivered: Vec<_> = again
         .iter()
-        .map(|m| (m.info().unwrap().stream_sequence, event_from_message(m).unwrap()))
+        .map(|m| {
+            (
+                m.info().unwrap().stream_sequence,
+                event_from_message(m).unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(redelivered.iter().map(|(s, _)| *s).collect::<Vec<_>>(), events.iter().map(|(s, _)| *s).collect::<Vec<_>>());
-    assert_eq!(apply_bus_batch(&pool, &Counting, &key, &redelivered).await.unwrap(), 0);
+    assert_eq!(
+        redelivered.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        events.iter().map(|(s, _)| *s).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        apply_bus_batch(&pool, &Counting, &key, &redelivered)
+            .await
+            .unwrap(),
+        0
+    );
     for message in &again {
         message.ack().await.unwrap();
     }
     let rows = counted(&pool).await;
     assert_eq!(
         rows,
-        vec![("stream-0".into(), 4, 4), ("stream-1".into(), 4, 4), ("stream-2".into(), 4, 4)]
+        vec![
+            ("stream-0".into(), 4, 4),
+            ("stream-1".into(), 4, 4),
+            ("stream-2".into(), 4, 4)
+        ]
     );
 }
 
@@ -117,7 +162,7 @@ async fn a_gap_after_the_checkpoint_is_refused_and_nothing_is_applied() {
                 subject: raw.subject.clone(),
                 reply: None,
                 payload: raw.payload.clone(),
-                headers: Some(raw.headers.clone()),
+                headers: Some(raw.headers),
                 status: None,
                 description: None,
                 length: 0,
@@ -126,9 +171,14 @@ async fn a_gap_after_the_checkpoint_is_refused_and_nothing_is_applied() {
         }
     };
     let key = format!("bus:{}", stream.spec.name);
-    apply_bus_batch(&pool, &Counting, &key, &[event_at(1).await]).await.unwrap();
+    apply_bus_batch(&pool, &Counting, &key, &[event_at(1).await])
+        .await
+        .unwrap();
     let gap = apply_bus_batch(&pool, &Counting, &key, &[event_at(3).await]).await;
-    assert!(gap.is_err(), "sequence 3 right after checkpoint 1 must be refused");
+    assert!(
+        gap.is_err(),
+        "sequence 3 right after checkpoint 1 must be refused"
+    );
     let total: i64 = counted(&pool).await.iter().map(|(_, n, _)| n).sum();
     assert_eq!(total, 1);
 }
@@ -152,16 +202,24 @@ async fn a_durable_consumer_applies_everything_once_across_restarts() {
             Arc::new(Counting),
             shutdown.clone(),
         ));
-        eventually(Duration::from_secs(30), "the projection to catch up", || async {
-            let total: i64 = counted(&pool).await.iter().map(|(_, n, _)| n).sum();
-            (total >= 30).then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the projection to catch up",
+            || async {
+                let total: i64 = counted(&pool).await.iter().map(|(_, n, _)| n).sum();
+                (total >= 30).then_some(())
+            },
+        )
         .await;
         shutdown.cancel();
         runner.await.unwrap();
     }
     assert_eq!(
         counted(&pool).await,
-        vec![("stream-0".into(), 10, 10), ("stream-1".into(), 10, 10), ("stream-2".into(), 10, 10)]
+        vec![
+            ("stream-0".into(), 10, 10),
+            ("stream-1".into(), 10, 10),
+            ("stream-2".into(), 10, 10)
+        ]
     );
 }

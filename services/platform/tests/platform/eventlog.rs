@@ -27,9 +27,15 @@ async fn appending_at_a_stale_version_is_a_conflict_and_writes_nothing() {
             erase_subjects: &[],
         })
         .await;
-    assert!(matches!(stale, Err(Error::Conflict { expected: 1, .. })), "got {stale:?}");
+    assert!(
+        matches!(stale, Err(Error::Conflict { expected: 1, .. })),
+        "got {stale:?}"
+    );
     let events = log.read_stream("s1", 0).await.unwrap();
-    assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
 }
 
 #[tokio::test]
@@ -77,7 +83,10 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     // The retry decided again on the new state: a different expected version.
     let second = log.append(append(1)).await.unwrap();
     assert!(second.replayed);
-    assert_eq!((second.version, second.position), (first.version, first.position));
+    assert_eq!(
+        (second.version, second.position),
+        (first.version, first.position)
+    );
     // Same expected version as the first call: the unique key still wins over the conflict.
     let third = log.append(append(0)).await.unwrap();
     assert!(third.replayed);
@@ -126,7 +135,11 @@ async fn a_tailing_reader_sees_every_committed_event_once_under_concurrent_appen
                     continue;
                 }
                 checkpoint = batch.last().unwrap().checkpoint();
-                seen.extend(batch.into_iter().map(|e| (e.event_id, e.stream_id, e.version)));
+                seen.extend(
+                    batch
+                        .into_iter()
+                        .map(|e| (e.event_id, e.stream_id, e.version)),
+                );
             }
             seen
         })
@@ -197,7 +210,11 @@ async fn a_tailing_reader_sees_every_committed_event_once_under_concurrent_appen
     let mut versions: HashMap<String, i64> = HashMap::new();
     for (_, stream_id, version) in &seen {
         let last = versions.entry(stream_id.clone()).or_insert(0);
-        assert_eq!(*version, *last + 1, "stream {stream_id} out of version order");
+        assert_eq!(
+            *version,
+            *last + 1,
+            "stream {stream_id} out of version order"
+        );
         *last = *version;
     }
 }

@@ -25,7 +25,12 @@ pub(crate) fn event(n: usize) -> NewEvent {
 }
 
 /// Appends `count` events one command at a time to `stream_id`, starting at `from_version`.
-pub(crate) async fn append_n(log: &EventLog, stream_id: &str, from_version: i64, count: usize) -> Appended {
+pub(crate) async fn append_n(
+    log: &EventLog,
+    stream_id: &str,
+    from_version: i64,
+    count: usize,
+) -> Appended {
     let metadata = Metadata::default();
     let mut last = None;
     for n in 0..count {
@@ -68,7 +73,11 @@ impl Projection for Counting {
             last_payload bytea NOT NULL)"
     }
 
-    async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> kith_platform::Result<()> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &RecordedEvent,
+    ) -> kith_platform::Result<()> {
         sqlx::query(
             "INSERT INTO counted (stream_id, events, last_version, last_payload) VALUES ($1, 1, $2, $3)
              ON CONFLICT (stream_id) DO UPDATE

@@ -22,16 +22,27 @@ async fn a_rebuilt_projection_equals_the_live_one_and_keeps_following_the_log() 
     for s in 0..5 {
         last = Some(append_n(&log, &format!("stream-{s}"), 0, 20).await);
     }
-    progress.wait_for(last.unwrap().position, Duration::from_secs(10)).await.unwrap();
+    progress
+        .wait_for(last.unwrap().position, Duration::from_secs(10))
+        .await
+        .unwrap();
     let live = counted(&pool).await;
     assert_eq!(live.len(), 5);
 
     // Vandalise the live table, then rebuild while the live runner keeps running.
-    sqlx::query("UPDATE counted SET events = 999").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE counted SET events = 999")
+        .execute(&pool)
+        .await
+        .unwrap();
     let mut reported = Vec::new();
-    let report = projection::rebuild(&db.url, &Schema::parse(SCHEMA).unwrap(), &Counting, |done, total| {
-        reported.push((done, total));
-    })
+    let report = projection::rebuild(
+        &db.url,
+        &Schema::parse(SCHEMA).unwrap(),
+        &Counting,
+        |done, total| {
+            reported.push((done, total));
+        },
+    )
     .await
     .unwrap();
     assert_eq!(report.events, 100);
@@ -40,14 +51,18 @@ async fn a_rebuilt_projection_equals_the_live_one_and_keeps_following_the_log() 
 
     // The live runner continues from the rebuilt checkpoint without applying anything twice.
     let more = append_n(&log, "stream-0", 20, 3).await;
-    progress.wait_for(more.position, Duration::from_secs(10)).await.unwrap();
+    progress
+        .wait_for(more.position, Duration::from_secs(10))
+        .await
+        .unwrap();
     let rows = counted(&pool).await;
     assert_eq!(rows[0], ("stream-0".into(), 23, 23));
     shutdown.cancel();
     runner.await.unwrap();
-    let scratch: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'svc_rebuild'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let scratch: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'svc_rebuild'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(scratch, 0, "the scratch schema is dropped");
 }

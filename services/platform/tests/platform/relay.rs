@@ -24,9 +24,18 @@ fn config(url: &str, stream: &TestStream) -> RelayConfig {
     }
 }
 
-fn start(config: &RelayConfig, js: &jetstream::Context, log: &EventLog) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+fn start(
+    config: &RelayConfig,
+    js: &jetstream::Context,
+    log: &EventLog,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(relay::run(config.clone(), js.clone(), log.appended(), shutdown.clone()));
+    let handle = tokio::spawn(relay::run(
+        config.clone(),
+        js.clone(),
+        log.appended(),
+        shutdown.clone(),
+    ));
     (shutdown, handle)
 }
 
@@ -38,7 +47,11 @@ async fn log_order(log: &EventLog) -> Vec<(Uuid, String, i64)> {
         let batch = log.tail(checkpoint, 1000).await.unwrap();
         let Some(last) = batch.last() else { return all };
         checkpoint = last.checkpoint();
-        all.extend(batch.into_iter().map(|e| (e.event_id, e.stream_id, e.version)));
+        all.extend(
+            batch
+                .into_iter()
+                .map(|e| (e.event_id, e.stream_id, e.version)),
+        );
     }
 }
 
@@ -60,11 +73,15 @@ async fn stream_order(js: &jetstream::Context, name: &str) -> Vec<(Uuid, String,
 }
 
 async fn wait_for_messages(js: &jetstream::Context, name: &str, count: u64) {
-    eventually(Duration::from_secs(30), "the stream to hold every event", || async {
-        let mut stream = js.get_stream(name).await.ok()?;
-        let last = stream.info().await.ok()?.state.last_sequence;
-        (last >= count).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the stream to hold every event",
+        || async {
+            let mut stream = js.get_stream(name).await.ok()?;
+            let last = stream.info().await.ok()?.state.last_sequence;
+            (last >= count).then_some(())
+        },
+    )
     .await;
 }
 
@@ -100,7 +117,10 @@ async fn a_relay_killed_mid_stream_resumes_and_publishes_every_event_exactly_onc
     let expected = log_order(&log).await;
     assert_eq!(expected.len(), 300);
     let published = stream_order(&js, &stream.spec.name).await;
-    assert_eq!(published, expected, "the stream must hold the log, once each, in log order");
+    assert_eq!(
+        published, expected,
+        "the stream must hold the log, once each, in log order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,5 +144,8 @@ async fn two_relays_on_one_log_publish_each_event_once() {
     wait_for_messages(&js, &stream.spec.name, 200).await;
     b_shutdown.cancel();
     b.await.unwrap();
-    assert_eq!(stream_order(&js, &stream.spec.name).await, log_order(&log).await);
+    assert_eq!(
+        stream_order(&js, &stream.spec.name).await,
+        log_order(&log).await
+    );
 }

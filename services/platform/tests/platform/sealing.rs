@@ -17,10 +17,16 @@ async fn a_sealed_field_opens_until_its_subject_is_erased() {
     assert_ne!(sealed.ciphertext, b"Ada Lovelace");
     assert_eq!(sealed.subject, "member-a");
     // The same subject keeps its key.
-    assert_eq!(sealer.key_for("member-a").await.unwrap().seal("x").key_id, sealed.key_id);
+    assert_eq!(
+        sealer.key_for("member-a").await.unwrap().seal("x").key_id,
+        sealed.key_id
+    );
 
     let mut opener = sealer.opener();
-    assert_eq!(opener.open(Some(&sealed)).await.unwrap().as_deref(), Some("Ada Lovelace"));
+    assert_eq!(
+        opener.open(Some(&sealed)).await.unwrap().as_deref(),
+        Some("Ada Lovelace")
+    );
 
     let metadata = Metadata::default();
     log.append(Append {
@@ -36,11 +42,21 @@ async fn a_sealed_field_opens_until_its_subject_is_erased() {
     .unwrap();
 
     let mut fresh = sealer.opener();
-    assert_eq!(fresh.open(Some(&sealed)).await.unwrap(), None, "erased data must not open");
-    assert_eq!(fresh.open(Some(&kept)).await.unwrap().as_deref(), Some("Grace Hopper"));
+    assert_eq!(
+        fresh.open(Some(&sealed)).await.unwrap(),
+        None,
+        "erased data must not open"
+    );
+    assert_eq!(
+        fresh.open(Some(&kept)).await.unwrap().as_deref(),
+        Some("Grace Hopper")
+    );
     // A new key after erasure seals new data readable again, without reviving the old.
     let renewed = sealer.key_for("member-a").await.unwrap().seal("Ada again");
-    assert_eq!(fresh.open(Some(&renewed)).await.unwrap().as_deref(), Some("Ada again"));
+    assert_eq!(
+        fresh.open(Some(&renewed)).await.unwrap().as_deref(),
+        Some("Ada again")
+    );
     assert_eq!(sealer.opener().open(Some(&sealed)).await.unwrap(), None);
 }
 
