@@ -30,8 +30,8 @@ pub(crate) struct LogArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/kith"
     )]
     database_url: String,
-    /// Seconds each measurement runs.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds each measurement runs in all (split into alternating rounds).
+    #[arg(long, default_value_t = 6.0)]
     seconds: f64,
     /// Concurrency levels, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
@@ -46,6 +46,9 @@ pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Log(args) => log(args).await,
     }
 }
+
+/// Rounds each measurement is split into.
+const ROUNDS: usize = 3;
 
 const RAW_TABLE: &str = "
 CREATE TABLE raw_events (
@@ -249,15 +252,19 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
             redact(&args.database_url)
         );
         for &c in &args.concurrency {
-            let bar = spinner(format!("c={c} raw inserts"));
-            let raw = raw_rate(&pool, c, args.seconds).await?;
-            bar.set_message(format!("c={c} platform appends"));
-            let append = append_rate(&log, c, args.seconds).await?;
+            // Alternate short rounds of each so that drift in the machine (checkpoints, other
+            // load) falls on both sides alike.
+            let bar = spinner(format!("c={c}"));
+            let slice = args.seconds / ROUNDS as f64;
+            let (mut raw, mut append) = (0.0, 0.0);
+            for round in 1..=ROUNDS {
+                bar.set_message(format!("c={c} round {round}/{ROUNDS}: raw inserts"));
+                raw += raw_rate(&pool, c, slice).await? / ROUNDS as f64;
+                bar.set_message(format!("c={c} round {round}/{ROUNDS}: platform appends"));
+                append += append_rate(&log, c, slice).await? / ROUNDS as f64;
+            }
             bar.finish_and_clear();
-            println!(
-                "c={c} raw={raw:.0} append={append:.0} ratio={:.2}",
-                append / raw
-            );
+            println!("c={c} raw={raw:.0} append={append:.0} ratio={:.2}", append / raw);
         }
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&pool)

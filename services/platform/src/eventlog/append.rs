@@ -1,7 +1,16 @@
 //! Appending a command's events to one stream, at an expected version, once per command key.
+//!
+//! Appends made at the same time are committed together: a few writer tasks each take every
+//! append waiting in the queue and write them in one statement, so concurrent commands share one
+//! commit. If such a group fails (a lost race, a reused key), each of its appends is retried on
+//! its own, so one command's conflict never fails another.
 
-use sqlx::PgExecutor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use sqlx::error::ErrorKind;
+use sqlx::{PgExecutor, PgPool};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{EventLog, Metadata};
@@ -55,14 +64,61 @@ pub struct Append<'a> {
     pub erase_subjects: &'a [String],
 }
 
-// One statement, so that an append is one round trip and one commit: the events go in with a
-// single multi-row insert whose primary key (stream_id, version) turns a lost race into a unique
-// violation, the command key is recorded beside them, and erased subjects lose their keys.
+/// An append that can wait in the queue.
+#[derive(Debug)]
+struct Owned {
+    stream_type: String,
+    stream_id: String,
+    expected_version: i64,
+    events: Vec<NewEvent>,
+    metadata: String,
+    command_key: Option<String>,
+    erase_subjects: Vec<String>,
+}
+
+impl Owned {
+    fn new(append: &Append<'_>) -> Result<Self> {
+        Ok(Self {
+            stream_type: append.stream_type.to_owned(),
+            stream_id: append.stream_id.to_owned(),
+            expected_version: append.expected_version,
+            events: append.events.clone(),
+            metadata: serde_json::to_string(append.metadata).map_err(|err| Error::Codec(err.to_string()))?,
+            command_key: append.command_key.map(str::to_owned),
+            erase_subjects: append.erase_subjects.to_vec(),
+        })
+    }
+}
+
+// One statement, so that a group of appends is one round trip and one commit: the events go in
+// with a single multi-row insert whose primary key (stream_id, version) turns a lost race into a
+// unique violation, each command key is recorded beside its stream's last event, and erased
+// subjects lose their keys.
 const APPEND_SQL: &str = "
 WITH appended AS (
     INSERT INTO events (stream_type, stream_id, version, event_id, event_type, payload, metadata)
-    SELECT $1, $2, $3 + n, e, t, p, $7::jsonb
-    FROM unnest($4::uuid[], $5::text[], $6::bytea[]) WITH ORDINALITY AS x(e, t, p, n)
+    SELECT t, s, v, e, y, p, m::jsonb
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::bytea[], $7::text[])
+        AS x(t, s, v, e, y, p, m)
+    RETURNING stream_id, version, position
+), last AS (
+    SELECT stream_id, max(version) AS version, max(position) AS position
+    FROM appended GROUP BY stream_id
+), command AS (
+    INSERT INTO commands (command_key, stream_id, version, position)
+    SELECT k.command_key, last.stream_id, last.version, last.position
+    FROM unnest($8::text[], $9::text[]) AS k(command_key, stream_id) JOIN last USING (stream_id)
+), erased AS (
+    DELETE FROM sealing_keys WHERE subject = ANY($10::text[])
+)
+SELECT stream_id, version, position FROM last";
+
+// The same for a single append, which is most appends: no grouping by stream, so cheaper.
+const APPEND_ONE_SQL: &str = "
+WITH appended AS (
+    INSERT INTO events (stream_type, stream_id, version, event_id, event_type, payload, metadata)
+    SELECT $1, $2, $3 + n, e, y, p, $7::jsonb
+    FROM unnest($4::uuid[], $5::text[], $6::bytea[]) WITH ORDINALITY AS x(e, y, p, n)
     RETURNING version, position
 ), last AS (
     SELECT max(version) AS version, max(position) AS position FROM appended
@@ -74,19 +130,235 @@ WITH appended AS (
 )
 SELECT version, position FROM last";
 
+async fn write_one<'e>(executor: impl PgExecutor<'e>, append: &Owned) -> Result<Appended> {
+    let ids: Vec<Uuid> = append.events.iter().map(|e| e.event_id).collect();
+    let types: Vec<&str> = append.events.iter().map(|e| e.event_type.as_str()).collect();
+    let payloads: Vec<&[u8]> = append.events.iter().map(|e| e.payload.as_slice()).collect();
+    let (version, position): (i64, i64) = sqlx::query_as(APPEND_ONE_SQL)
+        .bind(&append.stream_type)
+        .bind(&append.stream_id)
+        .bind(append.expected_version)
+        .bind(ids)
+        .bind(types)
+        .bind(payloads)
+        .bind(&append.metadata)
+        .bind(append.command_key.as_deref())
+        .bind(&append.erase_subjects)
+        .fetch_one(executor)
+        .await
+        .map_err(|err| conflict_or(err, &[append]))?;
+    Ok(Appended {
+        version,
+        position,
+        replayed: false,
+    })
+}
+
+/// Writes `group` in one statement; one result per append, in order.
+async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Vec<Appended>> {
+    if let [one] = group {
+        return Ok(vec![write_one(executor, one).await?]);
+    }
+    let mut types = Vec::new();
+    let mut streams = Vec::new();
+    let mut versions = Vec::new();
+    let mut ids = Vec::new();
+    let mut event_types = Vec::new();
+    let mut payloads: Vec<&[u8]> = Vec::new();
+    let mut metadata = Vec::new();
+    let mut keys = Vec::new();
+    let mut key_streams = Vec::new();
+    let mut erased = Vec::new();
+    for append in group {
+        for (n, event) in append.events.iter().enumerate() {
+            types.push(append.stream_type.as_str());
+            streams.push(append.stream_id.as_str());
+            versions.push(append.expected_version + 1 + n as i64);
+            ids.push(event.event_id);
+            event_types.push(event.event_type.as_str());
+            payloads.push(&event.payload);
+            metadata.push(append.metadata.as_str());
+        }
+        if let Some(key) = &append.command_key {
+            keys.push(key.as_str());
+            key_streams.push(append.stream_id.as_str());
+        }
+        erased.extend(append.erase_subjects.iter().map(String::as_str));
+    }
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(APPEND_SQL)
+        .bind(types)
+        .bind(&streams)
+        .bind(versions)
+        .bind(ids)
+        .bind(event_types)
+        .bind(payloads)
+        .bind(metadata)
+        .bind(keys)
+        .bind(key_streams)
+        .bind(erased)
+        .fetch_all(executor)
+        .await
+        .map_err(|err| conflict_or(err, group))?;
+    group
+        .iter()
+        .map(|append| {
+            rows.iter()
+                .find(|(stream_id, _, _)| *stream_id == append.stream_id)
+                .map(|(_, version, position)| Appended {
+                    version: *version,
+                    position: *position,
+                    replayed: false,
+                })
+                .ok_or_else(|| Error::Codec(format!("append to {} returned no row", append.stream_id)))
+        })
+        .collect()
+}
+
+fn conflict_or(err: sqlx::Error, group: &[&Owned]) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation && db.constraint() == Some("events_pkey") => {
+            let first = group.first();
+            Error::Conflict {
+                stream_id: first.map(|a| a.stream_id.clone()).unwrap_or_default(),
+                expected: first.map_or(0, |a| a.expected_version),
+            }
+        }
+        _ => err.into(),
+    }
+}
+
+struct Pending {
+    append: Owned,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// The most appends written in one statement.
+const GROUP_LIMIT: usize = 64;
+/// Writer tasks per log; each holds at most one connection while writing.
+const WRITERS: usize = 3;
+
+/// Appends written straight from the caller's task while the log is this quiet; beyond it they
+/// queue for the writer tasks, whose hand-off costs a little latency but groups commits.
+const DIRECT_LIMIT: usize = 1;
+
+/// The queue in front of the writer tasks.
+#[derive(Debug, Clone)]
+pub(super) struct Writers {
+    queue: mpsc::UnboundedSender<Pending>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts an append in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("stream_id", &self.append.stream_id).finish()
+    }
+}
+
+impl Writers {
+    /// Starts the writer tasks; they end when the last handle to the log is dropped.
+    pub(super) fn start(pool: &PgPool) -> Self {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(run_writer(pool.clone(), Arc::clone(&receiver)));
+        }
+        Self {
+            queue,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+async fn run_writer(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>) {
+    // An append to a stream already in the group waits for the next group, so that each
+    // stream's result row belongs to exactly one append.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let group = {
+            let mut receiver = receiver.lock().await;
+            let first = match carried.take() {
+                Some(first) => first,
+                None => match receiver.recv().await {
+                    Some(first) => first,
+                    None => return,
+                },
+            };
+            let mut group = vec![first];
+            while group.len() < GROUP_LIMIT {
+                match receiver.try_recv() {
+                    Ok(next) if group.iter().any(|p| p.append.stream_id == next.append.stream_id) => {
+                        carried = Some(next);
+                        break;
+                    }
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        let appends: Vec<&Owned> = group.iter().map(|pending| &pending.append).collect();
+        match write(&pool, &appends).await {
+            Ok(results) => {
+                for (pending, result) in group.into_iter().zip(results) {
+                    let _ = pending.reply.send(Ok(result));
+                }
+            }
+            Err(_) if group.len() > 1 => {
+                // Someone in the group lost a race or reused a key: find out who, one by one.
+                for pending in group {
+                    let result = write(&pool, &[&pending.append]).await.map(|mut one| one.remove(0));
+                    let _ = pending.reply.send(result);
+                }
+            }
+            Err(err) => {
+                if let Some(pending) = group.into_iter().next() {
+                    let _ = pending.reply.send(Err(err));
+                }
+            }
+        }
+    }
+}
+
 impl EventLog {
-    /// Appends `append.events` in one statement. A lost race is [`Error::Conflict`]; a reused
-    /// command key returns the first result with `replayed: true` and appends nothing.
+    /// Appends `append.events`, committed together with any appends made at the same time. A lost
+    /// race is [`Error::Conflict`]; a reused command key returns the first result with
+    /// `replayed: true` and appends nothing.
     #[tracing::instrument(skip_all, fields(stream_id = append.stream_id, expected = append.expected_version, events = append.events.len()), err)]
     pub async fn append(&self, append: Append<'_>) -> Result<Appended> {
-        let result = append_with(&self.pool, &append).await;
+        if append.events.is_empty() {
+            return Ok(Appended {
+                version: append.expected_version,
+                position: 0,
+                replayed: false,
+            });
+        }
+        let owned = Owned::new(&append)?;
+        let in_flight = InFlight(Arc::clone(&self.writers.in_flight));
+        let result = if in_flight.0.fetch_add(1, Ordering::Relaxed) < DIRECT_LIMIT {
+            write(&self.pool, &[&owned]).await.map(|mut one| one.remove(0))
+        } else {
+            let (reply, result) = oneshot::channel();
+            self.writers
+                .queue
+                .send(Pending { append: owned, reply })
+                .map_err(|_| Error::ShuttingDown)?;
+            result.await.map_err(|_| Error::ShuttingDown)?
+        };
+        drop(in_flight);
         if result.is_ok() {
             self.appended.notify_waiters();
         }
         match result {
-            Err(Error::Conflict { .. }) | Err(Error::Database(_))
-                if append.command_key.is_some() =>
-            {
+            Err(Error::Conflict { .. }) | Err(Error::Database(_)) if append.command_key.is_some() => {
                 // The key may have been recorded by a concurrent or earlier call of the same
                 // command; its first result is then the answer.
                 let key = append.command_key.unwrap_or_default();
@@ -114,11 +386,9 @@ impl EventLog {
     }
 }
 
-/// Appends within the caller's executor (a pool, or a transaction the caller holds open).
-pub async fn append_with<'e>(
-    executor: impl PgExecutor<'e>,
-    append: &Append<'_>,
-) -> Result<Appended> {
+/// Appends within the caller's executor (a pool, or a transaction the caller holds open), without
+/// grouping.
+pub async fn append_with<'e>(executor: impl PgExecutor<'e>, append: &Append<'_>) -> Result<Appended> {
     if append.events.is_empty() {
         return Ok(Appended {
             version: append.expected_version,
@@ -126,42 +396,7 @@ pub async fn append_with<'e>(
             replayed: false,
         });
     }
-    let metadata =
-        serde_json::to_string(append.metadata).map_err(|err| Error::Codec(err.to_string()))?;
-    let ids: Vec<Uuid> = append.events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = append
-        .events
-        .iter()
-        .map(|e| e.event_type.as_str())
-        .collect();
-    let payloads: Vec<&[u8]> = append.events.iter().map(|e| e.payload.as_slice()).collect();
-    let row: Result<(i64, i64), sqlx::Error> = sqlx::query_as(APPEND_SQL)
-        .bind(append.stream_type)
-        .bind(append.stream_id)
-        .bind(append.expected_version)
-        .bind(ids)
-        .bind(types)
-        .bind(payloads)
-        .bind(metadata)
-        .bind(append.command_key)
-        .bind(append.erase_subjects)
-        .fetch_one(executor)
-        .await;
-    match row {
-        Ok((version, position)) => Ok(Appended {
-            version,
-            position,
-            replayed: false,
-        }),
-        Err(sqlx::Error::Database(db))
-            if db.kind() == ErrorKind::UniqueViolation
-                && db.constraint() == Some("events_pkey") =>
-        {
-            Err(Error::Conflict {
-                stream_id: append.stream_id.to_owned(),
-                expected: append.expected_version,
-            })
-        }
-        Err(err) => Err(err.into()),
-    }
+    let owned = Owned::new(append)?;
+    let mut results = write(executor, &[&owned]).await?;
+    Ok(results.remove(0))
 }

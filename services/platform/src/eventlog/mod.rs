@@ -61,12 +61,15 @@ impl RecordedEvent {
 pub struct EventLog {
     pool: PgPool,
     appended: Arc<Notify>,
+    writers: append::Writers,
 }
 
 impl EventLog {
     /// The log in the pool's schema (migrated with [`crate::db::migrate`]).
+    /// Starts the log's writer tasks, so it must be called inside a Tokio runtime.
     pub fn new(pool: PgPool) -> Self {
         Self {
+            writers: append::Writers::start(&pool),
             pool,
             appended: Arc::new(Notify::new()),
         }
