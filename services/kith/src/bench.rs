@@ -264,7 +264,10 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
                 append += append_rate(&log, c, slice).await? / ROUNDS as f64;
             }
             bar.finish_and_clear();
-            println!("c={c} raw={raw:.0} append={append:.0} ratio={:.2}", append / raw);
+            println!(
+                "c={c} raw={raw:.0} append={append:.0} ratio={:.2}",
+                append / raw
+            );
         }
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&pool)

@@ -83,7 +83,8 @@ impl Owned {
             stream_id: append.stream_id.to_owned(),
             expected_version: append.expected_version,
             events: append.events.clone(),
-            metadata: serde_json::to_string(append.metadata).map_err(|err| Error::Codec(err.to_string()))?,
+            metadata: serde_json::to_string(append.metadata)
+                .map_err(|err| Error::Codec(err.to_string()))?,
             command_key: append.command_key.map(str::to_owned),
             erase_subjects: append.erase_subjects.to_vec(),
         })
@@ -132,7 +133,11 @@ SELECT version, position FROM last";
 
 async fn write_one<'e>(executor: impl PgExecutor<'e>, append: &Owned) -> Result<Appended> {
     let ids: Vec<Uuid> = append.events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = append.events.iter().map(|e| e.event_type.as_str()).collect();
+    let types: Vec<&str> = append
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
     let payloads: Vec<&[u8]> = append.events.iter().map(|e| e.payload.as_slice()).collect();
     let (version, position): (i64, i64) = sqlx::query_as(APPEND_ONE_SQL)
         .bind(&append.stream_type)
@@ -209,14 +214,19 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
                     position: *position,
                     replayed: false,
                 })
-                .ok_or_else(|| Error::Codec(format!("append to {} returned no row", append.stream_id)))
+                .ok_or_else(|| {
+                    Error::Codec(format!("append to {} returned no row", append.stream_id))
+                })
         })
         .collect()
 }
 
 fn conflict_or(err: sqlx::Error, group: &[&Owned]) -> Error {
     match &err {
-        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation && db.constraint() == Some("events_pkey") => {
+        sqlx::Error::Database(db)
+            if db.kind() == ErrorKind::UniqueViolation
+                && db.constraint() == Some("events_pkey") =>
+        {
             let first = group.first();
             Error::Conflict {
                 stream_id: first.map(|a| a.stream_id.clone()).unwrap_or_default(),
@@ -259,7 +269,9 @@ impl Drop for InFlight {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("stream_id", &self.append.stream_id).finish()
+        f.debug_struct("Pending")
+            .field("stream_id", &self.append.stream_id)
+            .finish()
     }
 }
 
@@ -295,7 +307,11 @@ async fn run_writer(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pe
             let mut group = vec![first];
             while group.len() < GROUP_LIMIT {
                 match receiver.try_recv() {
-                    Ok(next) if group.iter().any(|p| p.append.stream_id == next.append.stream_id) => {
+                    Ok(next)
+                        if group
+                            .iter()
+                            .any(|p| p.append.stream_id == next.append.stream_id) =>
+                    {
                         carried = Some(next);
                         break;
                     }
@@ -315,7 +331,9 @@ async fn run_writer(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pe
             Err(_) if group.len() > 1 => {
                 // Someone in the group lost a race or reused a key: find out who, one by one.
                 for pending in group {
-                    let result = write(&pool, &[&pending.append]).await.map(|mut one| one.remove(0));
+                    let result = write(&pool, &[&pending.append])
+                        .await
+                        .map(|mut one| one.remove(0));
                     let _ = pending.reply.send(result);
                 }
             }
@@ -344,12 +362,17 @@ impl EventLog {
         let owned = Owned::new(&append)?;
         let in_flight = InFlight(Arc::clone(&self.writers.in_flight));
         let result = if in_flight.0.fetch_add(1, Ordering::Relaxed) < DIRECT_LIMIT {
-            write(&self.pool, &[&owned]).await.map(|mut one| one.remove(0))
+            write(&self.pool, &[&owned])
+                .await
+                .map(|mut one| one.remove(0))
         } else {
             let (reply, result) = oneshot::channel();
             self.writers
                 .queue
-                .send(Pending { append: owned, reply })
+                .send(Pending {
+                    append: owned,
+                    reply,
+                })
                 .map_err(|_| Error::ShuttingDown)?;
             result.await.map_err(|_| Error::ShuttingDown)?
         };
@@ -358,7 +381,9 @@ impl EventLog {
             self.appended.notify_waiters();
         }
         match result {
-            Err(Error::Conflict { .. }) | Err(Error::Database(_)) if append.command_key.is_some() => {
+            Err(Error::Conflict { .. }) | Err(Error::Database(_))
+                if append.command_key.is_some() =>
+            {
                 // The key may have been recorded by a concurrent or earlier call of the same
                 // command; its first result is then the answer.
                 let key = append.command_key.unwrap_or_default();
@@ -388,7 +413,10 @@ impl EventLog {
 
 /// Appends within the caller's executor (a pool, or a transaction the caller holds open), without
 /// grouping.
-pub async fn append_with<'e>(executor: impl PgExecutor<'e>, append: &Append<'_>) -> Result<Appended> {
+pub async fn append_with<'e>(
+    executor: impl PgExecutor<'e>,
+    append: &Append<'_>,
+) -> Result<Appended> {
     if append.events.is_empty() {
         return Ok(Appended {
             version: append.expected_version,

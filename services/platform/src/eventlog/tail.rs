@@ -7,6 +7,7 @@
 //! running (`pg_snapshot_xmin`): every transaction below that horizon has committed or aborted,
 //! so nothing can appear behind the checkpoint later.
 
+use futures::TryStreamExt;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueRef, Postgres};
 use sqlx::{PgExecutor, Row};
@@ -108,11 +109,15 @@ pub async fn tail<'e>(
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>> {
-    let rows = sqlx::query(TAIL_SQL)
+    // Rows are decoded as they arrive, while the server is still sending the rest.
+    let mut rows = sqlx::query(TAIL_SQL)
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    rows.iter().map(from_row).collect()
+        .fetch(executor);
+    let mut events = Vec::with_capacity(usize::try_from(limit.clamp(0, 10_000)).unwrap_or(0));
+    while let Some(row) = rows.try_next().await? {
+        events.push(from_row(&row)?);
+    }
+    Ok(events)
 }

@@ -111,11 +111,11 @@ async fn the_same_batch_delivered_twice_changes_the_projection_once() {
     );
     // As if the process died after the commit and before the acks: the server redelivers.
     for message in &first {
-        message.ack_with(AckKind::Nak(None)).await.unwrap();
+        message.double_ack_with(AckKind::Nak(None)).await.unwrap();
     }
     let again = fetch().await;
     assert_eq!(again.len(), 12, "the batch is delivered a second time");
-    let redelivered: Vec<_> = again
+    let mut redelivered: Vec<_> = again
         .iter()
         .map(|m| {
             (
@@ -124,6 +124,7 @@ async fn the_same_batch_delivered_twice_changes_the_projection_once() {
             )
         })
         .collect();
+    redelivered.sort_by_key(|(sequence, _)| *sequence);
     assert_eq!(
         redelivered.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         events.iter().map(|(s, _)| *s).collect::<Vec<_>>()
