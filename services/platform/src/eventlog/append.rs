@@ -2,8 +2,8 @@
 //!
 //! Appends made at the same time are committed together: a few writer tasks each take every
 //! append waiting in the queue and write them in one statement, so concurrent commands share one
-//! commit. If such a group fails (a lost race, a reused key), each of its appends is retried on
-//! its own, so one command's conflict never fails another.
+//! commit. If such a group fails (a lost race, a reused key), its halves are retried, down to the
+//! single append at fault, so one command's conflict never fails another.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -321,24 +321,29 @@ async fn run_writer(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pe
             }
             group
         };
+        write_group(&pool, group).await;
+    }
+}
+
+/// Writes a group, and when it fails, each half of it again, down to single appends: a lost
+/// race or a reused key costs its neighbours a retry, never their result.
+async fn write_group(pool: &PgPool, group: Vec<Pending>) {
+    let mut work = vec![group];
+    while let Some(mut group) = work.pop() {
         let appends: Vec<&Owned> = group.iter().map(|pending| &pending.append).collect();
-        match write(&pool, &appends).await {
+        match write(pool, &appends).await {
             Ok(results) => {
                 for (pending, result) in group.into_iter().zip(results) {
                     let _ = pending.reply.send(Ok(result));
                 }
             }
             Err(_) if group.len() > 1 => {
-                // Someone in the group lost a race or reused a key: find out who, one by one.
-                for pending in group {
-                    let result = write(&pool, &[&pending.append])
-                        .await
-                        .map(|mut one| one.remove(0));
-                    let _ = pending.reply.send(result);
-                }
+                let second = group.split_off(group.len() / 2);
+                work.push(second);
+                work.push(group);
             }
             Err(err) => {
-                if let Some(pending) = group.into_iter().next() {
+                if let Some(pending) = group.pop() {
                     let _ = pending.reply.send(Err(err));
                 }
             }

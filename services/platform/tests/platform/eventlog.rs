@@ -218,3 +218,74 @@ async fn a_tailing_reader_sees_every_committed_event_once_under_concurrent_appen
         *last = *version;
     }
 }
+
+/// Concurrent appends to different streams share commits, and one append that lost its race
+/// fails alone: every other append in its group lands, with its own version and position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_share_commits_and_a_conflict_fails_only_its_own_append() {
+    let (_db, log) = log().await;
+    // Eight streams already at version 1; appends at version 0 to them will conflict.
+    for s in 0..8 {
+        append_n(&log, &format!("taken-{s}"), 0, 1).await;
+    }
+    let mut tasks = Vec::new();
+    for n in 0..64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let (stream_id, expected) = if n % 8 == 0 {
+                (format!("taken-{}", n / 8), 0)
+            } else {
+                (format!("fresh-{n}"), 0)
+            };
+            let metadata = Metadata::default();
+            let key = format!("cmd-{n}");
+            let result = log
+                .append(Append {
+                    stream_type: "thing",
+                    stream_id: &stream_id,
+                    expected_version: expected,
+                    events: vec![event(n), event(n + 1)],
+                    metadata: &metadata,
+                    command_key: Some(&key),
+                    erase_subjects: &[],
+                })
+                .await;
+            (n, stream_id, result)
+        }));
+    }
+    let mut landed = 0;
+    for task in tasks {
+        let (n, stream_id, result) = task.await.unwrap();
+        if n % 8 == 0 {
+            assert!(
+                matches!(result, Err(Error::Conflict { .. })),
+                "append {n}: {result:?}"
+            );
+        } else {
+            let done = result.unwrap_or_else(|err| panic!("append {n} failed: {err}"));
+            assert_eq!(done.version, 2);
+            let events = log.read_stream(&stream_id, 0).await.unwrap();
+            assert_eq!(events.len(), 2);
+            assert_eq!(events[1].position, done.position);
+            assert_eq!(events[0].payload, format!("event {n}").into_bytes());
+            landed += 1;
+        }
+    }
+    assert_eq!(landed, 56);
+    let (events, commits): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT transaction_id::text) FROM events WHERE stream_id LIKE 'fresh-%'",
+    )
+    .fetch_one(log.pool())
+    .await
+    .unwrap();
+    assert_eq!(events, 112);
+    assert!(
+        commits < 56,
+        "56 concurrent appends should share commits, took {commits}"
+    );
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM commands")
+        .fetch_one(log.pool())
+        .await
+        .unwrap();
+    assert_eq!(keys, 56, "only appends that landed record their key");
+}
