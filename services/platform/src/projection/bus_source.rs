@@ -116,7 +116,7 @@ pub async fn apply_bus_batch(
                 ),
             });
         }
-        projection.apply(&mut tx, event).await?;
+        super::apply_traced(projection, &mut tx, event).await?;
         last = sequence;
         applied += 1;
     }

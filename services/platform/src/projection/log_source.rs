@@ -123,7 +123,7 @@ impl LogProjector {
         let locked = lock_checkpoint(&mut tx, name, LOG_SOURCE).await?;
         let mut last = locked;
         for event in batch.iter().filter(|event| event.checkpoint() > locked) {
-            self.projection.apply(&mut tx, event).await?;
+            super::apply_traced(self.projection.as_ref(), &mut tx, event).await?;
             last = event.checkpoint();
         }
         write_checkpoint(&mut tx, name, LOG_SOURCE, last).await?;

@@ -35,6 +35,27 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()>;
 }
 
+/// Applies one event inside a span that continues the trace of the command that wrote it, so a
+/// trace follows a command from the API through the log or the bus into every read model.
+pub(crate) async fn apply_traced(
+    projection: &dyn Projection,
+    conn: &mut PgConnection,
+    event: &RecordedEvent,
+) -> Result<()> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "projection.apply",
+        projection = projection.name(),
+        event_type = %event.event_type,
+        stream_id = %event.stream_id,
+        version = event.version,
+    );
+    if let Some(traceparent) = event.metadata().traceparent {
+        crate::telemetry::continue_traceparent(&span, &traceparent);
+    }
+    projection.apply(conn, event).instrument(span).await
+}
+
 /// Creates the projection's tables if they are missing.
 pub async fn create_tables(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<()> {
     sqlx::raw_sql(projection.ddl()).execute(pool).await?;

@@ -1,0 +1,135 @@
+//! `kith up` as a newcomer runs it: a real process that serves gRPC health and the membership
+//! API, accepts a token minted by `kith token`, and exits cleanly on SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use kith_platform::testing::{TEST_JWT_SECRET, TestEnv};
+use kith_proto::membership::membership_service_client::MembershipServiceClient;
+use kith_proto::membership::{CreateCommunityRequest, GetCommunityRequest, ProfileInput};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tonic::Request;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use uuid::Uuid;
+
+const KITH: &str = env!("CARGO_BIN_EXE_kith");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kith_up_serves_health_and_membership_and_stops_on_sigterm() {
+    let env = TestEnv::new().await;
+    let namespace = env.args.nats.nats_namespace.clone().unwrap();
+    let mut child = Command::new(KITH)
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &env.db.url)
+        .env("KITH_NATS_NAMESPACE", &namespace)
+        .env("KITH_JWT_SECRET", TEST_JWT_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kith up");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("kith is serving gRPC on ") {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("kith up exited before serving");
+    })
+    .await
+    .expect("kith up announces its address");
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let status = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let member = Uuid::new_v4();
+    let minted = Command::new(KITH)
+        .args(["token", "--member", &member.to_string()])
+        .env("KITH_JWT_SECRET", TEST_JWT_SECRET)
+        .output()
+        .await
+        .unwrap();
+    assert!(minted.status.success());
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+
+    let mut client = MembershipServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut create = Request::new(CreateCommunityRequest {
+        request_id: "first".into(),
+        name: "Up and running".into(),
+        description: String::new(),
+        founder: Some(ProfileInput {
+            display_name: "Newcomer".into(),
+            handle: "newcomer".into(),
+            bio: String::new(),
+        }),
+    });
+    create
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let created = client.create_community(create).await.unwrap().into_inner();
+    let mut get = Request::new(GetCommunityRequest {
+        community_id: created.community_id,
+        min_position: created.committed.unwrap().position,
+    });
+    get.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let community = client
+        .get_community(get)
+        .await
+        .unwrap()
+        .into_inner()
+        .community
+        .unwrap();
+    assert_eq!(community.name, "Up and running");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("kith up exits within its grace period after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[tokio::test]
+async fn bad_flags_are_named_in_the_error() {
+    let out = Command::new(KITH)
+        .args(["token", "--member", "alice"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--member must be a UUID"));
+    let out = Command::new(KITH)
+        .args(["up", "--listen", "nowhere"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+}
