@@ -102,17 +102,15 @@ WITH appended AS (
     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::bytea[], $7::text[])
         AS x(t, s, v, e, y, p, m)
     RETURNING stream_id, version, position
-), last AS (
-    SELECT stream_id, max(version) AS version, max(position) AS position
-    FROM appended GROUP BY stream_id
 ), command AS (
     INSERT INTO commands (command_key, stream_id, version, position)
-    SELECT k.command_key, last.stream_id, last.version, last.position
-    FROM unnest($8::text[], $9::text[]) AS k(command_key, stream_id) JOIN last USING (stream_id)
+    SELECT k.command_key, a.stream_id, a.version, a.position
+    FROM unnest($8::text[], $9::text[], $10::bigint[]) AS k(command_key, stream_id, version)
+    JOIN appended a ON a.stream_id = k.stream_id AND a.version = k.version
 ), erased AS (
-    DELETE FROM sealing_keys WHERE subject = ANY($10::text[])
+    DELETE FROM sealing_keys WHERE subject = ANY($11::text[])
 )
-SELECT stream_id, version, position FROM last";
+SELECT stream_id, version, position FROM appended";
 
 // The same for a single append, which is most appends: no grouping by stream, so cheaper.
 const APPEND_ONE_SQL: &str = "
@@ -131,6 +129,19 @@ WITH appended AS (
 )
 SELECT version, position FROM last";
 
+// The commonest append of all: one command's events with its key and no erasure, in the leanest
+// statement that records both.
+const APPEND_KEYED_SQL: &str = "
+WITH appended AS (
+    INSERT INTO events (stream_type, stream_id, version, event_id, event_type, payload, metadata)
+    SELECT $1, $2, $3 + n, e, y, p, $7::jsonb
+    FROM unnest($4::uuid[], $5::text[], $6::bytea[]) WITH ORDINALITY AS x(e, y, p, n)
+    RETURNING version, position
+)
+INSERT INTO commands (command_key, stream_id, version, position)
+SELECT $8, $2, max(version), max(position) FROM appended
+RETURNING version, position";
+
 async fn write_one<'e>(executor: impl PgExecutor<'e>, append: &Owned) -> Result<Appended> {
     let ids: Vec<Uuid> = append.events.iter().map(|e| e.event_id).collect();
     let types: Vec<&str> = append
@@ -139,16 +150,26 @@ async fn write_one<'e>(executor: impl PgExecutor<'e>, append: &Owned) -> Result<
         .map(|e| e.event_type.as_str())
         .collect();
     let payloads: Vec<&[u8]> = append.events.iter().map(|e| e.payload.as_slice()).collect();
-    let (version, position): (i64, i64) = sqlx::query_as(APPEND_ONE_SQL)
-        .bind(&append.stream_type)
-        .bind(&append.stream_id)
-        .bind(append.expected_version)
-        .bind(ids)
-        .bind(types)
-        .bind(payloads)
-        .bind(&append.metadata)
-        .bind(append.command_key.as_deref())
-        .bind(&append.erase_subjects)
+    let lean = append.command_key.is_some() && append.erase_subjects.is_empty();
+    let query = sqlx::query_as(if lean {
+        APPEND_KEYED_SQL
+    } else {
+        APPEND_ONE_SQL
+    })
+    .bind(&append.stream_type)
+    .bind(&append.stream_id)
+    .bind(append.expected_version)
+    .bind(ids)
+    .bind(types)
+    .bind(payloads)
+    .bind(&append.metadata)
+    .bind(append.command_key.as_deref());
+    let query = if lean {
+        query
+    } else {
+        query.bind(&append.erase_subjects)
+    };
+    let (version, position): (i64, i64) = query
         .fetch_one(executor)
         .await
         .map_err(|err| conflict_or(err, &[append]))?;
@@ -173,6 +194,7 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
     let mut metadata = Vec::new();
     let mut keys = Vec::new();
     let mut key_streams = Vec::new();
+    let mut key_versions = Vec::new();
     let mut erased = Vec::new();
     for append in group {
         for (n, event) in append.events.iter().enumerate() {
@@ -187,6 +209,7 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
         if let Some(key) = &append.command_key {
             keys.push(key.as_str());
             key_streams.push(append.stream_id.as_str());
+            key_versions.push(append.expected_version + append.events.len() as i64);
         }
         erased.extend(append.erase_subjects.iter().map(String::as_str));
     }
@@ -200,6 +223,7 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
         .bind(metadata)
         .bind(keys)
         .bind(key_streams)
+        .bind(key_versions)
         .bind(erased)
         .fetch_all(executor)
         .await
@@ -207,8 +231,9 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
     group
         .iter()
         .map(|append| {
+            let last = append.expected_version + append.events.len() as i64;
             rows.iter()
-                .find(|(stream_id, _, _)| *stream_id == append.stream_id)
+                .find(|(stream_id, version, _)| *stream_id == append.stream_id && *version == last)
                 .map(|(_, version, position)| Appended {
                     version: *version,
                     position: *position,
@@ -245,7 +270,7 @@ struct Pending {
 /// The most appends written in one statement.
 const GROUP_LIMIT: usize = 64;
 /// Writer tasks per log; each holds at most one connection while writing.
-const WRITERS: usize = 3;
+const WRITERS: usize = 2;
 
 /// Appends written straight from the caller's task while the log is this quiet; beyond it they
 /// queue for the writer tasks, whose hand-off costs a little latency but groups commits.
