@@ -228,7 +228,9 @@ impl Api {
         else {
             return Err(Status::internal("validation incomplete"));
         };
-        let invitation_id = derived_id(caller, &request_id, "invitation");
+        // Random, because the id is what lets someone in; a retry learns the first call's id
+        // from the event it wrote.
+        let invitation_id = uuid::Uuid::new_v4();
         let action = Action::CreateInvitation {
             invitation_id,
             expires_at,
@@ -237,8 +239,13 @@ impl Api {
         let committed = self
             .run(&request, caller, &request_id, community, action)
             .await?;
+        let invitation_id = if committed.replayed {
+            self.created_invitation(committed.position).await?
+        } else {
+            invitation_id.to_string()
+        };
         Ok(Response::new(pb::CreateInvitationResponse {
-            invitation_id: invitation_id.to_string(),
+            invitation_id,
             committed: Some(committed),
         }))
     }

@@ -98,6 +98,21 @@ impl Api {
         Ok(committed(appended))
     }
 
+    /// The id of the invitation created by the event at `position` (a retried create).
+    async fn created_invitation(&self, position: i64) -> Result<String, Status> {
+        use prost::Message;
+        let event = self
+            .repository
+            .log()
+            .event_at(position)
+            .await
+            .map_err(|err| status_from_platform(&err))?
+            .ok_or_else(|| Status::internal("the first result of this request is missing"))?;
+        pb::InvitationCreated::decode(event.payload.as_slice())
+            .map(|created| created.invitation_id)
+            .map_err(|_| Status::internal("the first result of this request is unreadable"))
+    }
+
     /// Waits until the directory includes `min_position`.
     async fn wait(&self, min_position: i64) -> Result<(), Status> {
         self.progress

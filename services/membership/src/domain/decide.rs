@@ -52,7 +52,9 @@ pub fn decide(state: &Community, command: &Command) -> Result<Vec<Event>, Domain
     if !state.is_created() {
         return Err(DomainError::CommunityNotFound);
     }
-    if state.is_archived() {
+    // An archived community takes no more commands, except erasure: a person's right to have
+    // their data erased outlives the community's activity.
+    if state.is_archived() && !matches!(command.action, Action::EraseMember { .. }) {
         return Err(DomainError::CommunityArchived);
     }
     let now = command.now;

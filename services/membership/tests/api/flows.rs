@@ -465,3 +465,109 @@ async fn every_event_reaches_the_membership_stream_with_its_event_id() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitation_ids_are_random_and_a_retried_create_returns_the_first_one() {
+    let app = App::spawn().await;
+    let mut client = app.client().await;
+    let owner = Uuid::new_v4();
+    let (community, _) = create_community(&app, &mut client, owner, "Invites").await;
+    let request = pb::CreateInvitationRequest {
+        request_id: "invite-1".into(),
+        community_id: community.clone(),
+        expires_at: Some(in_days(2)),
+        max_uses: 2,
+    };
+    let first = client
+        .create_invitation(app.as_member(owner, request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = client
+        .create_invitation(app.as_member(owner, request))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.invitation_id, again.invitation_id);
+    assert!(again.committed.unwrap().replayed);
+    let other = Uuid::new_v4();
+    let (other_community, _) = create_community(&app, &mut client, other, "Elsewhere").await;
+    let same_request_id = client
+        .create_invitation(app.as_member(
+            other,
+            pb::CreateInvitationRequest {
+                request_id: "invite-1".into(),
+                community_id: other_community,
+                expires_at: Some(in_days(2)),
+                max_uses: 2,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(same_request_id.invitation_id, first.invitation_id);
+    let listed = client
+        .list_invitations(app.as_member(
+            owner,
+            pb::ListInvitationsRequest {
+                community_id: community,
+                page_size: 10,
+                page_token: String::new(),
+                min_position: first.committed.unwrap().position,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invitations;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].invitation_id, first.invitation_id);
+    assert_eq!(listed[0].status, pb::InvitationStatus::Active as i32);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_trace_context_travels_into_the_log_and_onto_the_bus() {
+    let app = App::spawn().await;
+    let mut client = app.client().await;
+    let owner = Uuid::new_v4();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut request = app.as_member(
+        owner,
+        pb::CreateCommunityRequest {
+            request_id: rid(),
+            name: "Traced".into(),
+            description: String::new(),
+            founder: profile("Tracy", "tracy"),
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    client.create_community(request).await.unwrap();
+    let stored: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT metadata->>'traceparent' FROM events ORDER BY position")
+            .fetch_all(&app.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(stored, vec![Some(traceparent.to_owned()); 2]);
+    let js = async_nats::jetstream::new(kith_platform::testing::nats().await);
+    let name = app.env.args.nats.stream_for("membership").name;
+    let stream = kith_platform::testing::eventually(
+        std::time::Duration::from_secs(10),
+        "the relay",
+        || async {
+            let mut stream = js.get_stream(&name).await.ok()?;
+            (stream.info().await.ok()?.state.messages >= 2).then_some(stream)
+        },
+    )
+    .await;
+    for sequence in 1..=2 {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        assert_eq!(
+            message.headers.get("traceparent").unwrap().as_str(),
+            traceparent
+        );
+    }
+    app.stop().await;
+}

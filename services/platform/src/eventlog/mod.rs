@@ -106,6 +106,20 @@ impl EventLog {
         rows.iter().map(tail::from_row).collect()
     }
 
+    /// The event at `position`, if there is one.
+    pub async fn event_at(&self, position: i64) -> Result<Option<RecordedEvent>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            tail::event_columns!(),
+            " FROM events WHERE position = $1"
+        );
+        let row = sqlx::query(SQL)
+            .bind(position)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tail::from_row).transpose()
+    }
+
     /// Up to `limit` events committed after `after`, in commit-safe order.
     pub async fn tail(&self, after: Checkpoint, limit: i64) -> Result<Vec<RecordedEvent>> {
         tail(&self.pool, after, limit).await

@@ -63,6 +63,18 @@ fn commands_on_an_archived_community_are_refused() {
 }
 
 #[test]
+fn a_member_may_still_be_erased_after_the_community_is_archived() {
+    let archived = plus(staffed(), [Event::CommunityArchived { archived_by: OWNER }]);
+    given(&archived)
+        .when(by(MEMBER, Action::EraseMember { member_id: MEMBER }))
+        .then(&[Event::MemberErased {
+            member_id: MEMBER,
+            erased_by: MEMBER,
+            was_member: true,
+        }]);
+}
+
+#[test]
 fn an_owner_may_update_the_community() {
     let after = given(&staffed())
         .when(by(OWNER, update()))
