@@ -172,12 +172,7 @@ async fn publish_loop(
         if let Some(event) = batch.last() {
             checkpoint = event.checkpoint();
         }
-        metrics_published(batch.len());
     }
-}
-
-fn metrics_published(count: usize) {
-    tracing::trace!(count, "relay published batch");
 }
 
 fn message(event: &RecordedEvent, previous_id: Option<&str>) -> Publish {

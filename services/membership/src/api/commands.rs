@@ -1,16 +1,84 @@
-//! The mutating calls: authenticate, validate every field, then run the command.
+//! The mutating calls: authenticate, validate every field, then run the command. Every call on an
+//! existing community goes through [`Api::command`]; each handler only says how its fields become
+//! an [`Action`].
 
 use chrono::DateTime;
 use kith_platform::validation::Violations;
 use kith_proto::membership as pb;
+use kith_proto::platform::Committed;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use super::{Api, derived_id, parse};
-use crate::domain::{Action, CommunityName, Description, Reason};
+use crate::domain::{Action, CommunityName, Description, MAX_INVITATION_USES, Reason};
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// A request that runs one command on an existing community.
+pub(super) trait CommunityCommand {
+    fn request_id(&self) -> &str;
+    fn community_id(&self) -> &str;
+}
+
+macro_rules! community_commands {
+    ($($request:ty),* $(,)?) => {
+        $(impl CommunityCommand for $request {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn community_id(&self) -> &str {
+                &self.community_id
+            }
+        })*
+    };
+}
+
+community_commands!(
+    pb::UpdateCommunityRequest,
+    pb::ArchiveCommunityRequest,
+    pb::UpdateProfileRequest,
+    pb::AssignRoleRequest,
+    pb::RevokeRoleRequest,
+    pb::CreateInvitationRequest,
+    pb::AcceptInvitationRequest,
+    pb::RevokeInvitationRequest,
+    pb::RequestToJoinRequest,
+    pb::ApproveJoinRequestRequest,
+    pb::RejectJoinRequestRequest,
+    pb::LeaveCommunityRequest,
+    pb::RemoveMemberRequest,
+    pb::BanMemberRequest,
+    pb::EraseMemberRequest,
+);
+
+/// Both halves of a parse, or the violations already recorded.
+fn both<A, B>(a: Option<A>, b: Option<B>) -> Option<(A, B)> {
+    a.zip(b)
+}
+
 impl Api {
+    /// Authenticates, validates the request id, the community id and whatever `action` reads
+    /// (all violations together), then runs the command.
+    async fn command<T: CommunityCommand>(
+        &self,
+        request: &Request<T>,
+        action: impl FnOnce(&T, &mut Violations) -> Option<Action>,
+    ) -> Result<Committed, Status> {
+        let caller = self.caller(request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(r.request_id());
+        let community = v.uuid("community_id", r.community_id());
+        let action = action(r, &mut v);
+        v.finish()?;
+        let (Some(request_id), Some(community), Some(action)) = (request_id, community, action)
+        else {
+            return Err(Status::internal("request validation was incomplete"));
+        };
+        self.run(request, caller, &request_id, community, action)
+            .await
+    }
+
     pub(super) async fn create_community(
         &self,
         request: Request<pb::CreateCommunityRequest>,
@@ -26,8 +94,9 @@ impl Api {
         let (Some(request_id), Some(name), Some(description), Some(founder)) =
             (request_id, name, description, founder)
         else {
-            return Err(Status::internal("validation incomplete"));
+            return Err(Status::internal("request validation was incomplete"));
         };
+        // Derived from the caller's request id, so a retry answers with the same community.
         let community_id = derived_id(caller, &request_id, "community");
         let action = Action::CreateCommunity {
             name,
@@ -47,27 +116,13 @@ impl Api {
         &self,
         request: Request<pb::UpdateCommunityRequest>,
     ) -> Reply<pb::UpdateCommunityResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let name = v.check("name", CommunityName::parse(&r.name));
-        let description = v.check("description", Description::parse(&r.description));
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(name), Some(description)) =
-            (request_id, community, name, description)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::UpdateCommunity { name, description },
-            )
+            .command(&request, |r, v| {
+                let name = v.check("name", CommunityName::parse(&r.name));
+                let description = v.check("description", Description::parse(&r.description));
+                both(name, description)
+                    .map(|(name, description)| Action::UpdateCommunity { name, description })
+            })
             .await?;
         Ok(Response::new(pb::UpdateCommunityResponse {
             committed: Some(committed),
@@ -78,23 +133,8 @@ impl Api {
         &self,
         request: Request<pb::ArchiveCommunityRequest>,
     ) -> Reply<pb::ArchiveCommunityResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        v.finish()?;
-        let (Some(request_id), Some(community)) = (request_id, community) else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::ArchiveCommunity,
-            )
+            .command(&request, |_, _| Some(Action::ArchiveCommunity))
             .await?;
         Ok(Response::new(pb::ArchiveCommunityResponse {
             committed: Some(committed),
@@ -105,25 +145,11 @@ impl Api {
         &self,
         request: Request<pb::UpdateProfileRequest>,
     ) -> Reply<pb::UpdateProfileResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let profile = parse::profile(&mut v, "profile", r.profile.as_ref());
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(profile)) = (request_id, community, profile)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::UpdateProfile { profile },
-            )
+            .command(&request, |r, v| {
+                parse::profile(v, "profile", r.profile.as_ref())
+                    .map(|profile| Action::UpdateProfile { profile })
+            })
             .await?;
         Ok(Response::new(pb::UpdateProfileResponse {
             committed: Some(committed),
@@ -134,27 +160,13 @@ impl Api {
         &self,
         request: Request<pb::AssignRoleRequest>,
     ) -> Reply<pb::AssignRoleResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let member_id = v.uuid("member_id", &r.member_id);
-        let role = parse::role(&mut v, "role", r.role);
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(member_id), Some(role)) =
-            (request_id, community, member_id, role)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::AssignRole { member_id, role },
-            )
+            .command(&request, |r, v| {
+                let member_id = v.uuid("member_id", &r.member_id);
+                let role = parse::role(v, "role", r.role);
+                both(member_id, role)
+                    .map(|(member_id, role)| Action::AssignRole { member_id, role })
+            })
             .await?;
         Ok(Response::new(pb::AssignRoleResponse {
             committed: Some(committed),
@@ -165,27 +177,13 @@ impl Api {
         &self,
         request: Request<pb::RevokeRoleRequest>,
     ) -> Reply<pb::RevokeRoleResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let member_id = v.uuid("member_id", &r.member_id);
-        let role = parse::role(&mut v, "role", r.role);
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(member_id), Some(role)) =
-            (request_id, community, member_id, role)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::RevokeRole { member_id, role },
-            )
+            .command(&request, |r, v| {
+                let member_id = v.uuid("member_id", &r.member_id);
+                let role = parse::role(v, "role", r.role);
+                both(member_id, role)
+                    .map(|(member_id, role)| Action::RevokeRole { member_id, role })
+            })
             .await?;
         Ok(Response::new(pb::RevokeRoleResponse {
             committed: Some(committed),
@@ -196,48 +194,35 @@ impl Api {
         &self,
         request: Request<pb::CreateInvitationRequest>,
     ) -> Reply<pb::CreateInvitationResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let expires_at = match r.expires_at.as_ref() {
-            None => {
-                v.add("expires_at", "is required");
-                None
-            }
-            Some(t) => {
-                let at = u32::try_from(t.nanos)
-                    .ok()
-                    .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos));
-                if at.is_none() {
-                    v.add("expires_at", "is not a valid timestamp");
-                }
-                at
-            }
-        };
-        if r.max_uses == 0 || r.max_uses > crate::domain::MAX_INVITATION_USES {
-            v.add(
-                "max_uses",
-                format!("must be 1 to {}", crate::domain::MAX_INVITATION_USES),
-            );
-        }
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(expires_at)) =
-            (request_id, community, expires_at)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
-        // Random, because the id is what lets someone in; a retry learns the first call's id
-        // from the event it wrote.
-        let invitation_id = uuid::Uuid::new_v4();
-        let action = Action::CreateInvitation {
-            invitation_id,
-            expires_at,
-            max_uses: r.max_uses,
-        };
+        // Random, because the id is what lets someone in; a retry learns the first call's id from
+        // the event it wrote.
+        let invitation_id = Uuid::new_v4();
         let committed = self
-            .run(&request, caller, &request_id, community, action)
+            .command(&request, |r, v| {
+                let expires_at = match r.expires_at.as_ref() {
+                    None => {
+                        v.add("expires_at", "is required");
+                        None
+                    }
+                    Some(t) => {
+                        let at = u32::try_from(t.nanos)
+                            .ok()
+                            .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos));
+                        if at.is_none() {
+                            v.add("expires_at", "is not a valid timestamp");
+                        }
+                        at
+                    }
+                };
+                if r.max_uses == 0 || r.max_uses > MAX_INVITATION_USES {
+                    v.add("max_uses", format!("must be 1 to {MAX_INVITATION_USES}"));
+                }
+                expires_at.map(|expires_at| Action::CreateInvitation {
+                    invitation_id,
+                    expires_at,
+                    max_uses: r.max_uses,
+                })
+            })
             .await?;
         let invitation_id = if committed.replayed {
             self.created_invitation(committed.position).await?
@@ -254,30 +239,17 @@ impl Api {
         &self,
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Reply<pb::AcceptInvitationResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let invitation_id = v.uuid("invitation_id", &r.invitation_id);
-        let profile = parse::profile(&mut v, "profile", r.profile.as_ref());
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(invitation_id), Some(profile)) =
-            (request_id, community, invitation_id, profile)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::AcceptInvitation {
-                    invitation_id,
-                    profile,
-                },
-            )
+            .command(&request, |r, v| {
+                let invitation_id = v.uuid("invitation_id", &r.invitation_id);
+                let profile = parse::profile(v, "profile", r.profile.as_ref());
+                both(invitation_id, profile).map(|(invitation_id, profile)| {
+                    Action::AcceptInvitation {
+                        invitation_id,
+                        profile,
+                    }
+                })
+            })
             .await?;
         Ok(Response::new(pb::AcceptInvitationResponse {
             committed: Some(committed),
@@ -288,26 +260,11 @@ impl Api {
         &self,
         request: Request<pb::RevokeInvitationRequest>,
     ) -> Reply<pb::RevokeInvitationResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let invitation_id = v.uuid("invitation_id", &r.invitation_id);
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(invitation_id)) =
-            (request_id, community, invitation_id)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::RevokeInvitation { invitation_id },
-            )
+            .command(&request, |r, v| {
+                v.uuid("invitation_id", &r.invitation_id)
+                    .map(|invitation_id| Action::RevokeInvitation { invitation_id })
+            })
             .await?;
         Ok(Response::new(pb::RevokeInvitationResponse {
             committed: Some(committed),
@@ -318,26 +275,12 @@ impl Api {
         &self,
         request: Request<pb::RequestToJoinRequest>,
     ) -> Reply<pb::RequestToJoinResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let profile = parse::profile(&mut v, "profile", r.profile.as_ref());
-        let answers = parse::answers(&mut v, &r.answers);
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(profile)) = (request_id, community, profile)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::RequestToJoin { profile, answers },
-            )
+            .command(&request, |r, v| {
+                let profile = parse::profile(v, "profile", r.profile.as_ref());
+                let answers = parse::answers(v, &r.answers);
+                profile.map(|profile| Action::RequestToJoin { profile, answers })
+            })
             .await?;
         Ok(Response::new(pb::RequestToJoinResponse {
             committed: Some(committed),
@@ -348,26 +291,11 @@ impl Api {
         &self,
         request: Request<pb::ApproveJoinRequestRequest>,
     ) -> Reply<pb::ApproveJoinRequestResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let member_id = v.uuid("member_id", &r.member_id);
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(member_id)) =
-            (request_id, community, member_id)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::ApproveJoinRequest { member_id },
-            )
+            .command(&request, |r, v| {
+                v.uuid("member_id", &r.member_id)
+                    .map(|member_id| Action::ApproveJoinRequest { member_id })
+            })
             .await?;
         Ok(Response::new(pb::ApproveJoinRequestResponse {
             committed: Some(committed),
@@ -378,27 +306,13 @@ impl Api {
         &self,
         request: Request<pb::RejectJoinRequestRequest>,
     ) -> Reply<pb::RejectJoinRequestResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let member_id = v.uuid("member_id", &r.member_id);
-        let reason = v.check("reason", Reason::parse(&r.reason));
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(member_id), Some(reason)) =
-            (request_id, community, member_id, reason)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::RejectJoinRequest { member_id, reason },
-            )
+            .command(&request, |r, v| {
+                let member_id = v.uuid("member_id", &r.member_id);
+                let reason = v.check("reason", Reason::parse(&r.reason));
+                both(member_id, reason)
+                    .map(|(member_id, reason)| Action::RejectJoinRequest { member_id, reason })
+            })
             .await?;
         Ok(Response::new(pb::RejectJoinRequestResponse {
             committed: Some(committed),
@@ -409,18 +323,7 @@ impl Api {
         &self,
         request: Request<pb::LeaveCommunityRequest>,
     ) -> Reply<pb::LeaveCommunityResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        v.finish()?;
-        let (Some(request_id), Some(community)) = (request_id, community) else {
-            return Err(Status::internal("validation incomplete"));
-        };
-        let committed = self
-            .run(&request, caller, &request_id, community, Action::Leave)
-            .await?;
+        let committed = self.command(&request, |_, _| Some(Action::Leave)).await?;
         Ok(Response::new(pb::LeaveCommunityResponse {
             committed: Some(committed),
         }))
@@ -430,27 +333,13 @@ impl Api {
         &self,
         request: Request<pb::RemoveMemberRequest>,
     ) -> Reply<pb::RemoveMemberResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let member_id = v.uuid("member_id", &r.member_id);
-        let reason = v.check("reason", Reason::parse(&r.reason));
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(member_id), Some(reason)) =
-            (request_id, community, member_id, reason)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::RemoveMember { member_id, reason },
-            )
+            .command(&request, |r, v| {
+                let member_id = v.uuid("member_id", &r.member_id);
+                let reason = v.check("reason", Reason::parse(&r.reason));
+                both(member_id, reason)
+                    .map(|(member_id, reason)| Action::RemoveMember { member_id, reason })
+            })
             .await?;
         Ok(Response::new(pb::RemoveMemberResponse {
             committed: Some(committed),
@@ -461,27 +350,13 @@ impl Api {
         &self,
         request: Request<pb::BanMemberRequest>,
     ) -> Reply<pb::BanMemberResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let member_id = v.uuid("member_id", &r.member_id);
-        let reason = v.check("reason", Reason::parse(&r.reason));
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(member_id), Some(reason)) =
-            (request_id, community, member_id, reason)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::BanMember { member_id, reason },
-            )
+            .command(&request, |r, v| {
+                let member_id = v.uuid("member_id", &r.member_id);
+                let reason = v.check("reason", Reason::parse(&r.reason));
+                both(member_id, reason)
+                    .map(|(member_id, reason)| Action::BanMember { member_id, reason })
+            })
             .await?;
         Ok(Response::new(pb::BanMemberResponse {
             committed: Some(committed),
@@ -492,26 +367,11 @@ impl Api {
         &self,
         request: Request<pb::EraseMemberRequest>,
     ) -> Reply<pb::EraseMemberResponse> {
-        let caller = self.caller(&request)?;
-        let r = request.get_ref();
-        let mut v = Violations::new();
-        let request_id = v.request_id(&r.request_id);
-        let community = v.uuid("community_id", &r.community_id);
-        let member_id = v.uuid("member_id", &r.member_id);
-        v.finish()?;
-        let (Some(request_id), Some(community), Some(member_id)) =
-            (request_id, community, member_id)
-        else {
-            return Err(Status::internal("validation incomplete"));
-        };
         let committed = self
-            .run(
-                &request,
-                caller,
-                &request_id,
-                community,
-                Action::EraseMember { member_id },
-            )
+            .command(&request, |r, v| {
+                v.uuid("member_id", &r.member_id)
+                    .map(|member_id| Action::EraseMember { member_id })
+            })
             .await?;
         Ok(Response::new(pb::EraseMemberResponse {
             committed: Some(committed),
