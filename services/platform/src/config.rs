@@ -47,7 +47,8 @@ pub struct DatabaseArgs {
     )]
     pub database_url: String,
     /// Connections per service pool.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 }
 
@@ -58,14 +59,15 @@ pub struct NatsArgs {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// Replicas of each service's JetStream stream (3 on a three-node cluster).
-    #[arg(long, env = "KITH_STREAM_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = "KITH_STREAM_REPLICAS", default_value_t = 1, value_parser = replicas)]
     pub stream_replicas: usize,
     /// JetStream duplicate window in seconds.
-    #[arg(long, env = "KITH_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    #[arg(long, env = "KITH_DUPLICATE_WINDOW_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub duplicate_window_secs: u64,
     /// Prefix for stream names and subjects, to keep several installations (or test runs) apart
     /// on one NATS: `ns` gives stream `NS_KITH_MEMBERSHIP` on subjects `ns.kith.membership.>`.
-    #[arg(long, env = "KITH_NATS_NAMESPACE")]
+    #[arg(long, env = "KITH_NATS_NAMESPACE", value_parser = namespace)]
     pub nats_namespace: Option<String>,
 }
 
@@ -87,6 +89,28 @@ impl NatsArgs {
             replicas: self.stream_replicas,
             duplicate_window: Duration::from_secs(self.duplicate_window_secs),
         }
+    }
+}
+
+/// JetStream replicates a stream on 1 to 5 servers.
+fn replicas(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=5).contains(&n) => Ok(n),
+        _ => Err("must be a number from 1 to 5".to_owned()),
+    }
+}
+
+/// A namespace must be usable both in a stream name and as a subject token.
+fn namespace(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 32
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be 1 to 32 characters of a-z, A-Z, 0-9, '_' and '-'".to_owned())
     }
 }
 
