@@ -114,6 +114,36 @@ async fn kith_up_serves_health_and_membership_and_stops_on_sigterm() {
         .expect("kith up exits within its grace period after SIGTERM")
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
+
+    // The operator commands work on what `up` left behind.
+    let migrated = Command::new(KITH)
+        .arg("migrate")
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("membership: migrated"));
+    let rebuilt = Command::new(KITH)
+        .args(["rebuild", "--service", "membership"])
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    let report = String::from_utf8_lossy(&rebuilt.stdout);
+    assert!(
+        report.contains("membership.directory: rebuilt from 2 events"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
