@@ -22,6 +22,9 @@ pub enum Error {
     /// A projection failed to apply an event.
     #[error("projection {projection}: {message}")]
     Projection { projection: String, message: String },
+    /// A position that no event of this log has.
+    #[error("no event at position {0}")]
+    UnknownPosition(i64),
     /// Waited for a position past the deadline.
     #[error("timed out waiting for position {0}")]
     WaitTimeout(i64),

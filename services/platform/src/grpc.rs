@@ -73,6 +73,17 @@ pub fn status_from_platform(err: &Error) -> Status {
         Error::WaitTimeout(position) => Status::deadline_exceeded(format!(
             "the read model has not reached position {position} yet; retry shortly"
         )),
+        Error::UnknownPosition(position) => {
+            let mut violations = crate::validation::Violations::new();
+            violations.add(
+                "min_position",
+                format!("{position} is not a position this service returned"),
+            );
+            violations
+                .finish()
+                .err()
+                .unwrap_or_else(|| Status::invalid_argument("min_position"))
+        }
         Error::ShuttingDown => Status::unavailable("the server is shutting down"),
         other => {
             tracing::error!(error = %other, "internal error");

@@ -138,6 +138,18 @@ async fn malformed_requests_name_each_wrong_field_and_write_nothing() {
         .unwrap_err();
     assert_eq!(violated_fields(&empty_answer), vec!["answers[1]"]);
 
+    let unknown = client
+        .get_community(app.as_member(
+            owner,
+            pb::GetCommunityRequest {
+                community_id: community.clone(),
+                min_position: 1_000_000,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&unknown), vec!["min_position"]);
+
     let listing = client
         .list_members(app.as_member(
             owner,

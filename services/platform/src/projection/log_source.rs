@@ -32,7 +32,7 @@ impl Progress {
             return Ok(());
         }
         let Some(target) = eventlog::checkpoint_of(&self.pool, position).await? else {
-            return Err(Error::WaitTimeout(position));
+            return Err(Error::UnknownPosition(position));
         };
         let mut applied = self.applied.clone();
         let reached = tokio::time::timeout(timeout, applied.wait_for(|cp| *cp >= target)).await;
