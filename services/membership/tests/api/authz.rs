@@ -100,11 +100,12 @@ async fn each_role_is_refused_what_it_may_not_do() {
     invite_and_join(&app, &mut client, &community, owner, member, "plain").await;
     invite_and_join(&app, &mut client, &community, owner, moderator, "moddy").await;
     invite_and_join(&app, &mut client, &community, owner, host, "hosty").await;
+    let mut last_position = 0;
     for (who, role) in [
         (moderator, pb::MemberRole::Moderator),
         (host, pb::MemberRole::Host),
     ] {
-        client
+        last_position = client
             .assign_role(app.as_member(
                 owner,
                 pb::AssignRoleRequest {
@@ -115,7 +116,11 @@ async fn each_role_is_refused_what_it_may_not_do() {
                 },
             ))
             .await
-            .unwrap();
+            .unwrap()
+            .into_inner()
+            .committed
+            .unwrap()
+            .position;
     }
     // A plain member cannot invite.
     assert_code(
@@ -185,7 +190,7 @@ async fn each_role_is_refused_what_it_may_not_do() {
                     community_id: community.clone(),
                     page_size: 10,
                     page_token: String::new(),
-                    min_position: 0,
+                    min_position: last_position,
                 },
             ))
             .await,
@@ -200,7 +205,7 @@ async fn each_role_is_refused_what_it_may_not_do() {
                     role: 0,
                     page_size: 10,
                     page_token: String::new(),
-                    min_position: 0,
+                    min_position: last_position,
                 },
             ))
             .await,

@@ -3,6 +3,7 @@
 //! per command key; readers load a stream or tail the whole log without ever skipping an event.
 
 mod append;
+mod copy;
 mod metadata;
 mod tail;
 
@@ -122,7 +123,8 @@ impl EventLog {
 
     /// Up to `limit` events committed after `after`, in commit-safe order.
     pub async fn tail(&self, after: Checkpoint, limit: i64) -> Result<Vec<RecordedEvent>> {
-        tail(&self.pool, after, limit).await
+        let mut conn = self.pool.acquire().await?;
+        tail(&mut conn, after, limit).await
     }
 
     /// The (transaction id, position) of the event at `position`, if there is one.

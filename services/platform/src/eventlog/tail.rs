@@ -7,10 +7,9 @@
 //! running (`pg_snapshot_xmin`): every transaction below that horizon has committed or aborted,
 //! so nothing can appear behind the checkpoint later.
 
-use futures::TryStreamExt;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgRow, PgTypeInfo, PgValueRef, Postgres};
-use sqlx::{PgExecutor, Row};
+use sqlx::{PgConnection, Row};
 
 use super::RecordedEvent;
 use crate::Result;
@@ -41,15 +40,7 @@ pub(crate) use event_columns;
 
 // ORDER BY names the table's columns so the sort is the `events_tail` index, whatever the
 // select list does with the same names.
-const TAIL_SQL: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM events
-     WHERE (transaction_id, position) > ($1::text::xid8, $2)
-       AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
-     ORDER BY events.transaction_id, events.position
-     LIMIT $3"
-);
+const TAIL_SELECT: &str = concat!("SELECT ", event_columns!(), " FROM events");
 
 /// PostgreSQL's `xid8` in its binary form (8 bytes, big-endian), read without a text cast.
 struct Xid8(i64);
@@ -104,20 +95,26 @@ pub(crate) fn from_row(row: &PgRow) -> Result<RecordedEvent> {
 
 /// Up to `limit` events after `after`, in `(transaction_id, position)` order, from transactions
 /// that can no longer change what precedes them.
-pub async fn tail<'e>(
-    executor: impl PgExecutor<'e>,
+pub async fn tail(
+    conn: &mut PgConnection,
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>> {
-    // Rows are decoded as they arrive, while the server is still sending the rest.
-    let mut rows = sqlx::query(TAIL_SQL)
-        .bind(after.transaction_id.to_string())
-        .bind(after.position)
-        .bind(limit)
-        .fetch(executor);
-    let mut events = Vec::with_capacity(usize::try_from(limit.clamp(0, 10_000)).unwrap_or(0));
-    while let Some(row) = rows.try_next().await? {
-        events.push(from_row(&row)?);
-    }
-    Ok(events)
+    // COPY takes no parameters; every value spliced in is an integer.
+    let statement = format!(
+        "COPY ({TAIL_SELECT}
+           WHERE (transaction_id, position) > ('{}'::xid8, {})
+             AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+           ORDER BY events.transaction_id, events.position
+           LIMIT {}) TO STDOUT (FORMAT binary)",
+        after.transaction_id,
+        after.position,
+        limit.max(0),
+    );
+    super::copy::copy_events(
+        conn,
+        &statement,
+        usize::try_from(limit.clamp(0, 10_000)).unwrap_or(0),
+    )
+    .await
 }

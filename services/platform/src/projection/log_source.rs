@@ -110,7 +110,10 @@ impl LogProjector {
             let mut conn = self.pool.acquire().await?;
             read_checkpoint(&mut conn, name, LOG_SOURCE).await?
         };
-        let batch = eventlog::tail(&self.pool, start, self.batch_size).await?;
+        let batch = {
+            let mut conn = self.pool.acquire().await?;
+            eventlog::tail(&mut conn, start, self.batch_size).await?
+        };
         if batch.is_empty() {
             self.applied.send_if_modified(|cp| {
                 let changed = *cp != start;

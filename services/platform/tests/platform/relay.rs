@@ -149,3 +149,103 @@ async fn two_relays_on_one_log_publish_each_event_once() {
         log_order(&log).await
     );
 }
+
+/// A NATS server of this test's own, so that it can be killed without disturbing other tests.
+struct PrivateNats {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateNats {
+    fn start(port: u16, store: &std::path::Path) -> Self {
+        let binary = [
+            "nats-server",
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|candidate| {
+            std::process::Command::new(candidate)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("nats-server must be installed for the NATS fault test");
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_rides_out_nats_being_killed_and_restarted() {
+    let (db, log) = log().await;
+    let store = std::env::temp_dir().join(format!("kith-nats-{}", Uuid::new_v4().simple()));
+    let port = free_port();
+    let mut server = PrivateNats::start(port, &store);
+    let client = eventually(
+        Duration::from_secs(10),
+        "the private NATS to accept connections",
+        || {
+            let url = server.url();
+            async move { bus::connect(&url, "relay-fault-test").await.ok() }
+        },
+    )
+    .await;
+    let js = bus::jetstream(client);
+    let stream = TestStream::new("fault");
+    let (shutdown, relay) = start(&config(&db.url, &stream), &js, &log);
+
+    for s in 0..5 {
+        append_n(&log, &format!("stream-{s}"), 0, 10).await;
+    }
+    wait_for_messages(&js, &stream.spec.name, 50).await;
+
+    // NATS dies; the log keeps taking events; NATS comes back with its store.
+    server.kill();
+    for s in 0..5 {
+        append_n(&log, &format!("stream-{s}"), 10, 10).await;
+    }
+    let _server = PrivateNats::start(port, &store);
+    wait_for_messages(&js, &stream.spec.name, 100).await;
+    shutdown.cancel();
+    relay.await.unwrap();
+
+    let published = stream_order(&js, &stream.spec.name).await;
+    assert_eq!(
+        published,
+        log_order(&log).await,
+        "every event once, in log order, after the outage"
+    );
+    drop(_server);
+    let _ = std::fs::remove_dir_all(&store);
+    drop(server);
+}
