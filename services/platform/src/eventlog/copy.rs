@@ -60,10 +60,13 @@ pub(super) async fn copy_events(
     Ok(events)
 }
 
-/// Field slices of one complete row, or `None` when the buffer holds only part of it.
-fn split_row(buffer: &[u8]) -> Result<Option<(usize, [(usize, usize); COLUMNS as usize])>> {
+/// Where each field of a row lies in the buffer: (start, end) byte offsets.
+type Fields = [(usize, usize); COLUMNS as usize];
+
+/// The end of one complete row and its fields, or `None` when the buffer holds only part of it.
+fn split_row(buffer: &[u8]) -> Result<Option<(usize, Fields)>> {
     let mut at = 2;
-    let mut fields = [(0usize, 0usize); COLUMNS as usize];
+    let mut fields: Fields = [(0, 0); COLUMNS as usize];
     for field in &mut fields {
         let Some(length) = buffer.get(at..at + 4) else {
             return Ok(None);

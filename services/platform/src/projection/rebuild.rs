@@ -83,7 +83,7 @@ pub async fn rebuild(
     .execute(&mut *tx)
     .await?;
     loop {
-        let batch = eventlog::tail(&mut *tx, checkpoint, BATCH).await?;
+        let batch = eventlog::tail(&mut tx, checkpoint, BATCH).await?;
         if batch.is_empty() {
             break;
         }
