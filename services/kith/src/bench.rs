@@ -279,9 +279,16 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
         if missing > 0 {
             fill(&log, missing).await?;
         }
+        // Read the log as it stands once it has been around a while: vacuumed and checkpointed,
+        // so that the figure is reading, not writing back the pages the fill left dirty.
+        // CHECKPOINT needs a privileged role; without one it is skipped with a warning.
+        let bar = spinner("vacuuming and checkpointing the log".into());
+        sqlx::raw_sql("VACUUM ANALYZE events").execute(&pool).await?;
+        if let Err(err) = sqlx::raw_sql("CHECKPOINT").execute(&pool).await {
+            tracing::warn!(error = %err, "could not checkpoint before the tail measurement");
+        }
         // Three passes over the whole log, the median reported: one pass is short enough for a
         // neighbour's burst on this machine to move it by a third.
-        let bar = spinner("tailing the log".into());
         let mut rates = Vec::new();
         for pass in 1..=TAIL_PASSES {
             bar.set_message(format!("tailing the log, pass {pass}/{TAIL_PASSES}"));
