@@ -283,7 +283,9 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
         // so that the figure is reading, not writing back the pages the fill left dirty.
         // CHECKPOINT needs a privileged role; without one it is skipped with a warning.
         let bar = spinner("vacuuming and checkpointing the log".into());
-        sqlx::raw_sql("VACUUM ANALYZE events").execute(&pool).await?;
+        sqlx::raw_sql("VACUUM ANALYZE events")
+            .execute(&pool)
+            .await?;
         if let Err(err) = sqlx::raw_sql("CHECKPOINT").execute(&pool).await {
             tracing::warn!(error = %err, "could not checkpoint before the tail measurement");
         }
