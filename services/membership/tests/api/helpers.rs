@@ -24,7 +24,38 @@ pub(crate) struct App {
 
 impl App {
     pub(crate) async fn spawn() -> Self {
-        let env = TestEnv::new().await;
+        Self::spawn_with(TestEnv::new().await).await
+    }
+
+    /// Another server on the same database and NATS namespace, as a second replica would be.
+    /// Returns its address; it stops when `self` does.
+    pub(crate) async fn replica(&self) -> SocketAddr {
+        let runtime = Runtime::connect(self.env.args.clone())
+            .await
+            .expect("runtime");
+        let membership = kith_membership::start(&runtime)
+            .await
+            .expect("start membership");
+        let router = grpc::server().add_service(membership.server);
+        let shutdown = self.shutdown.child_token();
+        let (ready, addr) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            runtime::serve(
+                &runtime,
+                "127.0.0.1:0".parse().expect("addr"),
+                router,
+                &[],
+                shutdown,
+                |addr| {
+                    let _ = ready.send(addr);
+                },
+            )
+            .await
+        });
+        addr.await.expect("replica ready")
+    }
+
+    async fn spawn_with(env: TestEnv) -> Self {
         let runtime = Runtime::connect(env.args.clone()).await.expect("runtime");
         let membership = kith_membership::start(&runtime)
             .await

@@ -2,6 +2,7 @@
 //! each with its own database and NATS namespace.
 
 mod authz;
+mod concurrency;
 mod erasure;
 mod flows;
 mod helpers;
