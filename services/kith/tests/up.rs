@@ -13,6 +13,10 @@ use tonic::Request;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use uuid::Uuid;
 
 const KITH: &str = env!("CARGO_BIN_EXE_kith");
@@ -58,6 +62,37 @@ async fn kith_up_serves_health_and_membership_and_stops_on_sigterm() {
         .into_inner()
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
+
+    // Reflection, as grpcurl uses it: the services are listed without any proto files.
+    let mut reflection = ServerReflectionClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed = match replies.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+        }
+        other => panic!("unexpected reflection reply {other:?}"),
+    };
+    assert!(
+        listed.contains(&"kith.membership.v1.MembershipService".to_owned()),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&"grpc.health.v1.Health".to_owned()),
+        "{listed:?}"
+    );
 
     let member = Uuid::new_v4();
     let minted = Command::new(KITH)

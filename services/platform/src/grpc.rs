@@ -33,12 +33,25 @@ pub fn server() -> tonic::transport::Server {
 /// status the caller sets to SERVING once ready.
 pub fn with_standard_services(router: Router) -> Result<(Router, HealthReporter), Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(kith_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(kith_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = builder()
         .build_v1()
         .map_err(|err| Error::Config(format!("reflection: {err}")))?;
-    Ok((router.add_service(health).add_service(reflection), reporter))
+    // Older grpcurl and other tools still speak only the v1alpha protocol.
+    let reflection_alpha = builder()
+        .build_v1alpha()
+        .map_err(|err| Error::Config(format!("reflection: {err}")))?;
+    Ok((
+        router
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(reflection_alpha),
+        reporter,
+    ))
 }
 
 /// Binds `addr` (port 0 picks a free port; the bound address is returned with the listener).
