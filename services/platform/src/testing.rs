@@ -21,6 +21,20 @@ pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
+/// Runs async cleanup from a `Drop`, which cannot await: a short-lived runtime on a thread of its
+/// own does the work, and the drop waits for it.
+fn clean_up(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let cleanup = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(work);
+        }
+    });
+    let _ = cleanup.join();
+}
+
 /// A database of its own for one test, dropped with the value.
 #[derive(Debug)]
 pub struct TestDatabase {
@@ -67,24 +81,15 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
         let admin = admin_url();
-        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(runtime) = runtime {
-                runtime.block_on(async move {
-                    if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                });
+        clean_up(async move {
+            if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
             }
         });
-        let _ = cleanup.join();
     }
 }
 
@@ -117,20 +122,12 @@ impl Drop for TestStream {
     fn drop(&mut self) {
         let name = self.spec.name.clone();
         let url = nats_url();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(runtime) = runtime {
-                runtime.block_on(async move {
-                    if let Ok(client) = async_nats::connect(&url).await {
-                        let js = async_nats::jetstream::new(client);
-                        let _ = js.delete_stream(&name).await;
-                    }
-                });
+        clean_up(async move {
+            if let Ok(client) = async_nats::connect(&url).await {
+                let js = async_nats::jetstream::new(client);
+                let _ = js.delete_stream(&name).await;
             }
         });
-        let _ = cleanup.join();
     }
 }
 
@@ -215,27 +212,19 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let prefix = format!("{}_", self.namespace.to_ascii_uppercase());
         let url = nats_url();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(runtime) = runtime {
-                runtime.block_on(async move {
-                    use futures::StreamExt;
-                    if let Ok(client) = async_nats::connect(&url).await {
-                        let js = async_nats::jetstream::new(client);
-                        let names: Vec<String> = js
-                            .stream_names()
-                            .filter_map(|name| async move { name.ok() })
-                            .collect()
-                            .await;
-                        for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
-                            let _ = js.delete_stream(&name).await;
-                        }
-                    }
-                });
+        clean_up(async move {
+            use futures::StreamExt;
+            if let Ok(client) = async_nats::connect(&url).await {
+                let js = async_nats::jetstream::new(client);
+                let names: Vec<String> = js
+                    .stream_names()
+                    .filter_map(|name| async move { name.ok() })
+                    .collect()
+                    .await;
+                for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
+                    let _ = js.delete_stream(&name).await;
+                }
             }
         });
-        let _ = cleanup.join();
     }
 }

@@ -54,6 +54,30 @@ fn member(row: &PgRow) -> Result<pb::Member, sqlx::Error> {
     })
 }
 
+/// One page of `rows` (fetched with `limit + 1` to learn whether more follow), read with `read`,
+/// and the token of the next page: the position in column `position_column` of its last row.
+fn page<T>(
+    rows: &[PgRow],
+    limit: i64,
+    position_column: usize,
+    read: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
+) -> Result<(Vec<T>, String), Status> {
+    let size = rows.len().min(usize::try_from(limit).unwrap_or(0));
+    let page = &rows[..size];
+    let items = page
+        .iter()
+        .map(read)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_status)?;
+    let next = match page.last() {
+        Some(last) if rows.len() > size => {
+            parse::next_page_token(last.try_get(position_column).map_err(db_status)?)
+        }
+        _ => String::new(),
+    };
+    Ok((items, next))
+}
+
 impl Api {
     /// The caller's role if they are an active member of the community.
     async fn role_in(&self, community: Uuid, caller: Uuid) -> Result<Option<Role>, Status> {
@@ -207,17 +231,7 @@ impl Api {
         .fetch_all(&self.pool)
         .await
         .map_err(db_status)?;
-        let more = rows.len() as i64 > limit;
-        let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
-        let members = page
-            .iter()
-            .map(member)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_status)?;
-        let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => parse::next_page_token(last.try_get(9).map_err(db_status)?),
-            _ => String::new(),
-        };
+        let (members, next_page_token) = page(&rows, limit, 9, member)?;
         Ok(Response::new(pb::ListMembersResponse {
             members,
             next_page_token,
@@ -257,8 +271,6 @@ impl Api {
         .fetch_all(&self.pool)
         .await
         .map_err(db_status)?;
-        let more = rows.len() as i64 > limit;
-        let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
         let now = Utc::now();
         let read = |row: &PgRow| -> Result<pb::Invitation, sqlx::Error> {
             let expires_at: DateTime<Utc> = row.try_get(2)?;
@@ -283,15 +295,7 @@ impl Api {
                 status: status as i32,
             })
         };
-        let invitations = page
-            .iter()
-            .map(read)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_status)?;
-        let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => parse::next_page_token(last.try_get(6).map_err(db_status)?),
-            _ => String::new(),
-        };
+        let (invitations, next_page_token) = page(&rows, limit, 6, read)?;
         Ok(Response::new(pb::ListInvitationsResponse {
             invitations,
             next_page_token,
@@ -331,8 +335,6 @@ impl Api {
         .fetch_all(&self.pool)
         .await
         .map_err(db_status)?;
-        let more = rows.len() as i64 > limit;
-        let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(0))];
         let read = |row: &PgRow| -> Result<pb::JoinRequest, sqlx::Error> {
             Ok(pb::JoinRequest {
                 community_id: community.to_string(),
@@ -346,15 +348,7 @@ impl Api {
                 requested_at: Some(timestamp(row.try_get(5)?)),
             })
         };
-        let join_requests = page
-            .iter()
-            .map(read)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_status)?;
-        let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => parse::next_page_token(last.try_get(6).map_err(db_status)?),
-            _ => String::new(),
-        };
+        let (join_requests, next_page_token) = page(&rows, limit, 6, read)?;
         Ok(Response::new(pb::ListJoinRequestsResponse {
             join_requests,
             next_page_token,
