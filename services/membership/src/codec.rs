@@ -104,7 +104,8 @@ fn path_to_pb(path: JoinPath) -> pb::JoinPath {
     }
 }
 
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+/// The wire form of a time.
+pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),

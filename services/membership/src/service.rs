@@ -41,7 +41,6 @@ impl Decider for CommunityDecider {
 #[derive(Debug)]
 pub struct Membership {
     pub server: MembershipServiceServer<Api>,
-    pub log: EventLog,
 }
 
 /// Migrates the schema, starts the relay and the projections, and returns the gRPC service.
@@ -52,11 +51,10 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Membership> {
     let directory = Arc::new(Directory::new(codec.clone()));
     let progress = runtime.spawn_log_projection(&log, directory).await?;
     runtime.spawn_relay(SERVICE, &schema, &log).await?;
-    let repository = Repository::new(log.clone(), codec);
+    let repository = Repository::new(log, codec);
     let api = Api::new(repository, pool, progress, runtime.authenticator.clone());
     Ok(Membership {
         server: MembershipServiceServer::new(api),
-        log,
     })
 }
 

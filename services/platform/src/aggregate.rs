@@ -96,11 +96,6 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
         &self.log
     }
 
-    /// The codec (for services that decode events outside commands).
-    pub fn codec(&self) -> &C {
-        &self.codec
-    }
-
     fn slot(&self, stream_id: &str) -> Slot<D::State> {
         let mut slots = self
             .slots
@@ -190,15 +185,5 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
             loaded.version = last.version;
         }
         Ok(loaded)
-    }
-
-    /// The current state of a stream and its version (0 for a stream with no events).
-    pub async fn load(&self, stream_id: &str) -> Result<(i64, D::State)> {
-        let slot = self.slot(stream_id);
-        let mut guard = slot.lock().await;
-        let loaded = self.catch_up(stream_id, guard.take()).await?;
-        let result = (loaded.version, loaded.state.clone());
-        *guard = Some(loaded);
-        Ok(result)
     }
 }

@@ -104,15 +104,6 @@ impl Sealer {
             keys: HashMap::new(),
         }
     }
-
-    /// Destroys every key of `subject` (outside an append; erasure of a foreign subject).
-    pub async fn erase(&self, subject: &str) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM sealing_keys WHERE subject = $1")
-            .bind(subject)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 fn make_key(key_id: Uuid, subject: &str, bytes: &[u8]) -> SealingKey {

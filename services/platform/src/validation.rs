@@ -73,10 +73,6 @@ impl Violations {
         value
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Ok when nothing was wrong, otherwise the INVALID_ARGUMENT status.
     pub fn finish(self) -> Result<(), Status> {
         if self.0.is_empty() {

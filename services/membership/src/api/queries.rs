@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Api, parse};
-use crate::codec::{role_from_pb, role_value};
+use crate::codec::{role_from_pb, role_value, timestamp};
 use crate::domain::Role;
 use crate::projections::MemberStatusCode;
 
@@ -18,13 +18,6 @@ type Reply<T> = Result<Response<T>, Status>;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
 
 fn db_status(err: sqlx::Error) -> Status {
     kith_platform::grpc::status_from_platform(&kith_platform::Error::Database(err))
@@ -78,7 +71,51 @@ fn page<T>(
     Ok((items, next))
 }
 
+/// A list request that passed validation and authorization.
+struct Listing {
+    community: Uuid,
+    limit: i64,
+    /// The position the page token continues from, if any.
+    token: Option<i64>,
+}
+
+/// The fields every list request has.
+struct ListFields<'a> {
+    community_id: &'a str,
+    page_size: u32,
+    page_token: &'a str,
+    min_position: i64,
+}
+
 impl Api {
+    /// Validates the common list fields (adding to violations the caller already found), waits
+    /// for `min_position`, and checks that the caller may list: an active member holding one of
+    /// `roles` (any role when empty), `who` naming them in the refusal.
+    async fn listing(
+        &self,
+        caller: Uuid,
+        mut v: Violations,
+        fields: ListFields<'_>,
+        roles: &[Role],
+        who: &str,
+    ) -> Result<Listing, Status> {
+        let community = v.uuid("community_id", fields.community_id);
+        let limit = page_size(&mut v, fields.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let token = parse::page_token(&mut v, fields.page_token);
+        let min_position = parse::min_position(&mut v, fields.min_position);
+        v.finish()?;
+        let community =
+            community.ok_or_else(|| Status::internal("request validation was incomplete"))?;
+        self.wait(min_position).await?;
+        self.community_exists(community).await?;
+        self.require(community, caller, roles, who).await?;
+        Ok(Listing {
+            community,
+            limit,
+            token,
+        })
+    }
+
     /// The caller's role if they are an active member of the community.
     async fn role_in(&self, community: Uuid, caller: Uuid) -> Result<Option<Role>, Status> {
         let role: Option<i32> = sqlx::query_scalar(
@@ -202,20 +239,30 @@ impl Api {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
         let mut v = Violations::new();
-        let community = v.uuid("community_id", &r.community_id);
         let role = if r.role == 0 {
             None
         } else {
             parse::role(&mut v, "role", r.role)
         };
-        let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let after = parse::page_token(&mut v, &r.page_token).unwrap_or(0);
-        let min_position = parse::min_position(&mut v, r.min_position);
-        v.finish()?;
-        let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
-        self.wait(min_position).await?;
-        self.community_exists(community).await?;
-        self.require(community, caller, &[], "members").await?;
+        let Listing {
+            community,
+            limit,
+            token,
+        } = self
+            .listing(
+                caller,
+                v,
+                ListFields {
+                    community_id: &r.community_id,
+                    page_size: r.page_size,
+                    page_token: &r.page_token,
+                    min_position: r.min_position,
+                },
+                &[],
+                "members",
+            )
+            .await?;
+        let after = token.unwrap_or(0);
         let rows = sqlx::query(concat!(
             "SELECT ",
             member_columns!(),
@@ -244,22 +291,25 @@ impl Api {
     ) -> Reply<pb::ListInvitationsResponse> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
-        let mut v = Violations::new();
-        let community = v.uuid("community_id", &r.community_id);
-        let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let before = parse::page_token(&mut v, &r.page_token).unwrap_or(i64::MAX);
-        let min_position = parse::min_position(&mut v, r.min_position);
-        v.finish()?;
-        let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
-        self.wait(min_position).await?;
-        self.community_exists(community).await?;
-        self.require(
+        let Listing {
             community,
-            caller,
-            &[Role::Owner, Role::Host],
-            "owners and hosts",
-        )
-        .await?;
+            limit,
+            token,
+        } = self
+            .listing(
+                caller,
+                Violations::new(),
+                ListFields {
+                    community_id: &r.community_id,
+                    page_size: r.page_size,
+                    page_token: &r.page_token,
+                    min_position: r.min_position,
+                },
+                &[Role::Owner, Role::Host],
+                "owners and hosts",
+            )
+            .await?;
+        let before = token.unwrap_or(i64::MAX);
         let rows = sqlx::query(
             "SELECT invitation_id, created_by, expires_at, max_uses, uses, revoked, created_position
              FROM invitations WHERE community_id = $1 AND created_position < $2
@@ -308,22 +358,25 @@ impl Api {
     ) -> Reply<pb::ListJoinRequestsResponse> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
-        let mut v = Violations::new();
-        let community = v.uuid("community_id", &r.community_id);
-        let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let after = parse::page_token(&mut v, &r.page_token).unwrap_or(0);
-        let min_position = parse::min_position(&mut v, r.min_position);
-        v.finish()?;
-        let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
-        self.wait(min_position).await?;
-        self.community_exists(community).await?;
-        self.require(
+        let Listing {
             community,
-            caller,
-            &[Role::Owner, Role::Host, Role::Moderator],
-            "owners, hosts and moderators",
-        )
-        .await?;
+            limit,
+            token,
+        } = self
+            .listing(
+                caller,
+                Violations::new(),
+                ListFields {
+                    community_id: &r.community_id,
+                    page_size: r.page_size,
+                    page_token: &r.page_token,
+                    min_position: r.min_position,
+                },
+                &[Role::Owner, Role::Host, Role::Moderator],
+                "owners, hosts and moderators",
+            )
+            .await?;
+        let after = token.unwrap_or(0);
         let rows = sqlx::query(
             "SELECT member_id, display_name, handle, bio, answers, requested_at, position
              FROM join_requests WHERE community_id = $1 AND position > $2

@@ -126,11 +126,6 @@ impl EventLog {
         let mut conn = self.pool.acquire().await?;
         tail(&mut conn, after, limit).await
     }
-
-    /// The (transaction id, position) of the event at `position`, if there is one.
-    pub async fn checkpoint_of(&self, position: i64) -> Result<Option<Checkpoint>> {
-        checkpoint_of(&self.pool, position).await
-    }
 }
 
 /// The (transaction id, position) of the event at `position`, if there is one.

@@ -20,11 +20,6 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// The last checkpoint applied by this process's runner.
-    pub fn current(&self) -> Checkpoint {
-        *self.applied.borrow()
-    }
-
     /// Waits until the event at `position` is applied, or `timeout` passes. Position 0 (or less)
     /// returns at once.
     pub async fn wait_for(&self, position: i64, timeout: Duration) -> Result<()> {
