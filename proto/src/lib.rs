@@ -18,7 +18,13 @@ pub mod kith {
             include!(concat!(env!("OUT_DIR"), "/kith.membership.v1.rs"));
         }
     }
+    pub mod cohorts {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/kith.cohorts.v1.rs"));
+        }
+    }
 }
 
+pub use kith::cohorts::v1 as cohorts;
 pub use kith::membership::v1 as membership;
 pub use kith::platform::v1 as platform;

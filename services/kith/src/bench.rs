@@ -19,6 +19,9 @@ use uuid::Uuid;
 pub(crate) enum Bench {
     /// Append and tail rates of the event log beside raw single-row insert commits.
     Log(LogArgs),
+    /// Cohort joins per second (one contended cohort, many uncontended ones) and the latency
+    /// from a membership event to the cohort roster, beside raw PostgreSQL and raw NATS.
+    Cohorts(crate::bench_cohorts::CohortsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +47,7 @@ pub(crate) struct LogArgs {
 pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Log(args) => log(args).await,
+        Bench::Cohorts(args) => crate::bench_cohorts::run(args).await,
     }
 }
 
@@ -52,7 +56,7 @@ const ROUNDS: usize = 3;
 /// Passes of the tail measurement; the median is reported.
 const TAIL_PASSES: usize = 3;
 
-const RAW_TABLE: &str = "
+pub(crate) const RAW_TABLE: &str = "
 CREATE TABLE raw_events (
     position bigint GENERATED ALWAYS AS IDENTITY,
     transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
@@ -63,14 +67,14 @@ CREATE TABLE raw_events (
 CREATE UNIQUE INDEX raw_events_position ON raw_events (position);
 CREATE INDEX raw_events_tail ON raw_events (transaction_id, position);";
 
-struct Scratch {
+pub(crate) struct Scratch {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Scratch {
-    async fn create(url: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn create(url: &str) -> anyhow::Result<Self> {
         let (base, _) = url
             .rsplit_once('/')
             .context("--database-url must name a database")?;
@@ -90,7 +94,7 @@ impl Scratch {
         })
     }
 
-    async fn drop(self) -> anyhow::Result<()> {
+    pub(crate) async fn drop(self) -> anyhow::Result<()> {
         let mut conn = PgConnection::connect(&self.admin).await?;
         sqlx::raw_sql(AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -102,7 +106,7 @@ impl Scratch {
     }
 }
 
-fn spinner(message: String) -> ProgressBar {
+pub(crate) fn spinner(message: String) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -148,7 +152,7 @@ where
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn raw_rate(pool: &PgPool, workers: usize, seconds: f64) -> anyhow::Result<f64> {
+pub(crate) async fn raw_rate(pool: &PgPool, workers: usize, seconds: f64) -> anyhow::Result<f64> {
     let pool = pool.clone();
     let run = Uuid::new_v4().simple().to_string();
     measure(workers, seconds, move |worker, n| {
@@ -315,7 +319,7 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
     result
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])

@@ -1,5 +1,7 @@
 //! The `kith` commands other than benchmarks.
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kith_platform::config::{AuthArgs, DatabaseArgs, ListenArgs, ServiceArgs};
@@ -9,8 +11,28 @@ use kith_platform::{auth, projection, telemetry};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// The services this binary runs, by name.
-const SERVICES: &[&str] = &[kith_membership::SERVICE];
+/// A service this binary runs: adding a service to Kith is one entry here and one `start` in
+/// [`up`].
+struct Service {
+    name: &'static str,
+    /// The projections of its own log, which `rebuild` can replay.
+    projections: fn(&sqlx::PgPool) -> Vec<Arc<dyn projection::Projection>>,
+}
+
+const SERVICES: &[Service] = &[
+    Service {
+        name: kith_membership::SERVICE,
+        projections: kith_membership::projections,
+    },
+    Service {
+        name: kith_cohorts::SERVICE,
+        projections: kith_cohorts::projections,
+    },
+];
+
+fn service_names() -> Vec<&'static str> {
+    SERVICES.iter().map(|s| s.name).collect()
+}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
@@ -30,8 +52,16 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let membership = kith_membership::start(&runtime)
         .await
         .context("starting membership")?;
-    let router = kith_platform::grpc::server().add_service(membership.server);
-    let names = ["kith.membership.v1.MembershipService"];
+    let cohorts = kith_cohorts::start(&runtime)
+        .await
+        .context("starting cohorts")?;
+    let router = kith_platform::grpc::server()
+        .add_service(membership.server)
+        .add_service(cohorts.server);
+    let names = [
+        "kith.membership.v1.MembershipService",
+        kith_cohorts::service::GRPC_SERVICE,
+    ];
     runtime::serve(
         &runtime,
         args.listen.listen,
@@ -39,8 +69,11 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
         &names,
         shutdown,
         |addr| {
-            tracing::info!(%addr, services = ?SERVICES, "kith is serving");
-            println!("kith is serving gRPC on {addr} ({})", SERVICES.join(", "));
+            tracing::info!(%addr, services = ?service_names(), "kith is serving");
+            println!(
+                "kith is serving gRPC on {addr} ({})",
+                service_names().join(", ")
+            );
             println!("try: grpcurl -plaintext {addr} list");
         },
     )
@@ -59,13 +92,13 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("kith");
     db::ensure_database(&args.database.database_url).await?;
     for service in SERVICES {
-        let schema = Schema::parse(service)?;
+        let schema = Schema::parse(service.name)?;
         let pool = db::connect(&args.database.database_url, &schema, 2).await?;
-        db::migrate(&pool, &schema, service, &[]).await?;
-        for projection in kith_membership::projections(&pool) {
+        db::migrate(&pool, &schema, service.name, &[]).await?;
+        for projection in (service.projections)(&pool) {
             projection::create_tables(&pool, projection.as_ref()).await?;
         }
-        println!("{service}: migrated");
+        println!("{}: migrated", service.name);
         pool.close().await;
     }
     Ok(())
@@ -105,7 +138,7 @@ pub(crate) fn token(args: TokenArgs) -> anyhow::Result<()> {
 #[derive(Debug, clap::Args)]
 pub(crate) struct RebuildArgs {
     /// The service whose projections to rebuild.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SERVICES))]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(service_names()))]
     service: String,
     #[command(flatten)]
     database: DatabaseArgs,
@@ -115,7 +148,11 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("kith");
     let schema = Schema::parse(&args.service)?;
     let pool = db::connect(&args.database.database_url, &schema, 2).await?;
-    for projection in kith_membership::projections(&pool) {
+    let service = SERVICES
+        .iter()
+        .find(|s| s.name == args.service)
+        .context("unknown service")?;
+    for projection in (service.projections)(&pool) {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(

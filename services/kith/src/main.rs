@@ -1,6 +1,7 @@
 //! `kith`: every Kith service in one process on one port, and the operator and analyst commands.
 
 mod bench;
+mod bench_cohorts;
 mod commands;
 
 use clap::{Parser, Subcommand};
@@ -28,7 +29,7 @@ enum Command {
     Token(commands::TokenArgs),
     /// Rebuild a service's projections from its event log, with progress, then exit.
     Rebuild(commands::RebuildArgs),
-    /// Measure the platform against raw PostgreSQL on this machine.
+    /// Measure the platform against raw PostgreSQL and NATS on this machine.
     #[command(subcommand)]
     Bench(bench::Bench),
 }

@@ -3,13 +3,13 @@
 //! member in one community destroys exactly their data there.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use kith_platform::aggregate::Codec;
 use kith_platform::eventlog::{NewEvent, RecordedEvent};
 use kith_platform::sealing::{Opener, Sealer};
+use kith_platform::wire::{decode_payload, stored_id, stored_opt_id, stored_time, timestamp};
 use kith_platform::{Error, Result};
 use kith_proto::membership as pb;
-use prost::{Message, Name};
+use prost::Name;
 use uuid::Uuid;
 
 use crate::domain::{
@@ -104,38 +104,11 @@ fn path_to_pb(path: JoinPath) -> pb::JoinPath {
     }
 }
 
-/// The wire form of a time.
-pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
-fn from_timestamp(at: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>> {
-    at.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
-        .ok_or_else(|| Error::Codec("missing or bad timestamp".into()))
-}
-
-fn id(value: &str) -> Result<Uuid> {
-    value
-        .parse()
-        .map_err(|_| Error::Codec(format!("bad id {value:?} in event")))
-}
-
-fn opt_id(value: &str) -> Result<Option<Uuid>> {
-    if value.is_empty() {
-        Ok(None)
-    } else {
-        id(value).map(Some)
-    }
-}
-
 fn text<T>(parsed: std::result::Result<T, crate::domain::InvalidValue>) -> Result<T> {
     parsed.map_err(|err| Error::Codec(format!("stored value no longer parses: {err}")))
 }
 
-fn message<M: Message + Name>(message: M) -> NewEvent {
+fn message<M: prost::Message + Name>(message: M) -> NewEvent {
     NewEvent::from_message(&message)
 }
 
@@ -350,15 +323,6 @@ async fn open_profile(
     }))
 }
 
-fn decode_pb<M: Message + Default>(event: &RecordedEvent) -> Result<M> {
-    M::decode(event.payload.as_slice()).map_err(|err| {
-        Error::Codec(format!(
-            "{} at position {}: {err}",
-            event.event_type, event.position
-        ))
-    })
-}
-
 fn reason(value: &str) -> Result<Reason> {
     text(Reason::parse(value))
 }
@@ -371,26 +335,26 @@ fn role(value: i32) -> Result<Role> {
 pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result<Event> {
     let t = event.event_type.as_str();
     Ok(if t == pb::CommunityCreated::full_name() {
-        let e: pb::CommunityCreated = decode_pb(event)?;
+        let e: pb::CommunityCreated = decode_payload(event)?;
         Event::CommunityCreated {
             name: text(CommunityName::parse(&e.name))?,
             description: text(Description::parse(&e.description))?,
-            created_by: id(&e.created_by)?,
+            created_by: stored_id(&e.created_by)?,
         }
     } else if t == pb::CommunityUpdated::full_name() {
-        let e: pb::CommunityUpdated = decode_pb(event)?;
+        let e: pb::CommunityUpdated = decode_payload(event)?;
         Event::CommunityUpdated {
             name: text(CommunityName::parse(&e.name))?,
             description: text(Description::parse(&e.description))?,
-            updated_by: id(&e.updated_by)?,
+            updated_by: stored_id(&e.updated_by)?,
         }
     } else if t == pb::CommunityArchived::full_name() {
-        let e: pb::CommunityArchived = decode_pb(event)?;
+        let e: pb::CommunityArchived = decode_payload(event)?;
         Event::CommunityArchived {
-            archived_by: id(&e.archived_by)?,
+            archived_by: stored_id(&e.archived_by)?,
         }
     } else if t == pb::MemberJoined::full_name() {
-        let e: pb::MemberJoined = decode_pb(event)?;
+        let e: pb::MemberJoined = decode_payload(event)?;
         let path = match pb::JoinPath::try_from(e.path) {
             Ok(pb::JoinPath::Founder) => JoinPath::Founder,
             Ok(pb::JoinPath::Invitation) => JoinPath::Invitation,
@@ -398,49 +362,49 @@ pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result
             _ => return Err(Error::Codec(format!("unknown join path {}", e.path))),
         };
         Event::MemberJoined {
-            member_id: id(&e.member_id)?,
+            member_id: stored_id(&e.member_id)?,
             role: role(e.role)?,
             path,
             profile: open_profile(opener, e.profile.as_ref()).await?,
-            invitation_id: opt_id(&e.invitation_id)?,
+            invitation_id: stored_opt_id(&e.invitation_id)?,
         }
     } else if t == pb::ProfileUpdated::full_name() {
-        let e: pb::ProfileUpdated = decode_pb(event)?;
+        let e: pb::ProfileUpdated = decode_payload(event)?;
         Event::ProfileUpdated {
-            member_id: id(&e.member_id)?,
+            member_id: stored_id(&e.member_id)?,
             profile: open_profile(opener, e.profile.as_ref()).await?,
         }
     } else if t == pb::RoleAssigned::full_name() {
-        let e: pb::RoleAssigned = decode_pb(event)?;
+        let e: pb::RoleAssigned = decode_payload(event)?;
         Event::RoleAssigned {
-            member_id: id(&e.member_id)?,
+            member_id: stored_id(&e.member_id)?,
             role: role(e.role)?,
             previous_role: role(e.previous_role)?,
-            assigned_by: id(&e.assigned_by)?,
+            assigned_by: stored_id(&e.assigned_by)?,
         }
     } else if t == pb::RoleRevoked::full_name() {
-        let e: pb::RoleRevoked = decode_pb(event)?;
+        let e: pb::RoleRevoked = decode_payload(event)?;
         Event::RoleRevoked {
-            member_id: id(&e.member_id)?,
+            member_id: stored_id(&e.member_id)?,
             role: role(e.role)?,
-            revoked_by: id(&e.revoked_by)?,
+            revoked_by: stored_id(&e.revoked_by)?,
         }
     } else if t == pb::InvitationCreated::full_name() {
-        let e: pb::InvitationCreated = decode_pb(event)?;
+        let e: pb::InvitationCreated = decode_payload(event)?;
         Event::InvitationCreated {
-            invitation_id: id(&e.invitation_id)?,
-            created_by: id(&e.created_by)?,
-            expires_at: from_timestamp(e.expires_at.as_ref())?,
+            invitation_id: stored_id(&e.invitation_id)?,
+            created_by: stored_id(&e.created_by)?,
+            expires_at: stored_time(e.expires_at.as_ref())?,
             max_uses: e.max_uses,
         }
     } else if t == pb::InvitationRevoked::full_name() {
-        let e: pb::InvitationRevoked = decode_pb(event)?;
+        let e: pb::InvitationRevoked = decode_payload(event)?;
         Event::InvitationRevoked {
-            invitation_id: id(&e.invitation_id)?,
-            revoked_by: id(&e.revoked_by)?,
+            invitation_id: stored_id(&e.invitation_id)?,
+            revoked_by: stored_id(&e.revoked_by)?,
         }
     } else if t == pb::JoinRequested::full_name() {
-        let e: pb::JoinRequested = decode_pb(event)?;
+        let e: pb::JoinRequested = decode_payload(event)?;
         let mut answers = Vec::with_capacity(e.answers.len());
         let mut readable = true;
         for sealed in &e.answers {
@@ -450,48 +414,48 @@ pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result
             }
         }
         Event::JoinRequested {
-            member_id: id(&e.member_id)?,
+            member_id: stored_id(&e.member_id)?,
             profile: open_profile(opener, e.profile.as_ref()).await?,
             answers: readable.then_some(answers),
         }
     } else if t == pb::JoinRequestApproved::full_name() {
-        let e: pb::JoinRequestApproved = decode_pb(event)?;
+        let e: pb::JoinRequestApproved = decode_payload(event)?;
         Event::JoinRequestApproved {
-            member_id: id(&e.member_id)?,
-            approved_by: id(&e.approved_by)?,
+            member_id: stored_id(&e.member_id)?,
+            approved_by: stored_id(&e.approved_by)?,
         }
     } else if t == pb::JoinRequestRejected::full_name() {
-        let e: pb::JoinRequestRejected = decode_pb(event)?;
+        let e: pb::JoinRequestRejected = decode_payload(event)?;
         Event::JoinRequestRejected {
-            member_id: id(&e.member_id)?,
-            rejected_by: id(&e.rejected_by)?,
+            member_id: stored_id(&e.member_id)?,
+            rejected_by: stored_id(&e.rejected_by)?,
             reason: reason(&e.reason)?,
         }
     } else if t == pb::MemberLeft::full_name() {
-        let e: pb::MemberLeft = decode_pb(event)?;
+        let e: pb::MemberLeft = decode_payload(event)?;
         Event::MemberLeft {
-            member_id: id(&e.member_id)?,
+            member_id: stored_id(&e.member_id)?,
         }
     } else if t == pb::MemberRemoved::full_name() {
-        let e: pb::MemberRemoved = decode_pb(event)?;
+        let e: pb::MemberRemoved = decode_payload(event)?;
         Event::MemberRemoved {
-            member_id: id(&e.member_id)?,
-            removed_by: id(&e.removed_by)?,
+            member_id: stored_id(&e.member_id)?,
+            removed_by: stored_id(&e.removed_by)?,
             reason: reason(&e.reason)?,
         }
     } else if t == pb::MemberBanned::full_name() {
-        let e: pb::MemberBanned = decode_pb(event)?;
+        let e: pb::MemberBanned = decode_payload(event)?;
         Event::MemberBanned {
-            member_id: id(&e.member_id)?,
-            banned_by: id(&e.banned_by)?,
+            member_id: stored_id(&e.member_id)?,
+            banned_by: stored_id(&e.banned_by)?,
             reason: reason(&e.reason)?,
             was_member: e.was_member,
         }
     } else if t == pb::MemberErased::full_name() {
-        let e: pb::MemberErased = decode_pb(event)?;
+        let e: pb::MemberErased = decode_payload(event)?;
         Event::MemberErased {
-            member_id: id(&e.member_id)?,
-            erased_by: id(&e.erased_by)?,
+            member_id: stored_id(&e.member_id)?,
+            erased_by: stored_id(&e.erased_by)?,
             was_member: e.was_member,
         }
     } else {

@@ -6,11 +6,13 @@
 pub mod aggregate;
 pub mod auth;
 pub mod bus;
+pub mod command;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod eventlog;
 pub mod grpc;
+pub mod paging;
 pub mod projection;
 pub mod relay;
 pub mod runtime;
@@ -18,5 +20,6 @@ pub mod sealing;
 pub mod telemetry;
 pub mod testing;
 pub mod validation;
+pub mod wire;
 
 pub use error::{Error, Result};

@@ -73,6 +73,20 @@ impl Violations {
         value
     }
 
+    /// A required timestamp.
+    pub fn time(
+        &mut self,
+        field: &str,
+        value: Option<&prost_types::Timestamp>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let value = self.required(field, value)?;
+        let time = crate::wire::time_of(Some(value));
+        if time.is_none() {
+            self.add(field, "is not a valid timestamp");
+        }
+        time
+    }
+
     /// Ok when nothing was wrong, otherwise the INVALID_ARGUMENT status.
     pub fn finish(self) -> Result<(), Status> {
         if self.0.is_empty() {

@@ -2,7 +2,6 @@
 //! existing community goes through [`Api::command`]; each handler only says how its fields become
 //! an [`Action`].
 
-use chrono::DateTime;
 use kith_platform::validation::Violations;
 use kith_proto::membership as pb;
 use kith_proto::platform::Committed;
@@ -199,21 +198,7 @@ impl Api {
         let invitation_id = Uuid::new_v4();
         let committed = self
             .command(&request, |r, v| {
-                let expires_at = match r.expires_at.as_ref() {
-                    None => {
-                        v.add("expires_at", "is required");
-                        None
-                    }
-                    Some(t) => {
-                        let at = u32::try_from(t.nanos)
-                            .ok()
-                            .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos));
-                        if at.is_none() {
-                            v.add("expires_at", "is not a valid timestamp");
-                        }
-                        at
-                    }
-                };
+                let expires_at = v.time("expires_at", r.expires_at.as_ref());
                 if r.max_uses == 0 || r.max_uses > MAX_INVITATION_USES {
                     v.add("max_uses", format!("must be 1 to {MAX_INVITATION_USES}"));
                 }

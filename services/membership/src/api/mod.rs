@@ -11,10 +11,9 @@ use std::time::Duration;
 use chrono::Utc;
 use kith_platform::aggregate::Repository;
 use kith_platform::auth::Authenticator;
-use kith_platform::eventlog::{Appended, Metadata};
+use kith_platform::command::{self, command_key, committed, status_from_rejected};
 use kith_platform::grpc::{status_from_auth, status_from_platform};
 use kith_platform::projection::Progress;
-use kith_platform::telemetry;
 use kith_proto::platform::Committed;
 use sqlx::PgPool;
 use tonic::{Request, Status};
@@ -22,7 +21,6 @@ use uuid::Uuid;
 
 use crate::codec::MembershipCodec;
 use crate::domain::{Action, Command};
-use crate::error::status_from_rejected;
 use crate::service::CommunityDecider;
 
 /// How long a query waits for the read model to reach a `min_position`.
@@ -72,19 +70,7 @@ impl Api {
         action: Action,
     ) -> Result<Committed, Status> {
         let key = command_key(caller, request_id);
-        let traceparent = request
-            .metadata()
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-            .or_else(telemetry::current_traceparent);
-        let metadata = Metadata {
-            actor: Some(caller.to_string()),
-            command_id: Some(request_id.to_owned()),
-            correlation_id: Some(Uuid::new_v5(&ID_NAMESPACE, key.as_bytes())),
-            traceparent,
-            ..Default::default()
-        };
+        let metadata = command::metadata(request, &ID_NAMESPACE, caller, request_id);
         let command = Command {
             actor: caller,
             now: Utc::now(),
@@ -122,24 +108,9 @@ impl Api {
     }
 }
 
-fn command_key(caller: Uuid, request_id: &str) -> String {
-    format!("{caller}:{request_id}")
-}
-
 /// An id derived from the caller's request id, stable across retries.
 fn derived_id(caller: Uuid, request_id: &str, kind: &str) -> Uuid {
-    Uuid::new_v5(
-        &ID_NAMESPACE,
-        format!("{kind}:{}", command_key(caller, request_id)).as_bytes(),
-    )
-}
-
-fn committed(appended: Appended) -> Committed {
-    Committed {
-        version: appended.version,
-        position: appended.position,
-        replayed: appended.replayed,
-    }
+    command::derived_id(&ID_NAMESPACE, caller, request_id, kind)
 }
 
 use kith_proto::membership as pb;

@@ -52,31 +52,3 @@ pub(super) fn answers(v: &mut Violations, values: &[String]) -> Vec<Answer> {
         .filter_map(|(i, answer)| v.check(&format!("answers[{i}]"), Answer::parse(answer)))
         .collect()
 }
-
-/// A `min_position`: zero or a position from an earlier reply.
-pub(super) fn min_position(v: &mut Violations, value: i64) -> i64 {
-    if value < 0 {
-        v.add("min_position", "must not be negative");
-    }
-    value
-}
-
-/// Page tokens are opaque to clients; inside they are the position to continue after.
-pub(super) fn page_token(v: &mut Violations, token: &str) -> Option<i64> {
-    if token.is_empty() {
-        return None;
-    }
-    let position = hex::decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("p:").and_then(|p| p.parse::<i64>().ok()));
-    if position.is_none() {
-        v.add("page_token", "is not a token from an earlier reply");
-    }
-    position
-}
-
-/// The token that continues after `position`.
-pub(super) fn next_page_token(position: i64) -> String {
-    hex::encode(format!("p:{position}"))
-}

@@ -2,6 +2,7 @@
 //! read the directory.
 
 use chrono::{DateTime, Utc};
+use kith_platform::paging::{min_position, page, page_token, status_from_db};
 use kith_platform::validation::{Violations, page_size};
 use kith_proto::membership as pb;
 use sqlx::Row;
@@ -10,18 +11,15 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Api, parse};
-use crate::codec::{role_from_pb, role_value, timestamp};
+use crate::codec::{role_from_pb, role_value};
 use crate::domain::Role;
 use crate::projections::MemberStatusCode;
+use kith_platform::wire::timestamp;
 
 type Reply<T> = Result<Response<T>, Status>;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
-
-fn db_status(err: sqlx::Error) -> Status {
-    kith_platform::grpc::status_from_platform(&kith_platform::Error::Database(err))
-}
 
 macro_rules! member_columns {
     () => {
@@ -45,30 +43,6 @@ fn member(row: &PgRow) -> Result<pb::Member, sqlx::Error> {
         joined_at: Some(timestamp(row.try_get(7)?)),
         erased: row.try_get(8)?,
     })
-}
-
-/// One page of `rows` (fetched with `limit + 1` to learn whether more follow), read with `read`,
-/// and the token of the next page: the position in column `position_column` of its last row.
-fn page<T>(
-    rows: &[PgRow],
-    limit: i64,
-    position_column: usize,
-    read: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
-) -> Result<(Vec<T>, String), Status> {
-    let size = rows.len().min(usize::try_from(limit).unwrap_or(0));
-    let page = &rows[..size];
-    let items = page
-        .iter()
-        .map(read)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_status)?;
-    let next = match page.last() {
-        Some(last) if rows.len() > size => {
-            parse::next_page_token(last.try_get(position_column).map_err(db_status)?)
-        }
-        _ => String::new(),
-    };
-    Ok((items, next))
 }
 
 /// A list request that passed validation and authorization.
@@ -101,8 +75,8 @@ impl Api {
     ) -> Result<Listing, Status> {
         let community = v.uuid("community_id", fields.community_id);
         let limit = page_size(&mut v, fields.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let token = parse::page_token(&mut v, fields.page_token);
-        let min_position = parse::min_position(&mut v, fields.min_position);
+        let token = page_token(&mut v, fields.page_token);
+        let min_position = min_position(&mut v, fields.min_position);
         v.finish()?;
         let community =
             community.ok_or_else(|| Status::internal("request validation was incomplete"))?;
@@ -126,7 +100,7 @@ impl Api {
         .bind(MemberStatusCode::ACTIVE)
         .fetch_optional(&self.pool)
         .await
-        .map_err(db_status)?;
+        .map_err(status_from_db)?;
         Ok(role.and_then(role_from_pb))
     }
 
@@ -155,7 +129,7 @@ impl Api {
                 .bind(community)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db_status)?;
+                .map_err(status_from_db)?;
         found
             .map(|_| ())
             .ok_or_else(|| Status::not_found("community not found"))
@@ -169,7 +143,7 @@ impl Api {
         let r = request.get_ref();
         let mut v = Violations::new();
         let community = v.uuid("community_id", &r.community_id);
-        let min_position = parse::min_position(&mut v, r.min_position);
+        let min_position = min_position(&mut v, r.min_position);
         v.finish()?;
         let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
         self.wait(min_position).await?;
@@ -179,7 +153,7 @@ impl Api {
         .bind(community)
         .fetch_optional(&self.pool)
         .await
-        .map_err(db_status)?
+        .map_err(status_from_db)?
         .ok_or_else(|| Status::not_found("community not found"))?;
         let read = || -> Result<pb::Community, sqlx::Error> {
             Ok(pb::Community {
@@ -193,7 +167,7 @@ impl Api {
             })
         };
         Ok(Response::new(pb::GetCommunityResponse {
-            community: Some(read().map_err(db_status)?),
+            community: Some(read().map_err(status_from_db)?),
         }))
     }
 
@@ -206,7 +180,7 @@ impl Api {
         let mut v = Violations::new();
         let community = v.uuid("community_id", &r.community_id);
         let member_id = v.uuid("member_id", &r.member_id);
-        let min_position = parse::min_position(&mut v, r.min_position);
+        let min_position = min_position(&mut v, r.min_position);
         v.finish()?;
         let (Some(community), Some(member_id)) = (community, member_id) else {
             return Err(Status::internal("validation incomplete"));
@@ -225,10 +199,10 @@ impl Api {
         .bind(member_id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(db_status)?
+        .map_err(status_from_db)?
         .ok_or_else(|| Status::not_found("member not found"))?;
         Ok(Response::new(pb::GetMemberResponse {
-            member: Some(member(&row).map_err(db_status)?),
+            member: Some(member(&row).map_err(status_from_db)?),
         }))
     }
 
@@ -277,7 +251,7 @@ impl Api {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await
-        .map_err(db_status)?;
+        .map_err(status_from_db)?;
         let (members, next_page_token) = page(&rows, limit, 9, member)?;
         Ok(Response::new(pb::ListMembersResponse {
             members,
@@ -320,7 +294,7 @@ impl Api {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await
-        .map_err(db_status)?;
+        .map_err(status_from_db)?;
         let now = Utc::now();
         let read = |row: &PgRow| -> Result<pb::Invitation, sqlx::Error> {
             let expires_at: DateTime<Utc> = row.try_get(2)?;
@@ -387,7 +361,7 @@ impl Api {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await
-        .map_err(db_status)?;
+        .map_err(status_from_db)?;
         let read = |row: &PgRow| -> Result<pb::JoinRequest, sqlx::Error> {
             Ok(pb::JoinRequest {
                 community_id: community.to_string(),

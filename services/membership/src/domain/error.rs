@@ -4,20 +4,7 @@
 
 use uuid::Uuid;
 
-/// The class of a refusal, one per gRPC status code the domain can lead to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The thing acted on does not exist.
-    NotFound,
-    /// The thing to create exists already, or the state asked for holds already.
-    AlreadyExists,
-    /// The actor may not do this.
-    PermissionDenied,
-    /// The community is not in a state that allows this.
-    FailedPrecondition,
-    /// An argument is out of range, whatever the state.
-    InvalidArgument,
-}
+pub use kith_platform::command::ErrorKind;
 
 /// A command refused by the decider.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -131,6 +131,7 @@ pub async fn apply_bus_batch(
     )
     .await?;
     tx.commit().await?;
+    projection.committed();
     Ok(applied)
 }
 

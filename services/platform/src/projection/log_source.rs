@@ -126,6 +126,7 @@ impl LogProjector {
         }
         write_checkpoint(&mut tx, name, LOG_SOURCE, last).await?;
         tx.commit().await?;
+        self.projection.committed();
         self.applied.send_replace(last);
         Ok(batch.len())
     }

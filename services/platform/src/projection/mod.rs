@@ -33,6 +33,9 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     fn ddl(&self) -> &'static str;
     /// Applies one event inside the batch's transaction. Events it does not know are ignored.
     async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()>;
+    /// Called after a batch of `apply` calls has committed: the place to hand what the batch
+    /// changed to work that must only see committed rows.
+    fn committed(&self) {}
 }
 
 /// Applies one event inside a span that continues the trace of the command that wrote it, so a

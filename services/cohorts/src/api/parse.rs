@@ -1,0 +1,122 @@
+//! Wire requests to domain values, with a field violation for everything wrong.
+
+use kith_platform::validation::Violations;
+use kith_proto::cohorts as pb;
+
+use crate::codec::{date_from_pb, kind_from_pb, rsvp_from_pb};
+use crate::domain::{
+    Capacity, CohortName, Dates, Details, Goal, Kind, MAX_CAPACITY, Minutes, Recurrence, Rsvp,
+    TimeZone,
+};
+
+/// The fields of a cohort's details as they arrive, shared by create and update.
+pub(super) struct DetailFields<'a> {
+    pub(super) name: &'a str,
+    /// `None` on update (the kind stays).
+    pub(super) kind: Option<Kind>,
+    pub(super) capacity: u32,
+    pub(super) starts_on: Option<&'a pb::Date>,
+    pub(super) ends_on: Option<&'a pb::Date>,
+    pub(super) time_zone: &'a str,
+    pub(super) goal: &'a str,
+}
+
+/// A kind that must be specified.
+pub(super) fn kind(v: &mut Violations, value: i32) -> Option<Kind> {
+    let kind = kind_from_pb(value);
+    if kind.is_none() {
+        v.add(
+            "kind",
+            "must be one of MASTERMIND, COACHING, COURSE, CIRCLE",
+        );
+    }
+    kind
+}
+
+fn date(
+    v: &mut Violations,
+    field: &str,
+    value: Option<&pb::Date>,
+) -> Option<Option<chrono::NaiveDate>> {
+    match value {
+        None => Some(None),
+        Some(d) => match date_from_pb(d) {
+            Some(date) => Some(Some(date)),
+            None => {
+                v.add(
+                    field,
+                    format!(
+                        "{}-{:02}-{:02} is not a calendar date",
+                        d.year, d.month, d.day
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// A cohort's details. On create a capacity of 0 takes the kind's default; on update (no kind
+/// given) it must be set.
+pub(super) fn details(v: &mut Violations, f: DetailFields<'_>, kind: Kind) -> Option<Details> {
+    let name = v.check("name", CohortName::parse(f.name));
+    let capacity = if f.capacity == 0 && f.kind.is_some() {
+        Some(kind.default_capacity())
+    } else if f.capacity == 0 {
+        v.add("capacity", format!("must be 1 to {MAX_CAPACITY}, got 0"));
+        None
+    } else {
+        v.check("capacity", Capacity::parse(f.capacity))
+    };
+    let starts_on = date(v, "starts_on", f.starts_on);
+    let ends_on = date(v, "ends_on", f.ends_on);
+    let dates = match (starts_on, ends_on) {
+        (Some(start), Some(end)) => v.check("ends_on", Dates::new(start, end)),
+        _ => None,
+    };
+    let time_zone = if f.time_zone.trim().is_empty() {
+        Some(TimeZone::default())
+    } else {
+        v.check("time_zone", TimeZone::parse(f.time_zone))
+    };
+    let goal = v.check("goal", Goal::parse(f.goal));
+    Some(Details {
+        name: name?,
+        kind,
+        capacity: capacity?,
+        dates: dates?,
+        time_zone: time_zone?,
+        goal: goal?,
+    })
+}
+
+/// A session length.
+pub(super) fn minutes(v: &mut Violations, value: u32) -> Option<Minutes> {
+    v.check("duration_minutes", Minutes::parse(value))
+}
+
+/// 0 or 1: once; 2 to 52: weekly.
+pub(super) fn recurrence(v: &mut Violations, occurrences: u32) -> Option<Recurrence> {
+    if occurrences <= 1 {
+        Some(Recurrence::Once)
+    } else {
+        v.check("weekly_occurrences", Recurrence::weekly(occurrences))
+    }
+}
+
+/// An RSVP that must be specified.
+pub(super) fn rsvp(v: &mut Violations, value: i32) -> Option<Rsvp> {
+    let rsvp = rsvp_from_pb(value);
+    if rsvp.is_none() {
+        v.add("response", "must be one of YES, NO, MAYBE");
+    }
+    rsvp
+}
+
+/// A community version: zero (do not wait) or a version from a membership reply.
+pub(super) fn community_version(v: &mut Violations, value: i64) -> i64 {
+    if value < 0 {
+        v.add("community_version", "must not be negative");
+    }
+    value
+}

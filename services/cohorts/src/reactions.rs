@@ -1,0 +1,169 @@
+//! What the service does by itself: it releases the places of members who left the community
+//! (membership's events, or a join that raced one), and records invitations past their expiry so
+//! their held seats go to the waitlist.
+//!
+//! Releasing is driven by a condition, not a queue: any place held in a cohort by someone who is
+//! not an active member of its community is released. Both projections hand over the members a
+//! committed batch touched; whichever of a join and a departure commits last triggers the scan
+//! that sees both, so neither order loses a release. A full scan at start and every
+//! [`FULL_SCAN_EVERY`] covers a crash between a commit and the hand-over. A release of someone
+//! with nothing left to release appends nothing, so a repeated scan is harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kith_platform::aggregate::{Rejected, Repository};
+use kith_platform::eventlog::Metadata;
+use sqlx::{PgPool, Row};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::codec::CohortCodec;
+use crate::domain::{Action, Command, SYSTEM};
+use crate::projections::Touched;
+use crate::projections::community::{departure_of, status};
+use crate::service::CohortDecider;
+
+/// How often every place is checked, whatever was handed over.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(30);
+/// How often invitations are checked for expiry.
+const EXPIRY_EVERY: Duration = Duration::from_secs(1);
+
+/// The background task of releases and expiries.
+#[derive(Debug)]
+pub(crate) struct Reactions {
+    pool: PgPool,
+    repository: Arc<Repository<CohortDecider, CohortCodec>>,
+    sources: Vec<Arc<Touched>>,
+    wake: Arc<Notify>,
+}
+
+impl Reactions {
+    pub(crate) fn new(
+        pool: PgPool,
+        repository: Arc<Repository<CohortDecider, CohortCodec>>,
+        sources: Vec<Arc<Touched>>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            repository,
+            sources,
+            wake,
+        }
+    }
+
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let mut next_full_scan = Instant::now();
+        let mut next_expiry = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_full_scan {
+                match self.release(None).await {
+                    Ok(()) => next_full_scan = now + FULL_SCAN_EVERY,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "full release scan failed; retrying soon");
+                        next_full_scan = now + Duration::from_secs(1);
+                    }
+                }
+            }
+            let members: Vec<Uuid> = self.sources.iter().flat_map(|s| s.take()).collect();
+            if !members.is_empty()
+                && let Err(err) = self.release(Some(&members)).await
+            {
+                tracing::warn!(error = %err, members = members.len(), "release failed; the next full scan retries");
+                next_full_scan = next_full_scan.min(Instant::now() + Duration::from_secs(1));
+            }
+            if Instant::now() >= next_expiry {
+                if let Err(err) = self.expire().await {
+                    tracing::warn!(error = %err, "invitation expiry failed; retrying");
+                }
+                next_expiry = Instant::now() + EXPIRY_EVERY;
+            }
+            let until = next_full_scan.min(next_expiry);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// Releases the places of departed members, all of them or those in `members`.
+    async fn release(&self, members: Option<&[Uuid]>) -> anyhow::Result<()> {
+        let rows = sqlx::query(
+            "SELECT p.cohort_id, p.member_id, m.status
+             FROM cohort_places p
+             JOIN community_members m
+               ON m.community_id = p.community_id AND m.member_id = p.member_id
+             WHERE m.status <> $1 AND ($2::uuid[] IS NULL OR p.member_id = ANY($2))",
+        )
+        .bind(status::ACTIVE)
+        .bind(members)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let cohort: Uuid = row.try_get(0)?;
+            let member: Uuid = row.try_get(1)?;
+            let standing: String = row.try_get(2)?;
+            let Some(departure) = departure_of(&standing) else {
+                continue;
+            };
+            self.system_command(
+                cohort,
+                Action::ReleaseMember {
+                    member_id: member,
+                    departure,
+                },
+            )
+            .await?;
+            tracing::info!(%cohort, %member, ?departure, "released a departed member's place");
+        }
+        Ok(())
+    }
+
+    /// Records expired invitations, cohort by cohort.
+    async fn expire(&self) -> anyhow::Result<()> {
+        let cohorts: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT cohort_id FROM cohort_places
+             WHERE expires_at IS NOT NULL AND expires_at <= now() AND place = 'invitation'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for cohort in cohorts {
+            self.system_command(cohort, Action::ExpireInvitations)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn system_command(&self, cohort: Uuid, action: Action) -> anyhow::Result<()> {
+        let command = Command {
+            actor: SYSTEM,
+            actor_role: None,
+            now: Utc::now(),
+            action,
+        };
+        let metadata = Metadata {
+            actor: Some("kith-cohorts".to_owned()),
+            traceparent: kith_platform::telemetry::current_traceparent(),
+            ..Default::default()
+        };
+        match self
+            .repository
+            .execute(&cohort.to_string(), None, &metadata, &command)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(Rejected::Domain(err)) => {
+                // The cohort moved on (archived, say); nothing to do there.
+                tracing::debug!(%cohort, error = %err, "system command refused");
+                Ok(())
+            }
+            Err(Rejected::Platform(err)) => Err(err.into()),
+        }
+    }
+}

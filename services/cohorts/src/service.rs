@@ -1,0 +1,106 @@
+//! Wiring: the cohorts service on a runtime (its schema, log, relay, projections and the
+//! reactions to membership's events), and the standalone binary's server.
+
+use std::sync::Arc;
+
+use kith_platform::aggregate::{Decider, Repository};
+use kith_platform::eventlog::EventLog;
+use kith_platform::projection::{BusSource, Projection};
+use kith_platform::runtime::Runtime;
+use kith_proto::cohorts::cohorts_service_server::CohortsServiceServer;
+use tokio::sync::Notify;
+
+use crate::api::Api;
+use crate::codec::CohortCodec;
+use crate::domain::{self, Cohort, Command, DomainError, Event};
+use crate::projections::{Communities, Roster, Touched};
+use crate::reactions::Reactions;
+
+/// The service's name: its schema, its stream (`KITH_COHORTS`) and its subjects.
+pub const SERVICE: &str = "cohorts";
+/// The gRPC service's full name, for health and reflection.
+pub const GRPC_SERVICE: &str = "kith.cohorts.v1.CohortsService";
+/// The service whose events tell who belongs to a community.
+const MEMBERSHIP: &str = "membership";
+
+/// A cohort is one stream, `cohort/<id>`.
+#[derive(Debug)]
+pub struct CohortDecider;
+
+impl Decider for CohortDecider {
+    type State = Cohort;
+    type Event = Event;
+    type Command = Command;
+    type Error = DomainError;
+    const STREAM_TYPE: &'static str = "cohort";
+
+    fn evolve(state: Cohort, event: &Event) -> Cohort {
+        domain::evolve(state, event)
+    }
+
+    fn decide(state: &Cohort, command: &Command) -> Result<Vec<Event>, DomainError> {
+        domain::decide(state, command)
+    }
+}
+
+/// The running service: hand its gRPC server to a router.
+#[derive(Debug)]
+pub struct Cohorts {
+    pub server: CohortsServiceServer<Api>,
+}
+
+/// Migrates the schema, starts the relay, the projections (its own log, and membership's stream
+/// on the bus) and the reactions, and returns the gRPC service.
+pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
+    let (schema, pool) = runtime.database(SERVICE, &[]).await?;
+    let log = EventLog::new(pool.clone());
+    let wake = Arc::new(Notify::new());
+    let from_roster = Arc::new(Touched::new(Arc::clone(&wake)));
+    let from_communities = Arc::new(Touched::new(Arc::clone(&wake)));
+
+    let progress = runtime
+        .spawn_log_projection(&log, Arc::new(Roster::new(Arc::clone(&from_roster))))
+        .await?;
+    let membership = runtime.args.nats.stream_for(MEMBERSHIP);
+    // The membership stream may not exist yet when cohorts starts first.
+    membership.ensure(&runtime.jetstream).await?;
+    runtime
+        .spawn_bus_projection(
+            &pool,
+            BusSource {
+                durable: format!("{SERVICE}-communities"),
+                stream: membership.name,
+                batch_size: 500,
+            },
+            Arc::new(Communities::new(Arc::clone(&from_communities))),
+        )
+        .await?;
+    runtime.spawn_relay(SERVICE, &schema, &log).await?;
+
+    let repository = Arc::new(Repository::new(log, CohortCodec));
+    let reactions = Reactions::new(
+        pool.clone(),
+        Arc::clone(&repository),
+        vec![from_roster, Arc::clone(&from_communities)],
+        wake,
+    );
+    runtime
+        .tasks
+        .spawn(reactions.run(runtime.background.clone()));
+    let api = Api::new(
+        repository,
+        pool,
+        progress,
+        from_communities,
+        runtime.authenticator.clone(),
+    );
+    Ok(Cohorts {
+        server: CohortsServiceServer::new(api),
+    })
+}
+
+/// The projections of the service's own log, for `kith rebuild`.
+pub fn projections(_pool: &sqlx::PgPool) -> Vec<Arc<dyn Projection>> {
+    let touched = Arc::new(Touched::new(Arc::new(Notify::new())));
+    vec![Arc::new(Roster::new(touched))]
+}

@@ -1,0 +1,174 @@
+//! Membership's events reach cohorts through JetStream only: a member banned or gone from the
+//! community loses every place in its cohorts, and freed seats go to the waitlist.
+
+use kith_platform::testing::eventually;
+use kith_platform::wire::decode_payload;
+use kith_proto::cohorts as pb;
+use kith_proto::membership as mpb;
+use prost::Name;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::helpers::{
+    App, BUS_TIMEOUT, Community, assert_code, in_place, join, open_cohort, rid, roster,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_banned_member_leaves_every_cohort_of_the_community_and_the_waitlist_moves_up() {
+    let app = App::spawn().await;
+    let community = Community::create(&app, 4).await;
+    let [banned, second, waiting_a, waiting_b] = community.members[..] else {
+        panic!("four members");
+    };
+    let mut cohorts = app.cohorts().await;
+    let a = open_cohort(&app, &mut cohorts, &community, 2).await;
+    let b = open_cohort(&app, &mut cohorts, &community, 1).await;
+    join(&app, &mut cohorts, &community, &a, banned).await;
+    join(&app, &mut cohorts, &community, &a, second).await;
+    let (place, _) = join(&app, &mut cohorts, &community, &a, waiting_a).await;
+    assert_eq!(place, pb::Place::Waitlist);
+    join(&app, &mut cohorts, &community, &b, banned).await;
+    let (place, _) = join(&app, &mut cohorts, &community, &b, waiting_b).await;
+    assert_eq!(place, pb::Place::Waitlist);
+
+    let mut membership = app.membership().await;
+    let ban = membership
+        .ban_member(app.as_member(
+            community.owner,
+            mpb::BanMemberRequest {
+                request_id: rid(),
+                community_id: community.id.clone(),
+                member_id: banned.to_string(),
+                reason: "harassment".into(),
+            },
+        ))
+        .await
+        .expect("ban")
+        .into_inner()
+        .committed
+        .expect("committed");
+
+    for (cohort, promoted) in [(&a, waiting_a), (&b, waiting_b)] {
+        let entries = eventually(BUS_TIMEOUT, "the ban to reach the roster", || {
+            let (app, cohort) = (&app, cohort.clone());
+            let mut cohorts = cohorts.clone();
+            async move {
+                let entries = roster(app, &mut cohorts, community.coach, &cohort, 0).await;
+                let gone = !entries.iter().any(|e| e.member_id == banned.to_string());
+                let moved_up = in_place(&entries, pb::Place::Seat).contains(&promoted);
+                (gone && moved_up).then_some(entries)
+            }
+        })
+        .await;
+        assert!(in_place(&entries, pb::Place::Waitlist).is_empty());
+    }
+
+    // The log says why: a release for the ban, then the promotion, as events of their own.
+    let pool = app.pool().await;
+    let events = kith_platform::eventlog::EventLog::new(pool)
+        .read_stream(&a, 0)
+        .await
+        .expect("read stream");
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let released = types
+        .iter()
+        .position(|t| *t == pb::MemberReleased::full_name())
+        .expect("a MemberReleased event");
+    let release: pb::MemberReleased = decode_payload(&events[released]).expect("decode");
+    assert_eq!(release.member_id, banned.to_string());
+    assert_eq!(release.departure, pb::Departure::Banned as i32);
+    assert_eq!(release.place, pb::Place::Seat as i32);
+    assert_eq!(types[released + 1], pb::WaitlistPromoted::full_name());
+
+    // Banned means no way back in, once cohorts has seen the ban.
+    let again = cohorts
+        .join_cohort(app.as_member(
+            banned,
+            pb::JoinCohortRequest {
+                request_id: rid(),
+                cohort_id: a.clone(),
+                community_version: ban.version,
+            },
+        ))
+        .await;
+    assert_code(again, Code::FailedPrecondition);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaving_the_community_gives_up_waitlist_places_and_invitations_too() {
+    let app = App::spawn().await;
+    let community = Community::create(&app, 3).await;
+    let [seated, waiting, invited] = community.members[..] else {
+        panic!("three members");
+    };
+    let mut cohorts = app.cohorts().await;
+    let cohort = open_cohort(&app, &mut cohorts, &community, 2).await;
+    join(&app, &mut cohorts, &community, &cohort, seated).await;
+    cohorts
+        .invite_to_cohort(app.as_member(
+            community.coach,
+            pb::InviteToCohortRequest {
+                request_id: rid(),
+                cohort_id: cohort.clone(),
+                member_id: invited.to_string(),
+                expires_at: Some(crate::helpers::in_minutes(60)),
+                community_version: community.version,
+            },
+        ))
+        .await
+        .expect("invite");
+    let (place, _) = join(&app, &mut cohorts, &community, &cohort, waiting).await;
+    assert_eq!(
+        place,
+        pb::Place::Waitlist,
+        "the invitation holds the second seat"
+    );
+
+    let mut membership = app.membership().await;
+    for member in [waiting, invited] {
+        membership
+            .leave_community(app.as_member(
+                member,
+                mpb::LeaveCommunityRequest {
+                    request_id: rid(),
+                    community_id: community.id.clone(),
+                },
+            ))
+            .await
+            .expect("leave community");
+    }
+    let entries = eventually(BUS_TIMEOUT, "both departures to reach the roster", || {
+        let (app, cohort) = (&app, cohort.clone());
+        let mut cohorts = cohorts.clone();
+        async move {
+            let entries = roster(app, &mut cohorts, community.coach, &cohort, 0).await;
+            let ids: Vec<String> = entries.iter().map(|e| e.member_id.clone()).collect();
+            (!ids.contains(&waiting.to_string()) && !ids.contains(&invited.to_string()))
+                .then_some(entries)
+        }
+    })
+    .await;
+    assert_eq!(in_place(&entries, pb::Place::Seat), vec![seated]);
+    let facilitators = in_place(&entries, pb::Place::Facilitator);
+    assert_eq!(facilitators, vec![community.coach]);
+    let got = cohorts
+        .get_cohort(app.as_member(
+            seated,
+            pb::GetCohortRequest {
+                cohort_id: cohort.clone(),
+                min_position: 0,
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .cohort
+        .expect("cohort");
+    assert_eq!(
+        (got.seated, got.held, got.waitlisted, got.available),
+        (1, 0, 0, 1)
+    );
+    let _ = Uuid::nil();
+    app.stop().await;
+}

@@ -1,0 +1,11 @@
+//! The cohorts service over real gRPC, against real PostgreSQL and NATS, beside a real membership
+//! service whose events reach cohorts through JetStream. One server per test, each with its own
+//! database and NATS namespace.
+
+mod capacity;
+mod cross_service;
+mod flows;
+mod helpers;
+mod rebuild;
+mod sessions;
+mod validation;
