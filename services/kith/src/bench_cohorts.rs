@@ -170,7 +170,7 @@ async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyh
     let service_args = ServiceArgs {
         database: DatabaseArgs {
             database_url: scratch.url.clone(),
-            database_max_connections: 40,
+            database_max_connections: 16,
         },
         nats: NatsArgs {
             nats_url: args.nats_url.clone(),
@@ -445,7 +445,7 @@ async fn open_cohort_by(
                 community_id: community.into(),
                 name: "Bench cohort".into(),
                 kind: pb::CohortKind::Mastermind as i32,
-                capacity: 12,
+                capacity: Some(12),
                 community_version,
                 ..Default::default()
             },

@@ -85,10 +85,12 @@ async fn kith_up_serves_health_and_membership_and_stops_on_sigterm() {
         }
         other => panic!("unexpected reflection reply {other:?}"),
     };
-    assert!(
-        listed.contains(&"kith.membership.v1.MembershipService".to_owned()),
-        "{listed:?}"
-    );
+    for service in [
+        "kith.membership.v1.MembershipService",
+        "kith.cohorts.v1.CohortsService",
+    ] {
+        assert!(listed.contains(&service.to_owned()), "{listed:?}");
+    }
     assert!(
         listed.contains(&"grpc.health.v1.Health".to_owned()),
         "{listed:?}"
@@ -162,7 +164,9 @@ async fn kith_up_serves_health_and_membership_and_stops_on_sigterm() {
         "{}",
         String::from_utf8_lossy(&migrated.stderr)
     );
-    assert!(String::from_utf8_lossy(&migrated.stdout).contains("membership: migrated"));
+    let migrated = String::from_utf8_lossy(&migrated.stdout);
+    assert!(migrated.contains("membership: migrated"), "{migrated}");
+    assert!(migrated.contains("cohorts: migrated"), "{migrated}");
     let rebuilt = Command::new(KITH)
         .args(["rebuild", "--service", "membership"])
         .env("DATABASE_URL", &env.db.url)

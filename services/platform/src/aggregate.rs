@@ -1,14 +1,16 @@
 //! Running commands against deciders. For each command: return the first result if its key was
-//! seen; otherwise load the stream's state (kept in memory between commands and brought up to
-//! date from the log), decide, seal and append at the expected version. Commands on one stream are
-//! serialised inside the process, so they do not race each other into conflicts; a conflict with
-//! another process reloads and decides again.
+//! seen; otherwise queue it on its stream. Commands on one stream are serialised inside the
+//! process: whoever holds the stream takes every command queued behind it, decides them one
+//! after another against the state (kept in memory between commands and brought up to date from
+//! the log), and appends all their events in one statement and one commit. A hot stream thus
+//! costs one commit per batch, not per command, and never races itself into conflicts; a
+//! conflict with another process reloads the stream and decides the batch again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 
 use async_trait::async_trait;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 use crate::eventlog::{Append, Appended, EventLog, Metadata, NewEvent, RecordedEvent};
 use crate::{Error, Result};
@@ -17,8 +19,8 @@ use crate::{Error, Result};
 pub trait Decider: Send + Sync + 'static {
     type State: Clone + Default + Send + Sync + 'static;
     type Event: Send + Sync;
-    type Command: Send + Sync;
-    type Error: Send;
+    type Command: Clone + Send + Sync + 'static;
+    type Error: Send + 'static;
     /// The `stream_type` of its streams.
     const STREAM_TYPE: &'static str;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
@@ -60,7 +62,47 @@ struct Loaded<S> {
     state: S,
 }
 
-type Slot<S> = Arc<Mutex<Option<Loaded<S>>>>;
+/// A command waiting for its stream.
+struct Queued<D: Decider> {
+    key: Option<String>,
+    metadata: Metadata,
+    command: D::Command,
+    reply: oneshot::Sender<Outcome<D>>,
+}
+
+type Outcome<D> = Result<Appended, Rejected<<D as Decider>::Error>>;
+
+/// One stream's state and the commands queued for it.
+struct Stream<D: Decider> {
+    loaded: Mutex<Option<Loaded<D::State>>>,
+    queue: StdMutex<Vec<Queued<D>>>,
+}
+
+impl<D: Decider> Default for Stream<D> {
+    fn default() -> Self {
+        Self {
+            loaded: Mutex::new(None),
+            queue: StdMutex::new(Vec::new()),
+        }
+    }
+}
+
+type Slot<D> = Arc<Stream<D>>;
+
+/// What became of one command of a batch, before the append.
+enum Decided<E> {
+    Refused(E),
+    Failed(Error),
+    /// Decided no events: nothing to write.
+    Unchanged(i64),
+    /// Its events are the append at this index.
+    Appending(usize),
+    /// The same key as the command at this index earlier in the batch: the same result.
+    SameAs(usize),
+}
+
+/// The most commands decided and committed together.
+const BATCH_LIMIT: usize = 128;
 
 /// How many stream states stay cached before idle ones are dropped.
 const CACHE_LIMIT: usize = 10_000;
@@ -71,7 +113,7 @@ const CONFLICT_RETRIES: usize = 8;
 pub struct Repository<D: Decider, C> {
     log: EventLog,
     codec: C,
-    slots: StdMutex<HashMap<String, Slot<D::State>>>,
+    slots: StdMutex<HashMap<String, Slot<D>>>,
 }
 
 impl<D: Decider, C> std::fmt::Debug for Repository<D, C> {
@@ -96,7 +138,7 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
         &self.log
     }
 
-    fn slot(&self, stream_id: &str) -> Slot<D::State> {
+    fn slot(&self, stream_id: &str) -> Slot<D> {
         let mut slots = self
             .slots
             .lock()
@@ -121,54 +163,165 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
             return Ok(first);
         }
         let slot = self.slot(stream_id);
-        let mut guard = slot.lock().await;
-        for _ in 0..CONFLICT_RETRIES {
-            let loaded = self.catch_up(stream_id, guard.take()).await?;
-            let events = match D::decide(&loaded.state, command) {
-                Ok(events) => events,
+        let (reply, mut outcome) = oneshot::channel();
+        lock(&slot.queue).push(Queued {
+            key: command_key.map(str::to_owned),
+            metadata: metadata.clone(),
+            command: command.clone(),
+            reply,
+        });
+        loop {
+            let mut loaded = slot.loaded.lock().await;
+            // Whoever held the stream before may have run this command with its own batch.
+            match outcome.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(Rejected::Platform(Error::ShuttingDown));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<Queued<D>> = {
+                let mut queue = lock(&slot.queue);
+                let take = queue.len().min(BATCH_LIMIT);
+                queue.drain(..take).collect()
+            };
+            self.run_batch(stream_id, &mut loaded, batch).await;
+        }
+    }
+
+    /// Decides `batch` in order and commits its events together, answering every command.
+    async fn run_batch(
+        &self,
+        stream_id: &str,
+        cached: &mut Option<Loaded<D::State>>,
+        batch: Vec<Queued<D>>,
+    ) {
+        let mut lost_races = 0;
+        loop {
+            let loaded = match self.catch_up(stream_id, cached.take()).await {
+                Ok(loaded) => loaded,
                 Err(err) => {
-                    *guard = Some(loaded);
-                    return Err(Rejected::Domain(err));
+                    let message = err.to_string();
+                    for queued in batch {
+                        let _ = queued
+                            .reply
+                            .send(Err(Rejected::Platform(Error::Unavailable(message.clone()))));
+                    }
+                    return;
                 }
             };
-            let encoded = self.codec.encode(stream_id, &events).await?;
-            let erased = self.codec.erased_subjects(stream_id, &events);
-            let appended = self
-                .log
-                .append(Append {
-                    stream_type: D::STREAM_TYPE,
-                    stream_id,
-                    expected_version: loaded.version,
-                    events: encoded,
-                    metadata,
-                    command_key,
-                    erase_subjects: &erased,
-                })
-                .await;
-            match appended {
-                Ok(done) if done.replayed => {
-                    *guard = Some(loaded);
-                    return Ok(done);
+            let (state, version, decided, appends) =
+                self.decide_batch(stream_id, loaded, &batch).await;
+            let written = if appends.is_empty() {
+                Ok(Vec::new())
+            } else {
+                let refs: Vec<Append<'_>> = appends
+                    .iter()
+                    .map(|(index, expected, events, erased)| Append {
+                        stream_type: D::STREAM_TYPE,
+                        stream_id,
+                        expected_version: *expected,
+                        events: events.clone(),
+                        metadata: &batch[*index].metadata,
+                        command_key: batch[*index].key.as_deref(),
+                        erase_subjects: erased,
+                    })
+                    .collect();
+                self.log.append_all(&refs).await
+            };
+            match written {
+                Ok(results) => {
+                    *cached = Some(Loaded { version, state });
+                    answer(batch, decided, &results);
+                    return;
                 }
-                Ok(done) => {
-                    let state = events.iter().fold(loaded.state, D::evolve);
-                    *guard = Some(Loaded {
-                        version: done.version,
-                        state,
-                    });
-                    return Ok(done);
+                Err(Error::Conflict { .. }) if lost_races < CONFLICT_RETRIES => {
+                    // Another process wrote to the stream: reload it and decide again.
+                    lost_races += 1;
                 }
-                Err(Error::Conflict { .. }) => {
-                    *guard = Some(loaded);
-                    continue;
+                Err(err) if batch.len() > 1 => {
+                    // One command's trouble (a key recorded meanwhile by another process, say)
+                    // must not fail the others: run each on its own.
+                    tracing::debug!(stream_id, error = %err, "batch failed; running its commands one by one");
+                    for queued in batch {
+                        Box::pin(self.run_batch(stream_id, cached, vec![queued])).await;
+                    }
+                    return;
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    let queued = batch.into_iter().next();
+                    if let Some(queued) = queued {
+                        let first = match &queued.key {
+                            Some(key) => self.log.command_result(key).await.ok().flatten(),
+                            None => None,
+                        };
+                        let _ = queued.reply.send(match first {
+                            Some(first) => Ok(first),
+                            None => Err(Rejected::Platform(err)),
+                        });
+                    }
+                    return;
+                }
             }
         }
-        Err(Rejected::Platform(Error::Conflict {
-            stream_id: stream_id.to_owned(),
-            expected: guard.as_ref().map_or(0, |loaded| loaded.version),
-        }))
+    }
+
+    /// Decides each command against the state the ones before it left, and encodes the events.
+    /// Returns the state and version after the batch, what became of each command, and the
+    /// appends (command index, expected version, events, erased subjects).
+    #[allow(clippy::type_complexity)]
+    async fn decide_batch(
+        &self,
+        stream_id: &str,
+        loaded: Loaded<D::State>,
+        batch: &[Queued<D>],
+    ) -> (
+        D::State,
+        i64,
+        Vec<Decided<D::Error>>,
+        Vec<(usize, i64, Vec<NewEvent>, Vec<String>)>,
+    ) {
+        let Loaded {
+            mut state,
+            mut version,
+        } = loaded;
+        let mut decided = Vec::with_capacity(batch.len());
+        let mut appends = Vec::new();
+        for (index, queued) in batch.iter().enumerate() {
+            if let Some(key) = &queued.key
+                && let Some(first) = batch[..index]
+                    .iter()
+                    .position(|earlier| earlier.key.as_deref() == Some(key))
+            {
+                decided.push(Decided::SameAs(first));
+                continue;
+            }
+            let events = match D::decide(&state, &queued.command) {
+                Ok(events) => events,
+                Err(err) => {
+                    decided.push(Decided::Refused(err));
+                    continue;
+                }
+            };
+            if events.is_empty() {
+                decided.push(Decided::Unchanged(version));
+                continue;
+            }
+            let encoded = match self.codec.encode(stream_id, &events).await {
+                Ok(encoded) => encoded,
+                Err(err) => {
+                    decided.push(Decided::Failed(err));
+                    continue;
+                }
+            };
+            let erased = self.codec.erased_subjects(stream_id, &events);
+            let expected = version;
+            version += i64::try_from(events.len()).unwrap_or(i64::MAX);
+            state = events.iter().fold(state, D::evolve);
+            decided.push(Decided::Appending(appends.len()));
+            appends.push((index, expected, encoded, erased));
+        }
+        (state, version, decided, appends)
     }
 
     /// Brings a cached state (or a fresh one) up to the stream's last version.
@@ -186,4 +339,49 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
         }
         Ok(loaded)
     }
+}
+
+/// Sends each command of a committed batch its answer.
+fn answer<D: Decider>(
+    batch: Vec<Queued<D>>,
+    decided: Vec<Decided<D::Error>>,
+    written: &[Appended],
+) {
+    let results: Vec<Option<Appended>> = decided
+        .iter()
+        .map(|decided| match decided {
+            Decided::Appending(index) => written.get(*index).copied(),
+            Decided::Unchanged(version) => Some(Appended {
+                version: *version,
+                position: 0,
+                replayed: false,
+            }),
+            _ => None,
+        })
+        .collect();
+    let missing = || {
+        Rejected::Platform(Error::Unavailable(
+            "the same request id was in flight twice and the first did not append; retry".into(),
+        ))
+    };
+    for (index, (queued, decided)) in batch.into_iter().zip(decided).enumerate() {
+        let outcome = match decided {
+            Decided::Refused(err) => Err(Rejected::Domain(err)),
+            Decided::Failed(err) => Err(Rejected::Platform(err)),
+            Decided::Unchanged(_) | Decided::Appending(_) => results[index].ok_or_else(missing),
+            Decided::SameAs(first) => results[first]
+                .map(|first| Appended {
+                    replayed: true,
+                    ..first
+                })
+                .ok_or_else(missing),
+        };
+        let _ = queued.reply.send(outcome);
+    }
+}
+
+fn lock<T>(mutex: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -28,6 +28,9 @@ pub enum Error {
     /// Waited for a position past the deadline.
     #[error("timed out waiting for position {0}")]
     WaitTimeout(i64),
+    /// A transient failure worth retrying, passed on to every command it touched.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The process is shutting down.
     #[error("shutting down")]
     ShuttingDown,

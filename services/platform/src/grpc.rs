@@ -98,6 +98,10 @@ pub fn status_from_platform(err: &Error) -> Status {
                 .unwrap_or_else(|| Status::invalid_argument("min_position"))
         }
         Error::ShuttingDown => Status::unavailable("the server is shutting down"),
+        Error::Unavailable(reason) => {
+            tracing::warn!(%reason, "command not run");
+            Status::unavailable("temporarily unavailable; retry the command")
+        }
         other => {
             tracing::error!(error = %other, "internal error");
             Status::internal("internal error")

@@ -106,11 +106,11 @@ impl Api {
         let (Some(request_id), Some(cohort), Some(action)) = (request_id, cohort, action) else {
             return Err(incomplete());
         };
-        let community = self.community_of(cohort).await?;
-        if let Some(community) = community {
-            self.wait_for_community(community, version).await?;
+        let origin = self.origin(cohort).await?;
+        if let Some(origin) = origin {
+            self.wait_for_community(origin.community, version).await?;
         }
-        self.run(request, caller, &request_id, cohort, community, action)
+        self.run(request, caller, &request_id, cohort, origin, action)
             .await
     }
 
@@ -152,7 +152,6 @@ impl Api {
                 &mut v,
                 DetailFields {
                     name: &r.name,
-                    kind: Some(kind),
                     capacity: r.capacity,
                     starts_on: r.starts_on.as_ref(),
                     ends_on: r.ends_on.as_ref(),
@@ -176,7 +175,10 @@ impl Api {
                 caller,
                 &request_id,
                 cohort,
-                Some(community),
+                Some(super::Origin {
+                    community,
+                    kind: details.kind,
+                }),
                 Action::CreateCohort {
                     community_id: community,
                     details,
@@ -193,15 +195,14 @@ impl Api {
         &self,
         request: Request<pb::UpdateCohortRequest>,
     ) -> Reply<pb::UpdateCohortResponse> {
-        // The kind is not changeable; the decider keeps the stored one.
+        // The kind is not changeable; `run` fills in the one the cohort was created as.
         let committed = self
             .command(&request, |r, v| {
                 parse::details(
                     v,
                     DetailFields {
                         name: &r.name,
-                        kind: None,
-                        capacity: r.capacity,
+                        capacity: Some(r.capacity),
                         starts_on: r.starts_on.as_ref(),
                         ends_on: r.ends_on.as_ref(),
                         time_zone: &r.time_zone,

@@ -35,8 +35,15 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Namespace of ids derived from a caller's request id, so a retried create returns the same id.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b69_7468_636f_686f_7274_7300_0000_0001);
 
-/// How many cohort → community pairs stay cached (they never change).
+/// How many cohort origins stay cached (they never change).
 const COMMUNITY_CACHE: usize = 100_000;
+
+/// What a cohort was created as: its community and kind, which never change.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin {
+    community: Uuid,
+    kind: crate::domain::Kind,
+}
 
 /// The cohorts gRPC service.
 #[derive(Debug, Clone)]
@@ -46,7 +53,7 @@ pub struct Api {
     progress: Progress,
     communities: Arc<Touched>,
     authenticator: Authenticator,
-    community_of: Arc<Mutex<HashMap<Uuid, Uuid>>>,
+    origins: Arc<Mutex<HashMap<Uuid, Origin>>>,
 }
 
 impl Api {
@@ -63,7 +70,7 @@ impl Api {
             progress,
             communities,
             authenticator,
-            community_of: Arc::default(),
+            origins: Arc::default(),
         }
     }
 
@@ -74,16 +81,22 @@ impl Api {
             .map_err(|err| status_from_auth(&err))
     }
 
-    /// The community a cohort belongs to, from the first event of its stream (so a cohort
-    /// created a moment ago is found before the read model has it); `None` if it does not exist.
+    /// The community a cohort belongs to.
     async fn community_of(&self, cohort: Uuid) -> Result<Option<Uuid>, Status> {
-        if let Some(community) = self
-            .community_of
+        Ok(self.origin(cohort).await?.map(|origin| origin.community))
+    }
+
+    /// What a cohort was created as, from the first event of its stream (so a cohort created a
+    /// moment ago is found before the read model has it); `None` if it does not exist. Neither
+    /// part ever changes, so it is cached.
+    async fn origin(&self, cohort: Uuid) -> Result<Option<Origin>, Status> {
+        if let Some(origin) = self
+            .origins
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&cohort)
         {
-            return Ok(Some(*community));
+            return Ok(Some(*origin));
         }
         let payload: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT payload FROM events WHERE stream_id = $1 AND version = 1")
@@ -94,19 +107,23 @@ impl Api {
         let Some(payload) = payload else {
             return Ok(None);
         };
+        let unreadable = || Status::internal("the cohort's first event is unreadable");
         let created =
             <kith_proto::cohorts::CohortCreated as prost::Message>::decode(payload.as_slice())
-                .map_err(|_| Status::internal("the cohort's first event is unreadable"))?;
-        let community: Uuid = created
-            .community_id
-            .parse()
-            .map_err(|_| Status::internal("the cohort's community id is unreadable"))?;
-        let mut cache = self.community_of.lock().unwrap_or_else(|p| p.into_inner());
+                .map_err(|_| unreadable())?;
+        let origin = Origin {
+            community: created.community_id.parse().map_err(|_| unreadable())?,
+            kind: created
+                .details
+                .and_then(|d| crate::codec::kind_from_pb(d.kind))
+                .ok_or_else(unreadable)?,
+        };
+        let mut cache = self.origins.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= COMMUNITY_CACHE {
             cache.clear();
         }
-        cache.insert(cohort, community);
-        Ok(Some(community))
+        cache.insert(cohort, origin);
+        Ok(Some(origin))
     }
 
     /// Someone's role in a community, if they are an active member of it.
@@ -163,7 +180,7 @@ impl Api {
             .map_err(|err| kith_platform::grpc::status_from_platform(&err))
     }
 
-    /// Runs one command on a cohort of `community` (`None` when the cohort does not exist, which
+    /// Runs one command on a cohort of `origin` (`None` when the cohort does not exist, which
     /// the decider refuses) and answers with where it landed.
     async fn run<T>(
         &self,
@@ -171,13 +188,13 @@ impl Api {
         caller: Uuid,
         request_id: &str,
         cohort: Uuid,
-        community: Option<Uuid>,
+        origin: Option<Origin>,
         mut action: Action,
     ) -> Result<Committed, Status> {
-        let actor_role = match community {
-            Some(community) => {
-                self.fill_member_role(community, &mut action).await?;
-                self.role_of(community, caller).await?
+        let actor_role = match origin {
+            Some(origin) => {
+                self.complete(origin, &mut action).await?;
+                self.role_of(origin.community, caller).await?
             }
             None => None,
         };
@@ -197,9 +214,12 @@ impl Api {
         Ok(committed(appended))
     }
 
-    /// Commands about another member carry that member's role in the community.
-    async fn fill_member_role(&self, community: Uuid, action: &mut Action) -> Result<(), Status> {
+    /// Fills in what the caller does not send: the role in the community of the member a
+    /// command is about, and the kind an update keeps.
+    async fn complete(&self, origin: Origin, action: &mut Action) -> Result<(), Status> {
+        let community = origin.community;
         match action {
+            Action::UpdateCohort { details } => details.kind = origin.kind,
             Action::AssignFacilitator {
                 member_id,
                 member_role,

@@ -5,16 +5,14 @@ use kith_proto::cohorts as pb;
 
 use crate::codec::{date_from_pb, kind_from_pb, rsvp_from_pb};
 use crate::domain::{
-    Capacity, CohortName, Dates, Details, Goal, Kind, MAX_CAPACITY, Minutes, Recurrence, Rsvp,
-    TimeZone,
+    Capacity, CohortName, Dates, Details, Goal, Kind, Minutes, Recurrence, Rsvp, TimeZone,
 };
 
 /// The fields of a cohort's details as they arrive, shared by create and update.
 pub(super) struct DetailFields<'a> {
     pub(super) name: &'a str,
-    /// `None` on update (the kind stays).
-    pub(super) kind: Option<Kind>,
-    pub(super) capacity: u32,
+    /// `None` when absent: the kind's default.
+    pub(super) capacity: Option<u32>,
     pub(super) starts_on: Option<&'a pb::Date>,
     pub(super) ends_on: Option<&'a pb::Date>,
     pub(super) time_zone: &'a str,
@@ -56,17 +54,12 @@ fn date(
     }
 }
 
-/// A cohort's details. On create a capacity of 0 takes the kind's default; on update (no kind
-/// given) it must be set.
+/// A cohort's details; an absent capacity takes the kind's default.
 pub(super) fn details(v: &mut Violations, f: DetailFields<'_>, kind: Kind) -> Option<Details> {
     let name = v.check("name", CohortName::parse(f.name));
-    let capacity = if f.capacity == 0 && f.kind.is_some() {
-        Some(kind.default_capacity())
-    } else if f.capacity == 0 {
-        v.add("capacity", format!("must be 1 to {MAX_CAPACITY}, got 0"));
-        None
-    } else {
-        v.check("capacity", Capacity::parse(f.capacity))
+    let capacity = match f.capacity {
+        None => Some(kind.default_capacity()),
+        Some(capacity) => v.check("capacity", Capacity::parse(capacity)),
     };
     let starts_on = date(v, "starts_on", f.starts_on);
     let ends_on = date(v, "ends_on", f.ends_on);

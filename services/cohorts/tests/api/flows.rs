@@ -523,3 +523,70 @@ async fn listings_filter_paginate_and_follow_the_cohorts_membership() {
     assert_eq!(in_place(&entries, pb::Place::Seat), [member]);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn more_seats_promote_from_the_waitlist_and_fewer_than_taken_are_refused() {
+    let app = App::spawn().await;
+    let community = Community::create(&app, 3).await;
+    let m = community.members.clone();
+    let mut client = app.cohorts().await;
+    let cohort = open_cohort(&app, &mut client, &community, 1).await;
+    for member in &m {
+        join(&app, &mut client, &community, &cohort, *member).await;
+    }
+    let update = |capacity| pb::UpdateCohortRequest {
+        request_id: rid(),
+        cohort_id: cohort.clone(),
+        name: "Bigger mastermind".into(),
+        capacity,
+        time_zone: "Asia/Tokyo".into(),
+        goal: "grow".into(),
+        ..Default::default()
+    };
+    let grown = client
+        .update_cohort(app.as_member(community.coach, update(2)))
+        .await
+        .expect("grow")
+        .into_inner()
+        .committed
+        .expect("committed");
+    let entries = roster(&app, &mut client, community.coach, &cohort, grown.position).await;
+    assert_eq!(in_place(&entries, pb::Place::Seat), [m[0], m[1]]);
+    assert_eq!(in_place(&entries, pb::Place::Waitlist), [m[2]]);
+    let status = assert_code(
+        client
+            .update_cohort(app.as_member(community.coach, update(1)))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(status.message().contains('2'), "{status:?}");
+    let got = client
+        .get_cohort(app.as_member(
+            m[0],
+            pb::GetCohortRequest {
+                cohort_id: cohort.clone(),
+                min_position: grown.position,
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .cohort
+        .expect("cohort");
+    let details = got.details.expect("details");
+    assert_eq!(
+        (
+            details.name.as_str(),
+            details.capacity,
+            details.time_zone.as_str(),
+            details.kind
+        ),
+        (
+            "Bigger mastermind",
+            2,
+            "Asia/Tokyo",
+            pb::CohortKind::Mastermind as i32
+        )
+    );
+    app.stop().await;
+}

@@ -285,7 +285,7 @@ pub(crate) async fn create_cohort(
                 community_id: community.id.clone(),
                 name: "Founders mastermind".into(),
                 kind: pb::CohortKind::Mastermind as i32,
-                capacity,
+                capacity: Some(capacity),
                 time_zone: "Europe/Berlin".into(),
                 goal: "ship weekly".into(),
                 community_version: community.version,

@@ -11,7 +11,7 @@ fn create(community: &Community) -> pb::CreateCohortRequest {
         community_id: community.id.clone(),
         name: "Writers circle".into(),
         kind: pb::CohortKind::Circle as i32,
-        capacity: 10,
+        capacity: Some(10),
         time_zone: "America/New_York".into(),
         community_version: community.version,
         ..Default::default()
@@ -31,7 +31,15 @@ async fn every_malformed_field_is_named() {
         (
             "capacity 31",
             pb::CreateCohortRequest {
-                capacity: 31,
+                capacity: Some(31),
+                ..create(&community)
+            },
+            vec!["capacity"],
+        ),
+        (
+            "capacity 0",
+            pb::CreateCohortRequest {
+                capacity: Some(0),
                 ..create(&community)
             },
             vec!["capacity"],
@@ -104,7 +112,7 @@ async fn every_malformed_field_is_named() {
         (
             "several at once",
             pb::CreateCohortRequest {
-                capacity: 31,
+                capacity: Some(31),
                 name: String::new(),
                 time_zone: "Nowhere".into(),
                 ..create(&community)

@@ -426,6 +426,48 @@ impl EventLog {
         }
     }
 
+    /// Appends `appends` together in one statement and one commit, all or none: a lost race on
+    /// any stream fails them all with [`Error::Conflict`]. For a caller that decided several
+    /// commands in a row on one stream and wants them committed at once.
+    pub async fn append_all(&self, appends: &[Append<'_>]) -> Result<Vec<Appended>> {
+        let owned = appends
+            .iter()
+            .filter(|append| !append.events.is_empty())
+            .map(Owned::new)
+            .collect::<Result<Vec<_>>>()?;
+        if owned.is_empty() {
+            return Ok(appends
+                .iter()
+                .map(|append| Appended {
+                    version: append.expected_version,
+                    position: 0,
+                    replayed: false,
+                })
+                .collect());
+        }
+        let refs: Vec<&Owned> = owned.iter().collect();
+        let mut written = write(&self.pool, &refs).await?.into_iter();
+        self.appended.notify_waiters();
+        Ok(appends
+            .iter()
+            .map(|append| {
+                if append.events.is_empty() {
+                    Appended {
+                        version: append.expected_version,
+                        position: 0,
+                        replayed: false,
+                    }
+                } else {
+                    written.next().unwrap_or(Appended {
+                        version: append.expected_version,
+                        position: 0,
+                        replayed: false,
+                    })
+                }
+            })
+            .collect())
+    }
+
     /// The first result of the command with this key, if it appended.
     pub async fn command_result(&self, command_key: &str) -> Result<Option<Appended>> {
         let row: Option<(i64, i64)> =

@@ -7,4 +7,5 @@ mod eventlog;
 mod helpers;
 mod rebuild;
 mod relay;
+mod repository;
 mod sealing;

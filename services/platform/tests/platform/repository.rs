@@ -1,0 +1,191 @@
+//! The repository: commands on one stream are serialised in the process and committed in
+//! batches, in order, each answered on its own; refusals, repeated request ids and races with
+//! another process each affect only their own command.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use kith_platform::aggregate::{Codec, Decider, Rejected, Repository};
+use kith_platform::eventlog::{EventLog, Metadata, NewEvent, RecordedEvent};
+use kith_platform::{Error, Result};
+use uuid::Uuid;
+
+use crate::helpers::log;
+
+/// A running total that refuses to add zero.
+struct Total;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Added(u64);
+
+impl Decider for Total {
+    type State = Vec<u64>;
+    type Event = Added;
+    type Command = u64;
+    type Error = &'static str;
+    const STREAM_TYPE: &'static str = "total";
+
+    fn evolve(mut state: Vec<u64>, event: &Added) -> Vec<u64> {
+        state.push(event.0);
+        state
+    }
+
+    fn decide(_: &Vec<u64>, command: &u64) -> Result<Vec<Added>, &'static str> {
+        if *command == 0 {
+            Err("zero adds nothing")
+        } else {
+            Ok(vec![Added(*command)])
+        }
+    }
+}
+
+struct Bytes;
+
+#[async_trait]
+impl Codec<Total> for Bytes {
+    async fn encode(&self, _: &str, events: &[Added]) -> Result<Vec<NewEvent>> {
+        Ok(events
+            .iter()
+            .map(|e| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "kith.test.v1.Added".into(),
+                payload: e.0.to_be_bytes().to_vec(),
+            })
+            .collect())
+    }
+
+    async fn decode(&self, events: &[RecordedEvent]) -> Result<Vec<Added>> {
+        events
+            .iter()
+            .map(|e| {
+                let bytes: [u8; 8] = e
+                    .payload
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Codec("not eight bytes".into()))?;
+                Ok(Added(u64::from_be_bytes(bytes)))
+            })
+            .collect()
+    }
+
+    fn erased_subjects(&self, _: &str, _: &[Added]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+async fn run(
+    repository: &Repository<Total, Bytes>,
+    value: u64,
+    key: Option<String>,
+) -> Result<kith_platform::eventlog::Appended, Rejected<&'static str>> {
+    repository
+        .execute("total-1", key.as_deref(), &Metadata::default(), &value)
+        .await
+}
+
+async fn stored(log: &EventLog) -> (Vec<u64>, Vec<i64>, usize) {
+    let events = log.read_stream("total-1", 0).await.expect("read");
+    let values = Bytes.decode(&events).await.expect("decode");
+    let versions = events.iter().map(|e| e.version).collect();
+    let mut transactions: Vec<i64> = events.iter().map(|e| e.transaction_id).collect();
+    transactions.dedup();
+    (
+        values.into_iter().map(|a| a.0).collect(),
+        versions,
+        transactions.len(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commands_on_one_stream_commit_together_in_order() {
+    let (_db, log) = log().await;
+    let repository = Arc::new(Repository::new(log.clone(), Bytes));
+    let results = join_all((1..=200u64).map(|value| {
+        let repository = Arc::clone(&repository);
+        async move {
+            (
+                value,
+                run(&repository, value, Some(format!("k{value}"))).await,
+            )
+        }
+    }))
+    .await;
+    let mut versions: Vec<i64> = results
+        .iter()
+        .map(|(_, r)| r.as_ref().expect("appended").version)
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=200).collect::<Vec<_>>());
+    let (values, stored_versions, commits) = stored(&log).await;
+    assert_eq!(stored_versions, (1..=200).collect::<Vec<_>>());
+    // Each reply names the version its own event landed at.
+    for (value, result) in &results {
+        let version = result.as_ref().expect("appended").version;
+        assert_eq!(
+            values[usize::try_from(version - 1).expect("version")],
+            *value
+        );
+    }
+    assert!(
+        commits < 200,
+        "200 queued commands took {commits} commits; they should share some"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_command_leaves_the_rest_of_its_batch_alone() {
+    let (_db, log) = log().await;
+    let repository = Arc::new(Repository::new(log.clone(), Bytes));
+    let results = join_all((0..60u64).map(|n| {
+        let repository = Arc::clone(&repository);
+        let value = if n % 3 == 0 { 0 } else { n };
+        async move { (value, run(&repository, value, None).await) }
+    }))
+    .await;
+    for (value, result) in &results {
+        match (value, result) {
+            (0, Err(Rejected::Domain(reason))) => assert_eq!(*reason, "zero adds nothing"),
+            (0, other) => panic!("zero was not refused: {other:?}"),
+            (_, Ok(_)) => {}
+            (value, other) => panic!("{value} failed: {other:?}"),
+        }
+    }
+    let (values, versions, _) = stored(&log).await;
+    assert_eq!(values.len(), 40);
+    assert!(!values.contains(&0));
+    assert_eq!(versions, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_id_in_flight_many_times_appends_once() {
+    let (_db, log) = log().await;
+    let repository = Arc::new(Repository::new(log.clone(), Bytes));
+    let results = join_all((0..20).map(|_| {
+        let repository = Arc::clone(&repository);
+        async move { run(&repository, 7, Some("the-same-request".into())).await }
+    }))
+    .await;
+    let appended: Vec<_> = results.into_iter().map(|r| r.expect("answered")).collect();
+    assert!(appended.iter().all(|a| a.version == 1));
+    assert_eq!(appended.iter().filter(|a| !a.replayed).count(), 1);
+    let (values, _, _) = stored(&log).await;
+    assert_eq!(values, [7]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_stream_lose_races_and_decide_again() {
+    let (_db, log) = log().await;
+    let first = Arc::new(Repository::new(log.clone(), Bytes));
+    let second = Arc::new(Repository::new(EventLog::new(log.pool().clone()), Bytes));
+    let results = join_all((1..=100u64).map(|value| {
+        let repository = Arc::clone(if value % 2 == 0 { &first } else { &second });
+        async move { run(&repository, value, Some(format!("k{value}"))).await }
+    }))
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let (mut values, versions, _) = stored(&log).await;
+    assert_eq!(versions, (1..=100).collect::<Vec<_>>());
+    values.sort_unstable();
+    assert_eq!(values, (1..=100).collect::<Vec<_>>());
+}
