@@ -227,11 +227,23 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
                         erase_subjects: erased,
                     })
                     .collect();
-                self.log.append_all(&refs).await
+                if let [one] = refs.as_slice() {
+                    // Alone on its stream: the log's group commit shares its commit with other
+                    // streams' appends instead.
+                    self.log.append(one.clone()).await.map(|done| vec![done])
+                } else {
+                    self.log.append_all(&refs).await
+                }
             };
             match written {
                 Ok(results) => {
-                    *cached = Some(Loaded { version, state });
+                    // A replayed result means another call with the key appended first and ours
+                    // did not: the state folded here is not the stream's, so reload next time.
+                    *cached = if results.iter().any(|done| done.replayed) {
+                        None
+                    } else {
+                        Some(Loaded { version, state })
+                    };
                     answer(batch, decided, &results);
                     return;
                 }
