@@ -118,7 +118,7 @@ async fn leaving_the_community_gives_up_waitlist_places_and_invitations_too() {
         ))
         .await
         .expect("invite");
-    let (place, _) = join(&app, &mut cohorts, &community, &cohort, waiting).await;
+    let (place, joined) = join(&app, &mut cohorts, &community, &cohort, waiting).await;
     assert_eq!(
         place,
         pb::Place::Waitlist,
@@ -138,11 +138,12 @@ async fn leaving_the_community_gives_up_waitlist_places_and_invitations_too() {
             .await
             .expect("leave community");
     }
+    // Read from a roster that includes the joins, so that "gone" means released.
     let entries = eventually(BUS_TIMEOUT, "both departures to reach the roster", || {
         let (app, cohort) = (&app, cohort.clone());
         let mut cohorts = cohorts.clone();
         async move {
-            let entries = roster(app, &mut cohorts, community.coach, &cohort, 0).await;
+            let entries = roster(app, &mut cohorts, community.coach, &cohort, joined).await;
             let ids: Vec<String> = entries.iter().map(|e| e.member_id.clone()).collect();
             (!ids.contains(&waiting.to_string()) && !ids.contains(&invited.to_string()))
                 .then_some(entries)
