@@ -25,6 +25,8 @@ async fn main() -> anyhow::Result<()> {
     runtime::cancel_on_signal(shutdown.clone());
     let runtime = Runtime::connect(args.service).await?;
     let cohorts = kith_cohorts::start(&runtime).await?;
+    let metrics = runtime.serve_metrics(args.listen.metrics_listen).await?;
+    println!("metrics: http://{metrics}/metrics");
     let router = grpc::server().add_service(cohorts.server);
     runtime::serve(
         &runtime,
@@ -32,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
         router,
         &[kith_cohorts::service::GRPC_SERVICE],
         shutdown,
-        |addr| tracing::info!(%addr, "cohorts serving"),
+        |addr| println!("kith-cohorts serving gRPC on {addr}"),
     )
     .await?;
     Ok(())

@@ -53,7 +53,7 @@ pub struct Cohorts {
 /// on the bus) and the reactions, and returns the gRPC service.
 pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
     let (schema, pool) = runtime.database(SERVICE, &[]).await?;
-    let log = EventLog::new(pool.clone());
+    let log = EventLog::new(pool.clone()).for_service(SERVICE);
     let wake = Arc::new(Notify::new());
     let from_roster = Arc::new(Touched::new(Arc::clone(&wake)));
     let from_communities = Arc::new(Touched::new(Arc::clone(&wake)));
@@ -71,6 +71,7 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
                 durable: format!("{SERVICE}-communities"),
                 stream: membership.name,
                 batch_size: 500,
+                service: SERVICE.to_owned(),
             },
             Arc::new(Communities::new(Arc::clone(&from_communities))),
         )

@@ -49,6 +49,10 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let runtime = Runtime::connect(args.service.clone())
         .await
         .context("connecting to PostgreSQL and NATS (are they running? see README)")?;
+    let metrics = runtime
+        .serve_metrics(args.listen.metrics_listen)
+        .await
+        .context("serving metrics")?;
     let membership = kith_membership::start(&runtime)
         .await
         .context("starting membership")?;
@@ -74,6 +78,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
                 "kith is serving gRPC on {addr} ({})",
                 service_names().join(", ")
             );
+            println!("metrics: http://{metrics}/metrics");
             println!("try: grpcurl -plaintext {addr} list");
         },
     )

@@ -26,6 +26,8 @@ async fn main() -> anyhow::Result<()> {
     runtime::cancel_on_signal(shutdown.clone());
     let runtime = Runtime::connect(args.service).await?;
     let membership = kith_membership::start(&runtime).await?;
+    let metrics = runtime.serve_metrics(args.listen.metrics_listen).await?;
+    println!("metrics: http://{metrics}/metrics");
     let router = grpc::server().add_service(membership.server);
     runtime::serve(
         &runtime,
@@ -33,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         router,
         &["kith.membership.v1.MembershipService"],
         shutdown,
-        |addr| tracing::info!(%addr, "membership serving"),
+        |addr| println!("kith-membership serving gRPC on {addr}"),
     )
     .await?;
     Ok(())

@@ -46,7 +46,7 @@ pub struct Membership {
 /// Migrates the schema, starts the relay and the projections, and returns the gRPC service.
 pub async fn start(runtime: &Runtime) -> kith_platform::Result<Membership> {
     let (schema, pool) = runtime.database(SERVICE, &[]).await?;
-    let log = EventLog::new(pool.clone());
+    let log = EventLog::new(pool.clone()).for_service(SERVICE);
     let codec = MembershipCodec::new(Sealer::new(pool.clone()));
     let directory = Arc::new(Directory::new(codec.clone()));
     let progress = runtime.spawn_log_projection(&log, directory).await?;

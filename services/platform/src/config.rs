@@ -163,6 +163,9 @@ pub struct ListenArgs {
     /// gRPC address.
     #[arg(long, env = "KITH_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Prometheus metrics address (`GET /metrics`), separate from gRPC.
+    #[arg(long, env = "KITH_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
 }
 
 /// Everything a service needs to run.

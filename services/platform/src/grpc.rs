@@ -8,25 +8,35 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::http;
-use tonic::transport::server::Router;
+use tonic::transport::server::Router as TonicRouter;
+use tower::layer::util::{Identity, Stack};
+
+use crate::metrics::GrpcMetricsLayer;
+
+/// The layers every Kith server runs calls through.
+pub type Layers = Stack<GrpcMetricsLayer, Identity>;
+/// A router of Kith services.
+pub type Router = TonicRouter<Layers>;
 use tonic::{Code, Status};
 use tonic_health::server::HealthReporter;
 
 use crate::auth::AuthError;
 use crate::{Error, telemetry};
 
-/// A server builder with the platform's per-call tracing.
-pub fn server() -> tonic::transport::Server {
-    tonic::transport::Server::builder().trace_fn(|request: &http::Request<()>| {
-        let span = tracing::info_span!(
-            "grpc",
-            rpc.method = %request.uri().path(),
-            otel.kind = "server",
-            grpc.code = tracing::field::Empty,
-        );
-        telemetry::continue_trace(&span, request.headers());
-        span
-    })
+/// A server builder with the platform's per-call tracing and metrics.
+pub fn server() -> tonic::transport::Server<Layers> {
+    tonic::transport::Server::builder()
+        .layer(GrpcMetricsLayer)
+        .trace_fn(|request: &http::Request<()>| {
+            let span = tracing::info_span!(
+                "grpc",
+                rpc.method = %request.uri().path(),
+                otel.kind = "server",
+                grpc.code = tracing::field::Empty,
+            );
+            telemetry::continue_trace(&span, request.headers());
+            span
+        })
 }
 
 /// Adds health and reflection to `router`. Returns the router and the health reporter whose

@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod eventlog;
 pub mod grpc;
+pub mod metrics;
 pub mod paging;
 pub mod projection;
 pub mod relay;

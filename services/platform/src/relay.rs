@@ -85,7 +85,14 @@ async fn lead(
         }
     }
     tracing::info!(schema = %config.schema, stream = %config.stream.name, "relay leading");
+    let labels = crate::metrics::ServiceLabels::of(&config.schema.to_string());
+    let leader_gauge = crate::metrics::metrics()
+        .relay_leader
+        .get_or_create(&labels)
+        .clone();
+    leader_gauge.set(1);
     let result = publish_loop(config, js, wake, shutdown, &mut conn).await;
+    leader_gauge.set(0);
     // Hand leadership over at once rather than when the connection times out.
     let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
         .bind(lock_key(&config.schema))
@@ -140,12 +147,27 @@ async fn publish_loop(
     conn: &mut PgConnection,
 ) -> Result<()> {
     let (mut checkpoint, mut last_id) = resync(config, js, conn).await?;
+    let lag = crate::metrics::metrics()
+        .relay_lag
+        .get_or_create(&crate::metrics::ServiceLabels::of(
+            &config.schema.to_string(),
+        ))
+        .clone();
     tracing::info!(stream = %config.stream.name, position = checkpoint.position, "relay resumed");
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
         let batch = eventlog::tail(&mut *conn, checkpoint, config.batch_size).await?;
+        lag.set(if (batch.len() as i64) < config.batch_size {
+            batch.len() as i64
+        } else {
+            // A full batch: more wait behind it.
+            let last: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+                .fetch_one(&mut *conn)
+                .await?;
+            last.unwrap_or(0) - checkpoint.position
+        });
         if batch.is_empty() {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),

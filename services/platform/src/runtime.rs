@@ -10,13 +10,13 @@ use async_nats::jetstream;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 
 use crate::auth::Authenticator;
 use crate::config::ServiceArgs;
 use crate::db::{self, Migration, Schema};
 use crate::eventlog::EventLog;
+use crate::grpc::Router;
 use crate::projection::{self, BusSource, LogProjector, Progress, Projection};
 use crate::relay::{self, RelayConfig};
 use crate::{Result, bus, grpc};
@@ -61,6 +61,7 @@ impl Runtime {
         )
         .await?;
         db::migrate(&pool, &schema, service, migrations).await?;
+        crate::metrics::metrics().watch_pool(service, &pool);
         Ok((schema, pool))
     }
 
@@ -91,7 +92,8 @@ impl Runtime {
         projection: Arc<dyn Projection>,
     ) -> Result<Progress> {
         projection::create_tables(log.pool(), projection.as_ref()).await?;
-        let projector = LogProjector::new(log.pool().clone(), projection, log.appended());
+        let projector = LogProjector::new(log.pool().clone(), projection, log.appended())
+            .for_service(log.service());
         let progress = projector.progress();
         self.tasks.spawn(projector.run(self.background.clone()));
         Ok(progress)
@@ -113,6 +115,12 @@ impl Runtime {
             self.background.clone(),
         ));
         Ok(())
+    }
+
+    /// Serves this process's Prometheus metrics on `addr` until the runtime stops; returns the
+    /// bound address (useful with port 0).
+    pub async fn serve_metrics(&self, addr: SocketAddr) -> Result<SocketAddr> {
+        crate::metrics::serve(addr, self.background.clone()).await
     }
 
     /// Stops background work (each task finishes the batch in hand) and waits for it.

@@ -228,3 +228,153 @@ impl Drop for TestEnv {
         });
     }
 }
+
+/// Every event of the log, in tail order: (event id, stream id, version).
+pub async fn log_order(log: &crate::eventlog::EventLog) -> Vec<(Uuid, String, i64)> {
+    let mut all = Vec::new();
+    let mut checkpoint = crate::eventlog::Checkpoint::START;
+    loop {
+        let batch = log.tail(checkpoint, 1000).await.expect("tail the log");
+        let Some(last) = batch.last() else { return all };
+        checkpoint = last.checkpoint();
+        all.extend(
+            batch
+                .into_iter()
+                .map(|e| (e.event_id, e.stream_id, e.version)),
+        );
+    }
+}
+
+/// Every message of a JetStream stream, in stream order: (message id, stream id header, version
+/// header).
+pub async fn stream_order(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) -> Vec<(Uuid, String, i64)> {
+    use crate::bus::headers;
+    let mut stream = js.get_stream(name).await.expect("the stream");
+    let last = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    let mut all = Vec::new();
+    for sequence in 1..=last {
+        let message = stream
+            .get_raw_message(sequence)
+            .await
+            .expect("a stream message");
+        let header = |name: &str| {
+            message
+                .headers
+                .get(name)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        all.push((
+            header("Nats-Msg-Id").parse().unwrap_or_default(),
+            header(headers::STREAM_ID),
+            header(headers::VERSION).parse().unwrap_or_default(),
+        ));
+    }
+    all
+}
+
+/// A service binary (`kith up`, `kith-membership`, ...) running as its own process against a
+/// test environment, on free ports for gRPC and metrics.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    pub child: tokio::process::Child,
+    pub grpc: std::net::SocketAddr,
+    pub metrics: std::net::SocketAddr,
+}
+
+impl ServiceProcess {
+    /// Starts `program args...` with the environment's database, NATS namespace and JWT secret,
+    /// and waits until it announces its gRPC and metrics addresses on stdout.
+    pub async fn spawn(program: &str, args: &[&str], env: &TestEnv) -> Self {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", &env.db.url)
+            .env(
+                "KITH_NATS_NAMESPACE",
+                env.args.nats.nats_namespace.as_deref().unwrap_or_default(),
+            )
+            .env("NATS_URL", nats_url())
+            .env("KITH_JWT_SECRET", TEST_JWT_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {program}: {err}"));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (grpc, metrics) = tokio::time::timeout(Duration::from_secs(60), async {
+            let (mut grpc, mut metrics) = (None, None);
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(rest) = line.split("serving gRPC on ").nth(1) {
+                    grpc = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+                }
+                if let Some(rest) = line.strip_prefix("metrics: http://") {
+                    metrics = rest.split('/').next().and_then(|a| a.parse().ok());
+                }
+                if let (Some(grpc), Some(metrics)) = (grpc, metrics) {
+                    return (grpc, metrics);
+                }
+            }
+            panic!("{program} exited before announcing its addresses");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{program} did not announce its addresses within 60 s"));
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            grpc,
+            metrics,
+        }
+    }
+
+    /// The metrics page, as Prometheus scrapes it.
+    pub async fn scrape(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics)
+            .await
+            .expect("connect to metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: kith\r\nAccept: */*\r\n\r\n")
+            .await
+            .expect("send scrape");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("read scrape");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("a running process").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
+    /// The value of the metric series `series` (name and labels exactly as exposed), if present.
+    pub fn series_value(page: &str, series: &str) -> Option<f64> {
+        page.lines().find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+    }
+}

@@ -407,6 +407,7 @@ impl EventLog {
             result.await.map_err(|_| Error::ShuttingDown)?
         };
         drop(in_flight);
+        self.count(&result, append.events.len());
         if result.is_ok() {
             self.appended.notify_waiters();
         }
@@ -446,7 +447,9 @@ impl EventLog {
                 .collect());
         }
         let refs: Vec<&Owned> = owned.iter().collect();
-        let mut written = write(&self.pool, &refs).await?.into_iter();
+        let written = write(&self.pool, &refs).await;
+        self.count(&written, owned.iter().map(|o| o.events.len()).sum());
+        let mut written = written?.into_iter();
         self.appended.notify_waiters();
         Ok(appends
             .iter()
@@ -466,6 +469,23 @@ impl EventLog {
                 }
             })
             .collect())
+    }
+
+    fn count<T>(&self, result: &Result<T>, events: usize) {
+        let labels = crate::metrics::ServiceLabels::of(self.service());
+        let metrics = crate::metrics::metrics();
+        match result {
+            Ok(_) => {
+                metrics
+                    .appended
+                    .get_or_create(&labels)
+                    .inc_by(u64::try_from(events).unwrap_or(0));
+            }
+            Err(Error::Conflict { .. }) => {
+                metrics.conflicts.get_or_create(&labels).inc();
+            }
+            Err(_) => {}
+        }
     }
 
     /// The first result of the command with this key, if it appended.

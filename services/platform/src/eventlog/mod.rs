@@ -63,6 +63,8 @@ pub struct EventLog {
     pool: PgPool,
     appended: Arc<Notify>,
     writers: append::Writers,
+    /// The `service` label of its metrics.
+    service: Arc<str>,
 }
 
 impl EventLog {
@@ -73,7 +75,19 @@ impl EventLog {
             writers: append::Writers::start(&pool),
             pool,
             appended: Arc::new(Notify::new()),
+            service: Arc::from(""),
         }
+    }
+
+    /// The log of `service`: its metrics carry that name.
+    pub fn for_service(mut self, service: &str) -> Self {
+        self.service = Arc::from(service);
+        self
+    }
+
+    /// The service whose log this is ("" when not named).
+    pub fn service(&self) -> &str {
+        &self.service
     }
 
     /// The pool the log lives in.

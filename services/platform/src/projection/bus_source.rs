@@ -31,6 +31,8 @@ pub struct BusSource {
     /// The durable consumer's name, unique per consuming service and projection.
     pub durable: String,
     pub batch_size: usize,
+    /// The consuming service, for metrics.
+    pub service: String,
 }
 
 impl BusSource {
@@ -209,6 +211,9 @@ async fn consume(
 ) -> Result<()> {
     let consumer = consumer_at_checkpoint(pool, js, source, projection, false).await?;
     let key = source.key();
+    let labels = crate::metrics::SourceLabels::new(&source.service, projection.name(), &key);
+    let metrics = crate::metrics::metrics();
+    metrics.projection_lag(&labels, 0, 0.0);
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -222,13 +227,20 @@ async fn consume(
             .map_err(Error::nats)?;
         let mut batch: Vec<(u64, RecordedEvent)> = Vec::new();
         let mut received: Vec<Message> = Vec::new();
+        let mut pending = 0;
         while let Some(message) = messages.next().await {
             let message = message.map_err(Error::nats)?;
-            let sequence = message.info().map_err(Error::nats)?.stream_sequence;
+            let info = message.info().map_err(Error::nats)?;
+            let sequence = info.stream_sequence;
+            pending = info.pending;
+            if info.delivered > 1 {
+                metrics.redeliveries.get_or_create(&labels).inc();
+            }
             batch.push((sequence, event_from_message(&message)?));
             received.push(message);
         }
         if batch.is_empty() {
+            metrics.projection_lag(&labels, 0, 0.0);
             continue;
         }
         if let Err(err) = apply_bus_batch(pool, projection, &key, &batch).await {
@@ -239,5 +251,12 @@ async fn consume(
         for message in received {
             message.ack().await.map_err(Error::nats)?;
         }
+        let age = match batch.last() {
+            Some((_, newest)) if pending > 0 => {
+                (chrono::Utc::now() - newest.recorded_at).as_seconds_f64()
+            }
+            _ => 0.0,
+        };
+        metrics.projection_lag(&labels, i64::try_from(pending).unwrap_or(i64::MAX), age);
     }
 }

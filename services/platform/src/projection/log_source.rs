@@ -48,20 +48,29 @@ pub struct LogProjector {
     batch_size: i64,
     poll_interval: Duration,
     applied: watch::Sender<Checkpoint>,
+    lag: crate::metrics::SourceLabels,
 }
 
 impl LogProjector {
     /// A runner for `projection`, woken by `wake` (the log's append notifier) and by polling.
     pub fn new(pool: PgPool, projection: Arc<dyn Projection>, wake: Arc<Notify>) -> Self {
         let (applied, _) = watch::channel(Checkpoint::START);
+        let projection_name = projection.name();
         Self {
             pool,
             projection,
             wake,
             batch_size: 1000,
             poll_interval: Duration::from_millis(50),
+            lag: crate::metrics::SourceLabels::new("", projection_name, LOG_SOURCE),
             applied,
         }
+    }
+
+    /// Labels its lag metrics with `service`.
+    pub fn for_service(mut self, service: &str) -> Self {
+        self.lag.service = service.to_owned();
+        self
     }
 
     /// A handle for waiting on this runner's progress.
@@ -74,6 +83,7 @@ impl LogProjector {
 
     /// Applies batches until `shutdown`; the batch in hand is finished and checkpointed first.
     pub async fn run(self, shutdown: CancellationToken) {
+        crate::metrics::metrics().projection_lag(&self.lag, 0, 0.0);
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.step().await {
@@ -110,6 +120,7 @@ impl LogProjector {
             eventlog::tail(&mut conn, start, self.batch_size).await?
         };
         if batch.is_empty() {
+            crate::metrics::metrics().projection_lag(&self.lag, 0, 0.0);
             self.applied.send_if_modified(|cp| {
                 let changed = *cp != start;
                 *cp = start;
@@ -128,6 +139,20 @@ impl LogProjector {
         tx.commit().await?;
         self.projection.committed();
         self.applied.send_replace(last);
+        if (batch.len() as i64) < self.batch_size {
+            crate::metrics::metrics().projection_lag(&self.lag, 0, 0.0);
+        } else if let Some(newest) = batch.last() {
+            // A full batch: more wait behind it, the oldest of them about as old as its last.
+            let end: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+                .fetch_one(&self.pool)
+                .await?;
+            let age = (chrono::Utc::now() - newest.recorded_at).as_seconds_f64();
+            crate::metrics::metrics().projection_lag(
+                &self.lag,
+                end.unwrap_or(0) - newest.position,
+                age,
+            );
+        }
         Ok(batch.len())
     }
 }

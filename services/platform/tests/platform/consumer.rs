@@ -193,6 +193,7 @@ async fn a_durable_consumer_applies_everything_once_across_restarts() {
         stream: stream.spec.name.clone(),
         durable: "counting".into(),
         batch_size: 7,
+        service: "test".into(),
     };
     for _ in 0..2 {
         let shutdown = CancellationToken::new();

@@ -6,9 +6,9 @@ use std::time::Duration;
 use async_nats::jetstream;
 use kith_platform::bus;
 use kith_platform::db::Schema;
-use kith_platform::eventlog::{Checkpoint, EventLog};
+use kith_platform::eventlog::EventLog;
 use kith_platform::relay::{self, RelayConfig};
-use kith_platform::testing::{TestStream, eventually, nats};
+use kith_platform::testing::{TestStream, eventually, log_order, nats, stream_order};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -37,39 +37,6 @@ fn start(
         shutdown.clone(),
     ));
     (shutdown, handle)
-}
-
-/// Every event of the log, in tail order: (event id, stream id, version).
-async fn log_order(log: &EventLog) -> Vec<(Uuid, String, i64)> {
-    let mut all = Vec::new();
-    let mut checkpoint = Checkpoint::START;
-    loop {
-        let batch = log.tail(checkpoint, 1000).await.unwrap();
-        let Some(last) = batch.last() else { return all };
-        checkpoint = last.checkpoint();
-        all.extend(
-            batch
-                .into_iter()
-                .map(|e| (e.event_id, e.stream_id, e.version)),
-        );
-    }
-}
-
-/// Every message of the stream, in stream order: (message id, stream id header, version header).
-async fn stream_order(js: &jetstream::Context, name: &str) -> Vec<(Uuid, String, i64)> {
-    let mut stream = js.get_stream(name).await.unwrap();
-    let last = stream.info().await.unwrap().state.last_sequence;
-    let mut all = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await.unwrap();
-        let header = |name: &str| message.headers.get(name).unwrap().as_str().to_owned();
-        all.push((
-            header("Nats-Msg-Id").parse().unwrap(),
-            header(bus::headers::STREAM_ID),
-            header(bus::headers::VERSION).parse().unwrap(),
-        ));
-    }
-    all
 }
 
 async fn wait_for_messages(js: &jetstream::Context, name: &str, count: u64) {

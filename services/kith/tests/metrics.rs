@@ -1,0 +1,91 @@
+//! `kith up`'s Prometheus endpoint, scraped as Prometheus does: every projection source has its
+//! lag series, and calls, appends, the relay and the pools are counted.
+
+use std::time::Duration;
+
+use kith_platform::testing::{ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually};
+use kith_proto::membership::membership_service_client::MembershipServiceClient;
+use kith_proto::membership::{CreateCommunityRequest, ProfileInput};
+use tonic::Request;
+use uuid::Uuid;
+
+const KITH: &str = env!("CARGO_BIN_EXE_kith");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_shows_projection_lag_for_every_source_and_counts_calls() {
+    let env = TestEnv::new().await;
+    let kith = ServiceProcess::spawn(KITH, &["up"], &env).await;
+    let token = kith_platform::auth::mint_hs256(TEST_JWT_SECRET.as_bytes(), Uuid::new_v4(), 600)
+        .expect("token");
+    let mut client = MembershipServiceClient::connect(format!("http://{}", kith.grpc))
+        .await
+        .expect("connect");
+    let mut request = Request::new(CreateCommunityRequest {
+        request_id: "one".into(),
+        name: "Measured".into(),
+        description: String::new(),
+        founder: Some(ProfileInput {
+            display_name: "Metered".into(),
+            handle: "metered".into(),
+            bio: String::new(),
+        }),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    client.create_community(request).await.expect("create");
+
+    let bus_source = format!("bus:{}", env.args.nats.stream_for("membership").name);
+    let sources = [
+        ("membership", "directory", "log".to_owned()),
+        ("cohorts", "roster", "log".to_owned()),
+        ("cohorts", "communities", bus_source),
+    ];
+    let page = eventually(Duration::from_secs(20), "every series", || {
+        let (kith, sources) = (&kith, &sources);
+        async move {
+            let page = kith.scrape().await;
+            let all = sources.iter().all(|(service, projection, source)| {
+                ["kith_projection_lag_events", "kith_projection_lag_seconds"]
+                    .iter()
+                    .all(|metric| {
+                        ServiceProcess::series_value(
+                            &page,
+                            &format!(
+                                r#"{metric}{{service="{service}",projection="{projection}",source="{source}"}}"#
+                            ),
+                        )
+                        .is_some()
+                    })
+            });
+            let appended = ServiceProcess::series_value(
+                &page,
+                r#"kith_events_appended_total{service="membership"}"#,
+            );
+            (all && appended >= Some(2.0)).then_some(page)
+        }
+    })
+    .await;
+    for series in [
+        r#"kith_grpc_requests_total{service="kith.membership.v1.MembershipService",method="CreateCommunity",code="OK"}"#,
+        r#"kith_grpc_request_duration_seconds_count{service="kith.membership.v1.MembershipService",method="CreateCommunity"}"#,
+        r#"kith_relay_lag_events{service="membership"}"#,
+        r#"kith_relay_leader{service="cohorts"}"#,
+        r#"kith_db_pool_connections{service="cohorts",state="in_use"}"#,
+        r#"kith_db_pool_max_connections{service="membership"}"#,
+    ] {
+        assert!(
+            ServiceProcess::series_value(&page, series).is_some(),
+            "{series} missing from\n{page}"
+        );
+    }
+    assert_eq!(
+        ServiceProcess::series_value(
+            &page,
+            r#"kith_grpc_requests_total{service="kith.membership.v1.MembershipService",method="CreateCommunity",code="OK"}"#
+        ),
+        Some(1.0)
+    );
+    kith.signal("TERM");
+}

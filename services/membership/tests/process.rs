@@ -1,0 +1,262 @@
+//! The membership binary as it runs in Kubernetes: several processes on one database and one
+//! NATS, killed and stopped the way a cluster does it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kith_platform::eventlog::EventLog;
+use kith_platform::testing::{
+    ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually, log_order, stream_order,
+};
+use kith_proto::membership::membership_service_client::MembershipServiceClient;
+use kith_proto::membership::{CreateCommunityRequest, ProfileInput};
+use tokio::sync::Mutex;
+use tonic::Request;
+use uuid::Uuid;
+
+const MEMBERSHIP: &str = env!("CARGO_BIN_EXE_kith-membership");
+
+fn create(member: Uuid, n: usize) -> Request<CreateCommunityRequest> {
+    let token =
+        kith_platform::auth::mint_hs256(TEST_JWT_SECRET.as_bytes(), member, 600).expect("token");
+    let mut request = Request::new(CreateCommunityRequest {
+        request_id: format!("create-{n}"),
+        name: format!("Community {n}"),
+        description: String::new(),
+        founder: Some(ProfileInput {
+            display_name: "Founder".into(),
+            handle: format!("founder{n}"),
+            bio: String::new(),
+        }),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
+fn is_leader(page: &str) -> bool {
+    ServiceProcess::series_value(page, r#"kith_relay_leader{service="membership"}"#) == Some(1.0)
+}
+
+async fn log_of(env: &TestEnv) -> EventLog {
+    let schema = kith_platform::db::Schema::parse("membership").expect("schema");
+    let pool = kith_platform::db::connect(&env.db.url, &schema, 2)
+        .await
+        .expect("pool");
+    EventLog::new(pool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_other_process_takes_the_relay_over_within_five_seconds_when_the_leader_is_killed() {
+    let env = TestEnv::new().await;
+    let first = ServiceProcess::spawn(MEMBERSHIP, &[], &env).await;
+    let second = ServiceProcess::spawn(MEMBERSHIP, &[], &env).await;
+    let (leader, follower) = eventually(Duration::from_secs(10), "a relay leader", || {
+        let (first, second) = (&first, &second);
+        async move {
+            match (
+                is_leader(&first.scrape().await),
+                is_leader(&second.scrape().await),
+            ) {
+                (true, false) => Some((first, second)),
+                (false, true) => Some((second, first)),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let leader_pid = leader.child.id();
+
+    // A steady stream of appends through the process that survives.
+    let member = Uuid::new_v4();
+    let mut client = MembershipServiceClient::connect(format!("http://{}", follower.grpc))
+        .await
+        .expect("connect");
+    let mut n = 0;
+    for _ in 0..40 {
+        client
+            .create_community(create(member, n))
+            .await
+            .expect("append");
+        n += 1;
+    }
+    // Another caller keeps appending across the kill, so the leader dies mid-stream.
+    let stop = Arc::new(AtomicBool::new(false));
+    let background = {
+        let (stop, addr) = (Arc::clone(&stop), follower.grpc);
+        tokio::spawn(async move {
+            let mut client = MembershipServiceClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect");
+            let member = Uuid::new_v4();
+            let mut appended = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                client
+                    .create_community(create(member, 1_000_000 + appended))
+                    .await
+                    .expect("background append");
+                appended += 1;
+            }
+            appended
+        })
+    };
+    let log = log_of(&env).await;
+    eventually(
+        Duration::from_secs(10),
+        "the background appends to start",
+        || {
+            let log = &log;
+            async move {
+                let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+                    .fetch_one(log.pool())
+                    .await
+                    .ok()?;
+                (count > 100).then_some(())
+            }
+        },
+    )
+    .await;
+    let killed_at = Instant::now();
+    leader.signal("KILL");
+    // The first append after the kill: the takeover is done when JetStream has it.
+    let after = client
+        .create_community(create(member, n))
+        .await
+        .expect("append after the kill")
+        .into_inner()
+        .committed
+        .expect("committed")
+        .position;
+    n += 1;
+    let js = async_nats::jetstream::new(kith_platform::testing::nats().await);
+    let stream = env.args.nats.stream_for("membership").name;
+    let event_after: Uuid = sqlx::query_scalar("SELECT event_id FROM events WHERE position = $1")
+        .bind(after)
+        .fetch_one(log.pool())
+        .await
+        .expect("the event");
+    eventually(Duration::from_secs(10), "the new leader to publish", || {
+        let (js, stream) = (&js, &stream);
+        async move {
+            stream_order(js, stream)
+                .await
+                .iter()
+                .any(|(id, _, _)| *id == event_after)
+                .then_some(())
+        }
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(5),
+        "the relay was taken over after {takeover:?}"
+    );
+    assert!(is_leader(&follower.scrape().await));
+    assert_ne!(follower.child.id(), leader_pid);
+
+    for _ in 0..20 {
+        client
+            .create_community(create(member, n))
+            .await
+            .expect("append");
+        n += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let background = background.await.expect("background appender");
+    // Each community is two events. The tail shows only what every older transaction of the
+    // server (other tests' too) has settled, so wait for it rather than read it once.
+    let count = (n + background) * 2;
+    let expected = eventually(Duration::from_secs(10), "the whole log", || {
+        let log = &log;
+        async move {
+            let all = log_order(log).await;
+            (all.len() == count).then_some(all)
+        }
+    })
+    .await;
+    eventually(Duration::from_secs(10), "every event on the bus", || {
+        let (js, stream, expected) = (&js, &stream, &expected);
+        async move { (stream_order(js, stream).await.len() >= expected.len()).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        stream_order(&js, &stream).await,
+        expected,
+        "JetStream holds every event exactly once, in log order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_keeps_every_acknowledged_write_and_exits_in_its_grace_period() {
+    let env = TestEnv::new().await;
+    let mut process = ServiceProcess::spawn(MEMBERSHIP, &[], &env).await;
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut callers = Vec::new();
+    for caller in 0..16 {
+        let (acknowledged, stop, addr) =
+            (Arc::clone(&acknowledged), Arc::clone(&stop), process.grpc);
+        callers.push(tokio::spawn(async move {
+            let Ok(mut client) = MembershipServiceClient::connect(format!("http://{addr}")).await
+            else {
+                return;
+            };
+            let member = Uuid::new_v4();
+            for n in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                match client
+                    .create_community(create(member, caller * 100_000 + n))
+                    .await
+                {
+                    Ok(reply) => acknowledged
+                        .lock()
+                        .await
+                        .push(reply.into_inner().community_id),
+                    // Refused or cut off while stopping: not acknowledged, so not promised.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    eventually(Duration::from_secs(20), "some load", || {
+        let acknowledged = Arc::clone(&acknowledged);
+        async move { (acknowledged.lock().await.len() >= 200).then_some(()) }
+    })
+    .await;
+    let signalled = Instant::now();
+    process.signal("TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), process.child.wait())
+        .await
+        .expect("the process exits within its 30 s grace period")
+        .expect("exit status");
+    assert!(exit.success(), "exit status {exit:?}");
+    let stopped_in = signalled.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+
+    let log = log_of(&env).await;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT stream_id FROM events WHERE event_type = 'kith.membership.v1.CommunityCreated'",
+    )
+    .fetch_all(log.pool())
+    .await
+    .expect("created communities");
+    let acknowledged = acknowledged.lock().await;
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged communities are not in the log (stopped in {stopped_in:?})",
+        missing.len(),
+        acknowledged.len()
+    );
+}
