@@ -11,6 +11,8 @@ use kith_platform::{auth, projection, telemetry};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::embedded::Embedded;
+
 /// A service this binary runs: adding a service to Kith is one entry here and one `start` in
 /// [`up`].
 struct Service {
@@ -40,10 +42,33 @@ pub(crate) struct UpArgs {
     service: ServiceArgs,
     #[command(flatten)]
     listen: ListenArgs,
+    /// Where PostgreSQL and NATS keep their data when `kith up` starts them itself (when nothing
+    /// answers at a local --database-url or --nats-url).
+    #[arg(long, env = "KITH_DATA_DIR", default_value = ".kith")]
+    data_dir: std::path::PathBuf,
+    /// Never start PostgreSQL or NATS; fail if they do not answer.
+    #[arg(long, env = "KITH_NO_EMBEDDED")]
+    no_embedded: bool,
 }
 
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("kith");
+    let embedded = if args.no_embedded {
+        Embedded::default()
+    } else {
+        Embedded::ensure(
+            &args.service.database.database_url,
+            &args.service.nats.nats_url,
+            &args.data_dir,
+        )
+        .await?
+    };
+    let served = serve_all(args).await;
+    embedded.stop().await;
+    served
+}
+
+async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     runtime::cancel_on_signal(shutdown.clone());
     let runtime = Runtime::connect(args.service.clone())

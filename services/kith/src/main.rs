@@ -3,6 +3,7 @@
 mod bench;
 mod bench_cohorts;
 mod commands;
+mod embedded;
 
 use clap::{Parser, Subcommand};
 
@@ -21,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every service in this process, on one gRPC port (default 127.0.0.1:50051).
+    /// Run every service in this process, on one gRPC port (default 127.0.0.1:50051). When
+    /// nothing answers at a local PostgreSQL or NATS address, start them under .kith/ first.
     Up(commands::UpArgs),
     /// Create the database if needed and apply every service's migrations, then exit.
     Migrate(commands::MigrateArgs),

@@ -170,6 +170,18 @@ pub async fn serve(
     served
 }
 
+static HELPERS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Records a process this one started in its own process group (an embedded database, say) so
+/// that an exit forced by a second signal still asks the group to stop.
+pub fn register_helper_process(pid: u32) {
+    HELPERS.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+}
+
+fn helper_processes() -> Vec<u32> {
+    HELPERS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
 pub fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
@@ -178,6 +190,12 @@ pub fn cancel_on_signal(token: CancellationToken) {
         token.cancel();
         wait_for_signal().await;
         tracing::warn!("second signal: exiting now");
+        for pid in helper_processes() {
+            // Each helper leads its own process group.
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", "--", &format!("-{pid}")])
+                .status();
+        }
         std::process::exit(130);
     });
 }
