@@ -114,6 +114,10 @@ async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct MigrateArgs {
+    /// Only this service's schema (each service has its own database in production); every
+    /// service when omitted.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(service_names()))]
+    service: Option<String>,
     #[command(flatten)]
     database: DatabaseArgs,
 }
@@ -121,7 +125,10 @@ pub(crate) struct MigrateArgs {
 pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("kith");
     db::ensure_database(&args.database.database_url).await?;
-    for service in SERVICES {
+    let chosen = SERVICES
+        .iter()
+        .filter(|s| args.service.as_deref().is_none_or(|name| name == s.name));
+    for service in chosen {
         let schema = Schema::parse(service.name)?;
         let pool = db::connect(&args.database.database_url, &schema, 2).await?;
         db::migrate(&pool, &schema, service.name, &[]).await?;

@@ -63,7 +63,13 @@ async fn the_metrics_endpoint_shows_projection_lag_for_every_source_and_counts_c
                 &page,
                 r#"kith_events_appended_total{service="membership"}"#,
             );
-            (all && appended >= Some(2.0)).then_some(page)
+            let leaders = ["membership", "cohorts"].iter().all(|service| {
+                ServiceProcess::series_value(
+                    &page,
+                    &format!(r#"kith_relay_leader{{service="{service}"}}"#),
+                ) == Some(1.0)
+            });
+            (all && leaders && appended >= Some(2.0)).then_some(page)
         }
     })
     .await;
