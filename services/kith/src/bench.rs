@@ -80,7 +80,7 @@ impl Scratch {
             .context("--database-url must name a database")?;
         let admin = format!("{base}/postgres");
         let name = format!("kith_bench_{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let mut conn = PgConnection::connect(&admin)
+        let mut conn = PgConnection::connect_with(&db::parse_url(&admin)?)
             .await
             .with_context(|| format!("connecting to {admin}"))?;
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -95,7 +95,7 @@ impl Scratch {
     }
 
     pub(crate) async fn drop(self) -> anyhow::Result<()> {
-        let mut conn = PgConnection::connect(&self.admin).await?;
+        let mut conn = PgConnection::connect_with(&db::parse_url(&self.admin)?).await?;
         sqlx::raw_sql(AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name

@@ -43,10 +43,26 @@ impl std::fmt::Display for Schema {
     }
 }
 
-fn options(url: &str, schema: &Schema) -> Result<PgConnectOptions> {
+/// The connection options of a database URL. TLS follows the URL's `sslmode`; without one, a
+/// server on this machine is reached in plain text (TLS buys nothing over loopback and costs a
+/// handshake per connection) and any other is `prefer`red over TLS, as libpq does.
+pub fn parse_url(url: &str) -> Result<PgConnectOptions> {
     let options: PgConnectOptions = url
         .parse()
         .map_err(|err| Error::Config(format!("database url: {err}")))?;
+    let local = matches!(
+        options.get_host(),
+        "localhost" | "127.0.0.1" | "::1" | "[::1]"
+    ) || options.get_host().starts_with('/');
+    Ok(if local && !url.contains("sslmode=") {
+        options.ssl_mode(sqlx::postgres::PgSslMode::Disable)
+    } else {
+        options
+    })
+}
+
+fn options(url: &str, schema: &Schema) -> Result<PgConnectOptions> {
+    let options = parse_url(url)?;
     Ok(options
         .options([("search_path", schema.as_str())])
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
@@ -142,9 +158,7 @@ pub async fn migrate(
 /// Creates the database named in `url` if it does not exist yet, so that a fresh PostgreSQL
 /// needs no manual step.
 pub async fn ensure_database(url: &str) -> Result<()> {
-    let options: PgConnectOptions = url
-        .parse()
-        .map_err(|err| Error::Config(format!("database url: {err}")))?;
+    let options = parse_url(url)?;
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(());
     };

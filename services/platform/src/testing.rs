@@ -47,9 +47,12 @@ impl TestDatabase {
     pub async fn create() -> Self {
         let admin = admin_url();
         let name = format!("kith_test_{}", Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|err| panic!("PostgreSQL must be running at {admin} for tests: {err}"));
+        let mut conn =
+            PgConnection::connect_with(&crate::db::parse_url(&admin).expect("admin url"))
+                .await
+                .unwrap_or_else(|err| {
+                    panic!("PostgreSQL must be running at {admin} for tests: {err}")
+                });
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
@@ -82,7 +85,9 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         let admin = admin_url();
         clean_up(async move {
-            if let Ok(mut conn) = PgConnection::connect(&admin).await {
+            if let Ok(mut conn) =
+                PgConnection::connect_with(&crate::db::parse_url(&admin).expect("admin url")).await
+            {
                 let _ = sqlx::raw_sql(AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))
