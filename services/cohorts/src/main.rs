@@ -2,9 +2,8 @@
 
 use clap::Parser;
 use kith_platform::config::{ListenArgs, ServiceArgs};
-use kith_platform::runtime::{self, Runtime};
-use kith_platform::{grpc, telemetry};
-use tokio_util::sync::CancellationToken;
+use kith_platform::grpc;
+use kith_platform::runtime;
 
 /// Kith cohorts service: small groups with a hard capacity, waitlists, facilitators and live
 /// sessions, over gRPC. Learns community membership from the membership service's events on NATS.
@@ -20,21 +19,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = telemetry::init(kith_cohorts::SERVICE);
-    let shutdown = CancellationToken::new();
-    runtime::cancel_on_signal(shutdown.clone());
-    let runtime = Runtime::connect(args.service).await?;
-    let cohorts = kith_cohorts::start(&runtime).await?;
-    let metrics = runtime.serve_metrics(args.listen.metrics_listen).await?;
-    println!("metrics: http://{metrics}/metrics");
-    let router = grpc::server().add_service(cohorts.server);
-    runtime::serve(
-        &runtime,
-        args.listen.listen,
-        router,
-        &[kith_cohorts::service::GRPC_SERVICE],
-        shutdown,
-        |addr| println!("kith-cohorts serving gRPC on {addr}"),
+    runtime::run_service(
+        kith_cohorts::SERVICE,
+        kith_cohorts::service::GRPC_SERVICE,
+        args.service,
+        args.listen,
+        async |runtime| Ok(grpc::server().add_service(kith_cohorts::start(runtime).await?.server)),
     )
     .await?;
     Ok(())

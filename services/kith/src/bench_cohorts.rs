@@ -146,24 +146,9 @@ pub(crate) async fn run(args: CohortsArgs) -> anyhow::Result<()> {
     let scratch = Scratch::create(&args.database_url).await?;
     let namespace = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);
     let result = measure(&args, &scratch, &namespace).await;
-    delete_streams(&args.nats_url, &namespace).await;
+    kith_platform::bus::delete_namespace(&args.nats_url, &namespace).await;
     scratch.drop().await?;
     result
-}
-
-async fn delete_streams(nats_url: &str, namespace: &str) {
-    let prefix = format!("{}_", namespace.to_ascii_uppercase());
-    if let Ok(client) = async_nats::connect(nats_url).await {
-        let js = async_nats::jetstream::new(client);
-        let names: Vec<String> = js
-            .stream_names()
-            .filter_map(|name| async move { name.ok() })
-            .collect()
-            .await;
-        for name in names.into_iter().filter(|n| n.starts_with(&prefix)) {
-            let _ = js.delete_stream(&name).await;
-        }
-    }
 }
 
 async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyhow::Result<()> {

@@ -3,9 +3,8 @@
 
 use clap::Parser;
 use kith_platform::config::{ListenArgs, ServiceArgs};
-use kith_platform::runtime::{self, Runtime};
-use kith_platform::{grpc, telemetry};
-use tokio_util::sync::CancellationToken;
+use kith_platform::grpc;
+use kith_platform::runtime;
 
 /// Kith membership service: communities, members, roles, invitations, join requests, bans and
 /// erasure, over gRPC.
@@ -21,21 +20,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = telemetry::init(kith_membership::SERVICE);
-    let shutdown = CancellationToken::new();
-    runtime::cancel_on_signal(shutdown.clone());
-    let runtime = Runtime::connect(args.service).await?;
-    let membership = kith_membership::start(&runtime).await?;
-    let metrics = runtime.serve_metrics(args.listen.metrics_listen).await?;
-    println!("metrics: http://{metrics}/metrics");
-    let router = grpc::server().add_service(membership.server);
-    runtime::serve(
-        &runtime,
-        args.listen.listen,
-        router,
-        &["kith.membership.v1.MembershipService"],
-        shutdown,
-        |addr| println!("kith-membership serving gRPC on {addr}"),
+    runtime::run_service(
+        kith_membership::SERVICE,
+        "kith.membership.v1.MembershipService",
+        args.service,
+        args.listen,
+        async |runtime| {
+            Ok(grpc::server().add_service(kith_membership::start(runtime).await?.server))
+        },
     )
     .await?;
     Ok(())

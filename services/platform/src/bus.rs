@@ -81,3 +81,21 @@ pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
         .timeout(Duration::from_secs(10))
         .build(client)
 }
+
+/// Deletes every stream of the NATS namespace `namespace` (streams named `<NAMESPACE>_...`), for
+/// tests and benchmarks that made their own. Best effort: failures are ignored.
+pub async fn delete_namespace(nats_url: &str, namespace: &str) {
+    use futures::StreamExt;
+    let prefix = format!("{}_", namespace.to_ascii_uppercase());
+    if let Ok(client) = async_nats::connect(nats_url).await {
+        let js = async_nats::jetstream::new(client);
+        let names: Vec<String> = js
+            .stream_names()
+            .filter_map(|name| async move { name.ok() })
+            .collect()
+            .await;
+        for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
+            let _ = js.delete_stream(&name).await;
+        }
+    }
+}

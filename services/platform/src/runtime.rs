@@ -170,6 +170,33 @@ pub async fn serve(
     served
 }
 
+/// The whole life of a service's own binary: telemetry, signals, the runtime, metrics, then the
+/// gRPC server `start` builds, until SIGTERM/SIGINT. Prints the metrics and gRPC addresses.
+pub async fn run_service(
+    service: &str,
+    grpc_service: &str,
+    args: crate::config::ServiceArgs,
+    listen: crate::config::ListenArgs,
+    start: impl AsyncFnOnce(&Runtime) -> Result<Router>,
+) -> Result<()> {
+    let _telemetry = crate::telemetry::init(service);
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let runtime = Runtime::connect(args).await?;
+    let metrics = runtime.serve_metrics(listen.metrics_listen).await?;
+    println!("metrics: http://{metrics}/metrics");
+    let router = start(&runtime).await?;
+    serve(
+        &runtime,
+        listen.listen,
+        router,
+        &[grpc_service],
+        shutdown,
+        |addr| println!("kith-{service} serving gRPC on {addr}"),
+    )
+    .await
+}
+
 static HELPERS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
 /// Records a process this one started in its own process group (an embedded database, say) so

@@ -215,22 +215,8 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        let prefix = format!("{}_", self.namespace.to_ascii_uppercase());
-        let url = nats_url();
-        clean_up(async move {
-            use futures::StreamExt;
-            if let Ok(client) = async_nats::connect(&url).await {
-                let js = async_nats::jetstream::new(client);
-                let names: Vec<String> = js
-                    .stream_names()
-                    .filter_map(|name| async move { name.ok() })
-                    .collect()
-                    .await;
-                for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
-                    let _ = js.delete_stream(&name).await;
-                }
-            }
-        });
+        let namespace = self.namespace.clone();
+        clean_up(async move { crate::bus::delete_namespace(&nats_url(), &namespace).await });
     }
 }
 
