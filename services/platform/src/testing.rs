@@ -369,3 +369,70 @@ impl ServiceProcess {
         })
     }
 }
+
+/// Given / when / then over any decider, for domain tests: given past events, when a command
+/// arrives, then these events (folded in, so the next `when` sees them) or this refusal.
+pub mod decider {
+    use std::fmt::{Debug, Display};
+
+    use crate::aggregate::Decider;
+
+    /// An aggregate as it stands after some events.
+    #[derive(Debug)]
+    pub struct Given<D: Decider> {
+        pub state: D::State,
+    }
+
+    /// The result of a command.
+    #[derive(Debug)]
+    pub struct When<D: Decider> {
+        state: D::State,
+        result: Result<Vec<D::Event>, D::Error>,
+    }
+
+    /// The aggregate after `events`.
+    pub fn given<D: Decider>(events: &[D::Event]) -> Given<D> {
+        Given {
+            state: events.iter().fold(D::State::default(), D::evolve),
+        }
+    }
+
+    impl<D: Decider> Given<D> {
+        pub fn when(self, command: D::Command) -> When<D> {
+            let result = D::decide(&self.state, &command);
+            When {
+                state: self.state,
+                result,
+            }
+        }
+    }
+
+    impl<D: Decider> When<D>
+    where
+        D::Event: PartialEq + Debug,
+        D::Error: PartialEq + Debug + Display,
+    {
+        /// Checks the events and folds them in, for the next `when`.
+        #[track_caller]
+        pub fn then(self, expected: &[D::Event]) -> Given<D> {
+            match self.result {
+                Ok(events) => {
+                    assert_eq!(events, expected);
+                    Given {
+                        state: events.iter().fold(self.state, D::evolve),
+                    }
+                }
+                Err(error) => panic!("expected events, got the refusal {error:?}: {error}"),
+            }
+        }
+
+        /// Checks the refusal.
+        #[track_caller]
+        pub fn then_error(self, expected: D::Error) {
+            match self.result {
+                Ok(events) => panic!("expected the refusal {expected:?}, got events {events:?}"),
+                Err(error) => assert_eq!(error, expected),
+            }
+        }
+    }
+}

@@ -13,8 +13,8 @@ use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
 use uuid::Uuid;
 
 use super::{
-    Action, Capacity, Cohort, CohortName, Command, CommunityRole, Dates, Details, DomainError,
-    Event, Goal, Kind, SeatedBy, TimeZone, decide, evolve, initial,
+    Action, Capacity, Cohort, CohortName, Command, CommunityRole, Dates, Details, Event, Goal,
+    Kind, SeatedBy, TimeZone,
 };
 
 pub(super) const OWNER: Uuid = Uuid::from_u128(1);
@@ -32,57 +32,12 @@ pub(super) fn member(n: u128) -> Uuid {
     Uuid::from_u128(1_000 + n)
 }
 
-/// A cohort as it stands after some events.
-pub(super) struct Given {
-    pub(super) state: Cohort,
-}
-
-/// The result of a command on a cohort.
-pub(super) struct When {
-    state: Cohort,
-    result: Result<Vec<Event>, DomainError>,
-}
+/// Given / when / then over this service's decider (the platform's harness).
+pub(super) type Given = kith_platform::testing::decider::Given<crate::service::CohortDecider>;
 
 /// The cohort after `events`.
 pub(super) fn given(events: &[Event]) -> Given {
-    Given {
-        state: events.iter().fold(initial(), evolve),
-    }
-}
-
-impl Given {
-    pub(super) fn when(self, command: Command) -> When {
-        let result = decide(&self.state, &command);
-        When {
-            state: self.state,
-            result,
-        }
-    }
-}
-
-impl When {
-    /// Checks the events and folds them in, for the next `when`.
-    #[track_caller]
-    pub(super) fn then(self, expected: &[Event]) -> Given {
-        match self.result {
-            Ok(events) => {
-                assert_eq!(events, expected);
-                Given {
-                    state: events.iter().fold(self.state, evolve),
-                }
-            }
-            Err(error) => panic!("expected events, got the refusal {error:?}: {error}"),
-        }
-    }
-
-    /// Checks the refusal.
-    #[track_caller]
-    pub(super) fn then_error(self, expected: DomainError) {
-        match self.result {
-            Ok(events) => panic!("expected the refusal {expected:?}, got events {events:?}"),
-            Err(error) => assert_eq!(error, expected),
-        }
-    }
+    kith_platform::testing::decider::given(events)
 }
 
 /// A fixed instant, so that tests do not read the clock.

@@ -14,8 +14,8 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use uuid::Uuid;
 
 use super::{
-    Action, Bio, Command, Community, CommunityName, Description, DisplayName, DomainError, Event,
-    Handle, JoinPath, Profile, Reason, Role, decide, evolve, initial,
+    Action, Bio, Command, CommunityName, Description, DisplayName, Event, Handle, JoinPath,
+    Profile, Reason, Role,
 };
 
 pub(super) const OWNER: Uuid = Uuid::from_u128(1);
@@ -27,57 +27,12 @@ pub(super) const OUTSIDER: Uuid = Uuid::from_u128(6);
 pub(super) const CO_OWNER: Uuid = Uuid::from_u128(7);
 pub(super) const INVITATION: Uuid = Uuid::from_u128(100);
 
-/// A community as it stands after some events.
-pub(super) struct Given {
-    pub(super) state: Community,
-}
-
-/// The result of a command on a community.
-pub(super) struct When {
-    state: Community,
-    result: Result<Vec<Event>, DomainError>,
-}
+/// Given / when / then over this service's decider (the platform's harness).
+pub(super) type Given = kith_platform::testing::decider::Given<crate::service::CommunityDecider>;
 
 /// The community after `events`.
 pub(super) fn given(events: &[Event]) -> Given {
-    Given {
-        state: events.iter().fold(initial(), evolve),
-    }
-}
-
-impl Given {
-    pub(super) fn when(self, command: Command) -> When {
-        let result = decide(&self.state, &command);
-        When {
-            state: self.state,
-            result,
-        }
-    }
-}
-
-impl When {
-    /// Checks the events and folds them in, for the next `when`.
-    #[track_caller]
-    pub(super) fn then(self, expected: &[Event]) -> Given {
-        match self.result {
-            Ok(events) => {
-                assert_eq!(events, expected);
-                Given {
-                    state: events.iter().fold(self.state, evolve),
-                }
-            }
-            Err(error) => panic!("expected events, got the refusal {error:?}: {error}"),
-        }
-    }
-
-    /// Checks the refusal.
-    #[track_caller]
-    pub(super) fn then_error(self, expected: DomainError) {
-        match self.result {
-            Ok(events) => panic!("expected the refusal {expected:?}, got events {events:?}"),
-            Err(error) => assert_eq!(error, expected),
-        }
-    }
+    kith_platform::testing::decider::given(events)
 }
 
 /// A fixed instant, so that tests do not read the clock.
