@@ -201,16 +201,33 @@ impl Api {
                 "only active members of the cohort's community see it",
             ));
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COHORT_COLUMNS} FROM cohorts c WHERE c.cohort_id = $1"
-        )))
-        .bind(cohort_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(status_from_db)?
-        .ok_or_else(|| {
-            Status::not_found("cohort not found in the read model yet; pass min_position")
-        })?;
+        let read = || async {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COHORT_COLUMNS} FROM cohorts c WHERE c.cohort_id = $1"
+            )))
+            .bind(cohort_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(status_from_db)
+        };
+        let row = match read().await? {
+            Some(row) => row,
+            None => {
+                // The cohort exists (its stream was found) but the read model has not applied
+                // its creation yet: wait for that rather than answer NOT_FOUND.
+                let created: Option<i64> = sqlx::query_scalar(
+                    "SELECT position FROM events WHERE stream_id = $1 AND version = 1",
+                )
+                .bind(cohort_id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(status_from_db)?;
+                self.wait(created.unwrap_or(0)).await?;
+                read()
+                    .await?
+                    .ok_or_else(|| Status::not_found("cohort not found"))?
+            }
+        };
         Ok(Response::new(pb::GetCohortResponse {
             cohort: Some(cohort(&row).map_err(status_from_db)?),
         }))

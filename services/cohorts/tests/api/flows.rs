@@ -590,3 +590,40 @@ async fn more_seats_promote_from_the_waitlist_and_fewer_than_taken_are_refused()
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_cohort_is_readable_at_once_without_min_position() {
+    let app = App::spawn().await;
+    let community = Community::create(&app, 0).await;
+    let mut client = app.cohorts().await;
+    for _ in 0..10 {
+        let cohort = create_cohort(&app, &mut client, &community, 6).await;
+        let got = client
+            .get_cohort(app.as_member(
+                community.coach,
+                pb::GetCohortRequest {
+                    cohort_id: cohort.clone(),
+                    min_position: 0,
+                },
+            ))
+            .await
+            .expect("the cohort, waited for rather than NOT_FOUND")
+            .into_inner()
+            .cohort
+            .expect("cohort");
+        assert_eq!(got.cohort_id, cohort);
+    }
+    assert_code(
+        client
+            .get_cohort(app.as_member(
+                community.coach,
+                pb::GetCohortRequest {
+                    cohort_id: Uuid::new_v4().to_string(),
+                    min_position: 0,
+                },
+            ))
+            .await,
+        Code::NotFound,
+    );
+    app.stop().await;
+}
