@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use kith_platform::aggregate::Repository;
+use kith_platform::aggregate::{Rejected, Repository};
 use kith_platform::auth::Authenticator;
 use kith_platform::command::{self, command_key, committed, status_from_rejected};
 use kith_platform::grpc::status_from_auth;
@@ -34,6 +34,9 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Namespace of ids derived from a caller's request id, so a retried create returns the same id.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b69_7468_636f_686f_7274_7300_0000_0001);
+
+/// How long a refusal that rests on community membership waits for membership's events.
+const MEMBERSHIP_GRACE: Duration = Duration::from_secs(1);
 
 /// How many cohort origins stay cached (they never change).
 const COMMUNITY_CACHE: usize = 100_000;
@@ -191,27 +194,75 @@ impl Api {
         origin: Option<Origin>,
         mut action: Action,
     ) -> Result<Committed, Status> {
-        let actor_role = match origin {
-            Some(origin) => {
-                self.complete(origin, &mut action).await?;
-                self.role_of(origin.community, caller).await?
-            }
-            None => None,
-        };
         let key = command_key(caller, request_id);
         let metadata = command::metadata(request, &ID_NAMESPACE, caller, request_id);
-        let command = Command {
-            actor: caller,
-            actor_role,
-            now: Utc::now(),
-            action,
-        };
-        let appended = self
-            .repository
-            .execute(&cohort.to_string(), Some(&key), &metadata, &command)
-            .await
-            .map_err(|rejected| status_from_rejected(&rejected))?;
-        Ok(committed(appended))
+        let mut caught_up = false;
+        loop {
+            let actor_role = match origin {
+                Some(origin) => {
+                    self.complete(origin, &mut action).await?;
+                    self.role_of(origin.community, caller).await?
+                }
+                None => None,
+            };
+            let command = Command {
+                actor: caller,
+                actor_role,
+                now: Utc::now(),
+                action: action.clone(),
+            };
+            match self
+                .repository
+                .execute(&cohort.to_string(), Some(&key), &metadata, &command)
+                .await
+            {
+                Ok(appended) => return Ok(committed(appended)),
+                // Refused for who someone is in the community, as this service knows it: a
+                // member who joined (or was promoted) a moment ago may not have reached it yet.
+                // Give membership's events a moment to arrive and decide once more, so callers
+                // need not pass `community_version` to read their own writes across services.
+                Err(Rejected::Domain(err))
+                    if !caught_up
+                        && let Some(origin) = origin
+                        && let Some(subject) = err.membership_subject(caller)
+                        && self
+                            .membership_changes(
+                                origin.community,
+                                subject,
+                                if subject == caller {
+                                    actor_role
+                                } else {
+                                    member_role(&action)
+                                },
+                            )
+                            .await? =>
+                {
+                    caught_up = true;
+                }
+                Err(rejected) => return Err(status_from_rejected(&rejected)),
+            }
+        }
+    }
+
+    /// Whether `member`'s standing in `community` differs from `before` (what the refused
+    /// decision saw), now or within [`MEMBERSHIP_GRACE`] (the
+    /// relay and the consumer take milliseconds, so a change on its way arrives well within it).
+    async fn membership_changes(
+        &self,
+        community: Uuid,
+        member: Uuid,
+        before: Option<CommunityRole>,
+    ) -> Result<bool, Status> {
+        let deadline = tokio::time::Instant::now() + MEMBERSHIP_GRACE;
+        loop {
+            let advanced = self.communities.advanced.notified();
+            if self.role_of(community, member).await? != before {
+                return Ok(true);
+            }
+            if tokio::time::timeout_at(deadline, advanced).await.is_err() {
+                return Ok(false);
+            }
+        }
     }
 
     /// Fills in what the caller does not send: the role in the community of the member a
@@ -234,6 +285,15 @@ impl Api {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The community role an action carries for the member it is about.
+fn member_role(action: &Action) -> Option<CommunityRole> {
+    match action {
+        Action::AssignFacilitator { member_role, .. }
+        | Action::InviteMember { member_role, .. } => *member_role,
+        _ => None,
     }
 }
 

@@ -131,6 +131,19 @@ pub enum DomainError {
 }
 
 impl DomainError {
+    /// Whose standing in the community the refusal rests on (`actor` when it is the actor's
+    /// authority), if it rests on any: the service learns it from membership's events a moment
+    /// after membership records them.
+    pub fn membership_subject(&self, actor: Uuid) -> Option<Uuid> {
+        match self {
+            Self::NotACommunityMember(member) | Self::NotEligibleFacilitator(member) => {
+                Some(*member)
+            }
+            Self::Forbidden(_) => Some(actor),
+            _ => None,
+        }
+    }
+
     /// The class of the refusal.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -173,3 +173,74 @@ async fn leaving_the_community_gives_up_waitlist_places_and_invitations_too() {
     let _ = Uuid::nil();
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn someone_who_joined_the_community_a_moment_ago_joins_a_cohort_at_once() {
+    let app = App::spawn().await;
+    let community = Community::create(&app, 0).await;
+    let mut cohorts = app.cohorts().await;
+    let cohort = open_cohort(&app, &mut cohorts, &community, 5).await;
+    let mut membership = app.membership().await;
+    for n in 0..5 {
+        let invitation = membership
+            .create_invitation(app.as_member(
+                community.owner,
+                mpb::CreateInvitationRequest {
+                    request_id: rid(),
+                    community_id: community.id.clone(),
+                    expires_at: Some(crate::helpers::in_minutes(30)),
+                    max_uses: 1,
+                },
+            ))
+            .await
+            .expect("invitation")
+            .into_inner()
+            .invitation_id;
+        let newcomer = Uuid::new_v4();
+        membership
+            .accept_invitation(app.as_member(
+                newcomer,
+                mpb::AcceptInvitationRequest {
+                    request_id: rid(),
+                    community_id: community.id.clone(),
+                    invitation_id: invitation,
+                    profile: Some(mpb::ProfileInput {
+                        display_name: format!("Newcomer {n}"),
+                        handle: format!("newcomer{n}x{}", &newcomer.simple().to_string()[..6]),
+                        bio: String::new(),
+                    }),
+                },
+            ))
+            .await
+            .expect("join the community");
+        // No community_version: the service notices it is behind membership and catches up.
+        let joined = cohorts
+            .join_cohort(app.as_member(
+                newcomer,
+                pb::JoinCohortRequest {
+                    request_id: rid(),
+                    cohort_id: cohort.clone(),
+                    community_version: 0,
+                },
+            ))
+            .await
+            .expect("a newcomer joins the cohort at once")
+            .into_inner();
+        assert_eq!(joined.place, pb::Place::Seat as i32);
+    }
+    // Someone who never joined the community is still refused.
+    assert_code(
+        cohorts
+            .join_cohort(app.as_member(
+                Uuid::new_v4(),
+                pb::JoinCohortRequest {
+                    request_id: rid(),
+                    cohort_id: cohort.clone(),
+                    community_version: 0,
+                },
+            ))
+            .await,
+        Code::FailedPrecondition,
+    );
+    app.stop().await;
+}
