@@ -260,3 +260,35 @@ async fn sigterm_under_load_keeps_every_acknowledged_write_and_exits_in_its_grac
         acknowledged.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_stopped_with_sigterm_hands_the_relay_over_at_once() {
+    let env = TestEnv::new().await;
+    let mut first = ServiceProcess::spawn(MEMBERSHIP, &[], &env).await;
+    eventually(Duration::from_secs(10), "the first process to lead", || {
+        let first = &first;
+        async move { is_leader(&first.scrape().await).then_some(()) }
+    })
+    .await;
+    let second = ServiceProcess::spawn(MEMBERSHIP, &[], &env).await;
+    assert!(!is_leader(&second.scrape().await));
+    let stopped_at = Instant::now();
+    first.signal("TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), first.child.wait())
+        .await
+        .expect("exits within its grace period")
+        .expect("exit status");
+    assert!(exit.success(), "{exit:?}");
+    eventually(Duration::from_secs(5), "the second process to lead", || {
+        let second = &second;
+        async move { is_leader(&second.scrape().await).then_some(()) }
+    })
+    .await;
+    let handover = stopped_at.elapsed();
+    // The lock is released on the way out, not when PostgreSQL notices a dead connection; the
+    // follower campaigns every half second.
+    assert!(
+        handover < Duration::from_secs(3),
+        "handover took {handover:?}"
+    );
+}
