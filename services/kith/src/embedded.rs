@@ -33,14 +33,14 @@ impl Embedded {
     ) -> anyhow::Result<Self> {
         let mut embedded = Self::default();
         if let Some(addr) = local_and_silent(database_url, 5432).await {
-            let child = start_postgres(addr, &data_dir.join("postgres")).await?;
+            let (child, data) = start_postgres(addr, &data_dir.join("postgres")).await?;
             if let Some(pid) = child.id() {
                 kith_platform::runtime::register_helper_process(pid);
             }
             embedded.children.push(("PostgreSQL", child));
             println!(
                 "started PostgreSQL on {addr} (data in {}, log in {})",
-                data_dir.join("postgres").display(),
+                data.display(),
                 data_dir.join("postgres.log").display()
             );
         }
@@ -187,7 +187,28 @@ fn as_server_user(program: &Path) -> anyhow::Result<Command> {
     }
 }
 
-async fn start_postgres(addr: SocketAddr, dir: &Path) -> anyhow::Result<Child> {
+fn hand_to_postgres(dir: &Path) -> anyhow::Result<()> {
+    let owned = std::process::Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(dir)
+        .status()?;
+    if !owned.success() {
+        bail!("could not hand {} to the postgres account", dir.display());
+    }
+    Ok(())
+}
+
+fn postgres_can_write(dir: &Path) -> bool {
+    std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-w"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Starts PostgreSQL with its data in `dir` (or, when the postgres account cannot reach `dir`, in
+/// a folder of its own under the temp dir); returns it and where its data is.
+async fn start_postgres(addr: SocketAddr, dir: &Path) -> anyhow::Result<(Child, PathBuf)> {
     let Some(bin) = postgres_bin() else {
         bail!(
             "nothing answers at {addr} and PostgreSQL is not installed; install it \
@@ -195,18 +216,30 @@ async fn start_postgres(addr: SocketAddr, dir: &Path) -> anyhow::Result<Child> {
         );
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
+    let log = dir.with_extension("log");
+    let mut dir = dir.canonicalize()?;
     let running_as_root = as_server_user(&bin.join("postgres"))?
         .as_std()
         .get_program()
         == "runuser";
     if running_as_root {
-        let owned = std::process::Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()?;
-        if !owned.success() {
-            bail!("could not hand {} to the postgres account", dir.display());
+        hand_to_postgres(&dir)?;
+        if !postgres_can_write(&dir) {
+            // A checkout under a private home (/root) is out of the postgres account's reach.
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            dir.hash(&mut hasher);
+            let fallback =
+                std::env::temp_dir().join(format!("kith-postgres-{:016x}", hasher.finish()));
+            std::fs::create_dir_all(&fallback)
+                .with_context(|| format!("creating {}", fallback.display()))?;
+            hand_to_postgres(&fallback)?;
+            println!(
+                "the postgres account cannot reach {}; keeping PostgreSQL's data in {} instead",
+                dir.display(),
+                fallback.display()
+            );
+            dir = fallback;
         }
     }
     if !dir.join("PG_VERSION").exists() {
@@ -236,13 +269,13 @@ async fn start_postgres(addr: SocketAddr, dir: &Path) -> anyhow::Result<Child> {
         .args(["-c", &format!("listen_addresses={}", addr.ip())])
         .args(["-c", &format!("unix_socket_directories={}", dir.display())])
         .stdout(Stdio::null())
-        .stderr(log_file(&dir.with_extension("log"))?)
+        .stderr(log_file(&log)?)
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .context("starting postgres")?;
     wait_until_listening("PostgreSQL", addr, &mut child).await?;
-    Ok(child)
+    Ok((child, dir))
 }
 
 async fn start_nats(addr: SocketAddr, dir: &Path) -> anyhow::Result<Child> {
