@@ -12,4 +12,4 @@ mod reactions;
 pub mod service;
 
 pub use api::Api;
-pub use service::{Cohorts, SERVICE, projections, start};
+pub use service::{Cohorts, SERVICE, bus_projections, projections, start};

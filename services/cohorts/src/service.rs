@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use kith_platform::aggregate::{Decider, Repository};
+use kith_platform::config::NatsArgs;
 use kith_platform::eventlog::EventLog;
-use kith_platform::projection::{BusSource, Projection};
+use kith_platform::projection::{BusSource, FromBus, Projection};
 use kith_platform::runtime::Runtime;
 use kith_proto::cohorts::cohorts_service_server::CohortsServiceServer;
 use tokio::sync::Notify;
@@ -67,12 +68,7 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
     runtime
         .spawn_bus_projection(
             &pool,
-            BusSource {
-                durable: format!("{SERVICE}-communities"),
-                stream: membership.name,
-                batch_size: 500,
-                service: SERVICE.to_owned(),
-            },
+            communities_source(&runtime.args.nats),
             Arc::new(Communities::new(Arc::clone(&from_communities))),
         )
         .await?;
@@ -98,6 +94,25 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
     Ok(Cohorts {
         server: CohortsServiceServer::new(api),
     })
+}
+
+/// Where the communities projection reads membership's events.
+fn communities_source(nats: &NatsArgs) -> BusSource {
+    BusSource {
+        durable: format!("{SERVICE}-communities"),
+        stream: nats.stream_for(MEMBERSHIP).name,
+        batch_size: 500,
+        service: SERVICE.to_owned(),
+    }
+}
+
+/// The projections fed from other services' streams, with their sources, for `kith rebuild`.
+pub fn bus_projections(nats: &NatsArgs) -> Vec<FromBus> {
+    let touched = Arc::new(Touched::new(Arc::new(Notify::new())));
+    vec![(
+        communities_source(nats),
+        Arc::new(Communities::new(touched)),
+    )]
 }
 
 /// The projections of the service's own log, for `kith rebuild`.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use kith_platform::config::{AuthArgs, DatabaseArgs, ListenArgs, ServiceArgs};
+use kith_platform::config::{AuthArgs, DatabaseArgs, ListenArgs, NatsArgs, ServiceArgs};
 use kith_platform::db::{self, Schema};
 use kith_platform::runtime::{self, Runtime};
 use kith_platform::{auth, projection, telemetry};
@@ -19,16 +19,20 @@ struct Service {
     name: &'static str,
     /// The projections of its own log, which `rebuild` can replay.
     projections: fn(&sqlx::PgPool) -> Vec<Arc<dyn projection::Projection>>,
+    /// The projections fed from other services' streams, which `rebuild` replays from the bus.
+    bus_projections: fn(&NatsArgs) -> Vec<projection::FromBus>,
 }
 
 const SERVICES: &[Service] = &[
     Service {
         name: kith_membership::SERVICE,
         projections: kith_membership::projections,
+        bus_projections: kith_membership::bus_projections,
     },
     Service {
         name: kith_cohorts::SERVICE,
         projections: kith_cohorts::projections,
+        bus_projections: kith_cohorts::bus_projections,
     },
 ];
 
@@ -179,6 +183,19 @@ pub(crate) struct RebuildArgs {
     service: String,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+fn progress_bar(name: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} events {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(name.to_owned());
+    bar
 }
 
 pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
@@ -190,15 +207,7 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         .find(|s| s.name == args.service)
         .context("unknown service")?;
     for projection in (service.projections)(&pool) {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>12} [{bar:40}] {pos}/{len} events {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_message(projection.name());
+        let bar = progress_bar(projection.name());
         let report = projection::rebuild(
             &args.database.database_url,
             &schema,
@@ -217,6 +226,35 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
             report.events,
             report.seconds
         );
+    }
+    let from_bus = (service.bus_projections)(&args.nats);
+    if !from_bus.is_empty() {
+        let client = kith_platform::bus::connect(&args.nats.nats_url, "kith-rebuild").await?;
+        let js = kith_platform::bus::jetstream(client);
+        for (source, projection) in from_bus {
+            let bar = progress_bar(projection.name());
+            let report = projection::rebuild_from_bus(
+                &args.database.database_url,
+                &schema,
+                &js,
+                &source,
+                projection.as_ref(),
+                |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )
+            .await?;
+            bar.finish();
+            println!(
+                "{}.{}: rebuilt from {} events of {} in {:.2}s",
+                args.service,
+                projection.name(),
+                report.events,
+                source.stream,
+                report.seconds
+            );
+        }
     }
     Ok(())
 }

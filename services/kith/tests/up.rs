@@ -183,6 +183,29 @@ async fn kith_up_serves_health_and_membership_and_stops_on_sigterm() {
         report.contains("membership.directory: rebuilt from 2 events"),
         "{report}"
     );
+    // Cohorts: its own log, and membership's events from the bus.
+    let rebuilt = Command::new(KITH)
+        .args(["rebuild", "--service", "cohorts"])
+        .env("DATABASE_URL", &env.db.url)
+        .env("KITH_NATS_NAMESPACE", &namespace)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    let report = String::from_utf8_lossy(&rebuilt.stdout);
+    assert!(
+        report.contains("cohorts.roster: rebuilt from 0 events"),
+        "{report}"
+    );
+    // As many events as the relay published before the SIGTERM (it had two to publish).
+    assert!(
+        report.contains("cohorts.communities: rebuilt from"),
+        "{report}"
+    );
 }
 
 #[tokio::test]

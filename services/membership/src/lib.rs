@@ -9,4 +9,4 @@ mod projections;
 pub mod service;
 
 pub use api::Api;
-pub use service::{Membership, SERVICE, projections, start};
+pub use service::{Membership, SERVICE, bus_projections, projections, start};

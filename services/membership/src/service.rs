@@ -63,3 +63,10 @@ pub fn projections(pool: &sqlx::PgPool) -> Vec<Arc<dyn kith_platform::projection
     let codec = MembershipCodec::new(Sealer::new(pool.clone()));
     vec![Arc::new(Directory::new(codec))]
 }
+
+/// The projections fed from other services' streams: none (membership consumes nothing).
+pub fn bus_projections(
+    _nats: &kith_platform::config::NatsArgs,
+) -> Vec<kith_platform::projection::FromBus> {
+    Vec::new()
+}

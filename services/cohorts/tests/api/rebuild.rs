@@ -151,3 +151,74 @@ async fn projections_rebuilt_from_the_log_equal_the_live_ones() {
     assert_eq!(snapshot(&pool).await, live);
     app.stop().await;
 }
+
+/// Every row of the tables fed by membership's stream, as JSON text, in a stable order.
+async fn communities_snapshot(pool: &PgPool) -> Vec<String> {
+    let mut rows = Vec::new();
+    for (table, order) in [
+        ("communities", "community_id"),
+        ("community_members", "community_id, member_id"),
+    ] {
+        let sql = format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY {order}");
+        let table_rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await
+            .expect("snapshot");
+        rows.extend(table_rows.into_iter().map(|row| format!("{table}: {row}")));
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_projection_of_membership_rebuilt_from_the_bus_equals_the_live_one() {
+    let app = App::spawn().await;
+    let community = Community::create(&app, 5).await;
+    let other = Community::create(&app, 2).await;
+    let pool = app.pool().await;
+    // Live: wait until both communities' last versions have been applied.
+    for c in [&community, &other] {
+        kith_platform::testing::eventually(
+            std::time::Duration::from_secs(20),
+            "the communities projection to catch up",
+            || {
+                let pool = &pool;
+                async move {
+                    let seen: Option<i64> = sqlx::query_scalar(
+                        "SELECT version FROM communities WHERE community_id = $1::uuid",
+                    )
+                    .bind(&c.id)
+                    .fetch_optional(pool)
+                    .await
+                    .ok()
+                    .flatten();
+                    (seen >= Some(c.version)).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    let live = communities_snapshot(&pool).await;
+    assert!(live.len() >= 2 + 5 + 2 + 4, "{live:#?}");
+
+    sqlx::raw_sql("DELETE FROM community_members")
+        .execute(&pool)
+        .await
+        .expect("damage the live projection");
+    let js = async_nats::jetstream::new(kith_platform::testing::nats().await);
+    let schema = Schema::parse("cohorts").expect("schema");
+    for (source, projection) in kith_cohorts::bus_projections(&app.env.args.nats) {
+        let report = projection::rebuild_from_bus(
+            &app.env.db.url,
+            &schema,
+            &js,
+            &source,
+            projection.as_ref(),
+            |_, _| {},
+        )
+        .await
+        .expect("rebuild from the bus");
+        assert!(report.events > 10, "{report:?}");
+    }
+    assert_eq!(communities_snapshot(&pool).await, live);
+    app.stop().await;
+}

@@ -10,6 +10,7 @@ mod bus_source;
 mod checkpoint;
 mod log_source;
 mod rebuild;
+mod rebuild_bus;
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
@@ -18,9 +19,13 @@ pub use bus_source::{BusSource, apply_bus_batch, event_from_message, run_bus_sou
 pub use checkpoint::{LOG_SOURCE, read_checkpoint};
 pub use log_source::{LogProjector, Progress};
 pub use rebuild::{RebuildReport, rebuild};
+pub use rebuild_bus::rebuild_from_bus;
 
 use crate::Result;
 use crate::eventlog::RecordedEvent;
+
+/// A projection fed from another service's stream, with the stream it reads.
+pub type FromBus = (BusSource, std::sync::Arc<dyn Projection>);
 
 /// A read model.
 #[async_trait]
