@@ -157,3 +157,47 @@ async fn hundred_concurrent_joins_seat_twelve_and_waitlist_the_rest_in_log_order
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_racing_joins_still_seat_exactly_twelve_in_log_order() {
+    const CAPACITY: usize = 12;
+    let app = App::spawn().await;
+    let replica = app.replica().await;
+    let community = Community::create(&app, 100).await;
+    let pool = app.pool().await;
+    let other = crate::helpers::Cohorts::connect(format!("http://{replica}"))
+        .await
+        .expect("connect to the replica");
+    for run in 0..5 {
+        let mut client = app.cohorts().await;
+        let cohort = open_cohort(&app, &mut client, &community, CAPACITY as u32).await;
+        // Half the joins through each server: the two processes race on one stream and only
+        // the log's version check keeps them honest.
+        let joins = community.members.iter().enumerate().map(|(i, member)| {
+            let (app, community, cohort) = (&app, &community, cohort.clone());
+            let mut client = if i % 2 == 0 {
+                client.clone()
+            } else {
+                other.clone()
+            };
+            async move { join(app, &mut client, community, &cohort, *member).await }
+        });
+        let results = join_all(joins).await;
+        let seated = results.iter().filter(|r| r.0 == pb::Place::Seat).count();
+        assert_eq!(seated, 12, "run {run}: replies");
+        let (log_seated, waitlisted, _) = from_log(&pool, &cohort, CAPACITY).await;
+        assert_eq!(
+            (log_seated.len(), waitlisted.len()),
+            (12, 88),
+            "run {run}: log"
+        );
+        let last = results.iter().map(|r| r.1).max().expect("joins");
+        let entries = roster(&app, &mut client, community.coach, &cohort, last).await;
+        assert_eq!(
+            in_place(&entries, pb::Place::Waitlist),
+            waitlisted,
+            "run {run}: the waitlist follows the log"
+        );
+    }
+    app.stop().await;
+}

@@ -65,6 +65,32 @@ impl App {
         }
     }
 
+    /// Another cohorts server on the same database and NATS namespace, as a second replica
+    /// would be; returns its address. It stops when `self` does.
+    pub(crate) async fn replica(&self) -> SocketAddr {
+        let runtime = Runtime::connect(self.env.args.clone())
+            .await
+            .expect("runtime");
+        let cohorts = kith_cohorts::start(&runtime).await.expect("start cohorts");
+        let router = grpc::server().add_service(cohorts.server);
+        let shutdown = self.shutdown.child_token();
+        let (ready, addr) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            runtime::serve(
+                &runtime,
+                "127.0.0.1:0".parse().expect("addr"),
+                router,
+                &[],
+                shutdown,
+                |addr| {
+                    let _ = ready.send(addr);
+                },
+            )
+            .await
+        });
+        addr.await.expect("replica ready")
+    }
+
     pub(crate) async fn cohorts(&self) -> Cohorts {
         CohortsServiceClient::connect(format!("http://{}", self.addr))
             .await

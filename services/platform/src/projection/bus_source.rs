@@ -137,7 +137,11 @@ pub async fn apply_bus_batch(
     Ok(applied)
 }
 
-/// Runs a projection from a foreign stream until `shutdown`.
+/// Runs a projection from a foreign stream until `shutdown`. Replicas of a service share the
+/// durable consumer, and a shared pull consumer hands each replica a different part of the
+/// stream; so only one replica consumes at a time: the holder of a PostgreSQL advisory lock
+/// named after the consumer, on a connection of its own. The others wait and take over when it
+/// stops or dies (the lock goes with its connection).
 pub async fn run_bus_source(
     pool: PgPool,
     js: jetstream::Context,
@@ -147,7 +151,11 @@ pub async fn run_bus_source(
 ) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match consume(&pool, &js, &source, projection.as_ref(), &shutdown).await {
+        let led = lead(&pool, &source, &shutdown, || {
+            consume(&pool, &js, &source, projection.as_ref(), &shutdown)
+        })
+        .await;
+        match led {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(projection = projection.name(), stream = %source.stream, error = %err, "consumer interrupted; recreating from checkpoint");
@@ -159,6 +167,42 @@ pub async fn run_bus_source(
             }
         }
     }
+}
+
+/// Waits for the consumer's lock, runs `work` while holding it, and releases it.
+async fn lead<F, Fut>(
+    pool: &PgPool,
+    source: &BusSource,
+    shutdown: &CancellationToken,
+    work: F,
+) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    // Detached: a session lock must not go back to the pool with its connection.
+    let mut conn = pool.acquire().await?.detach();
+    let key = format!("consumer.{}", source.durable);
+    loop {
+        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(&key)
+            .fetch_one(&mut conn)
+            .await?;
+        if leader {
+            break;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    tracing::info!(durable = %source.durable, stream = %source.stream, "consuming");
+    let result = work().await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+        .bind(&key)
+        .execute(&mut conn)
+        .await;
+    result
 }
 
 async fn consumer_at_checkpoint(

@@ -225,3 +225,51 @@ async fn a_durable_consumer_applies_everything_once_across_restarts() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_durable_consumer_apply_every_event_once_in_order() {
+    let (_db, log, stream, js) = published(40).await;
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &Counting).await.unwrap();
+    let source = BusSource {
+        stream: stream.spec.name.clone(),
+        durable: "counting".into(),
+        batch_size: 5,
+        service: "test".into(),
+    };
+    // Three replicas of one service: one pool (one database), one durable name.
+    let shutdown = CancellationToken::new();
+    let runners: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(projection::run_bus_source(
+                pool.clone(),
+                js.clone(),
+                source.clone(),
+                Arc::new(Counting),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    eventually(
+        Duration::from_secs(30),
+        "the projection to catch up",
+        || async {
+            let total: i64 = counted(&pool).await.iter().map(|(_, n, _)| n).sum();
+            (total >= 120).then_some(())
+        },
+    )
+    .await;
+    shutdown.cancel();
+    for runner in runners {
+        runner.await.unwrap();
+    }
+    // Split deliveries would skip events below a checkpoint another replica moved past.
+    assert_eq!(
+        counted(&pool).await,
+        vec![
+            ("stream-0".into(), 40, 40),
+            ("stream-1".into(), 40, 40),
+            ("stream-2".into(), 40, 40)
+        ]
+    );
+}
