@@ -149,6 +149,12 @@ pub async fn run_bus_source(
     projection: Arc<dyn Projection>,
     shutdown: CancellationToken,
 ) {
+    // The series exist on every replica; only the one consuming moves them (take the max).
+    crate::metrics::metrics().projection_lag(
+        &crate::metrics::SourceLabels::new(&source.service, projection.name(), &source.key()),
+        0,
+        0.0,
+    );
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
         let led = lead(&pool, &source, &shutdown, || {
