@@ -79,6 +79,44 @@ cohort_commands_with_version!(
     pb::AcceptCohortInvitationRequest,
 );
 
+/// A reply that is only where its command landed.
+trait Landed {
+    fn landed(committed: Committed) -> Self;
+}
+
+macro_rules! committed_replies {
+    ($($response:ty),* $(,)?) => {
+        $(impl Landed for $response {
+            fn landed(committed: Committed) -> Self {
+                Self {
+                    committed: Some(committed),
+                }
+            }
+        })*
+    };
+}
+
+committed_replies!(
+    pb::UpdateCohortResponse,
+    pb::OpenCohortResponse,
+    pb::StartCohortResponse,
+    pb::CloseCohortResponse,
+    pb::GraduateCohortResponse,
+    pb::ArchiveCohortResponse,
+    pb::AssignFacilitatorResponse,
+    pb::RemoveFacilitatorResponse,
+    pb::LeaveCohortResponse,
+    pb::RemoveFromCohortResponse,
+    pb::InviteToCohortResponse,
+    pb::AcceptCohortInvitationResponse,
+    pb::DeclineCohortInvitationResponse,
+    pb::RevokeCohortInvitationResponse,
+    pb::RescheduleSessionResponse,
+    pb::CancelSessionResponse,
+    pb::RespondToSessionResponse,
+    pb::RecordAttendanceResponse,
+);
+
 fn reply<T>(message: T) -> Reply<T> {
     Ok(Response::new(message))
 }
@@ -213,9 +251,7 @@ impl Api {
                 .map(|details| Action::UpdateCohort { details })
             })
             .await?;
-        reply(pb::UpdateCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn open_cohort(
@@ -223,9 +259,7 @@ impl Api {
         request: Request<pb::OpenCohortRequest>,
     ) -> Reply<pb::OpenCohortResponse> {
         let committed = self.simple(&request, Action::OpenCohort).await?;
-        reply(pb::OpenCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn start_cohort(
@@ -233,9 +267,7 @@ impl Api {
         request: Request<pb::StartCohortRequest>,
     ) -> Reply<pb::StartCohortResponse> {
         let committed = self.simple(&request, Action::StartCohort).await?;
-        reply(pb::StartCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn close_cohort(
@@ -243,9 +275,7 @@ impl Api {
         request: Request<pb::CloseCohortRequest>,
     ) -> Reply<pb::CloseCohortResponse> {
         let committed = self.simple(&request, Action::CloseCohort).await?;
-        reply(pb::CloseCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn graduate_cohort(
@@ -253,9 +283,7 @@ impl Api {
         request: Request<pb::GraduateCohortRequest>,
     ) -> Reply<pb::GraduateCohortResponse> {
         let committed = self.simple(&request, Action::GraduateCohort).await?;
-        reply(pb::GraduateCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn archive_cohort(
@@ -263,9 +291,7 @@ impl Api {
         request: Request<pb::ArchiveCohortRequest>,
     ) -> Reply<pb::ArchiveCohortResponse> {
         let committed = self.simple(&request, Action::ArchiveCohort).await?;
-        reply(pb::ArchiveCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn assign_facilitator(
@@ -282,9 +308,7 @@ impl Api {
                 },
             )
             .await?;
-        reply(pb::AssignFacilitatorResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn remove_facilitator(
@@ -298,9 +322,7 @@ impl Api {
                 |member_id| Action::RemoveFacilitator { member_id },
             )
             .await?;
-        reply(pb::RemoveFacilitatorResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn join_cohort(
@@ -338,9 +360,7 @@ impl Api {
         request: Request<pb::LeaveCohortRequest>,
     ) -> Reply<pb::LeaveCohortResponse> {
         let committed = self.simple(&request, Action::LeaveCohort).await?;
-        reply(pb::LeaveCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn remove_from_cohort(
@@ -354,9 +374,7 @@ impl Api {
                 |member_id| Action::RemoveMember { member_id },
             )
             .await?;
-        reply(pb::RemoveFromCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn invite_to_cohort(
@@ -374,9 +392,7 @@ impl Api {
                 })
             })
             .await?;
-        reply(pb::InviteToCohortResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn accept_cohort_invitation(
@@ -384,9 +400,7 @@ impl Api {
         request: Request<pb::AcceptCohortInvitationRequest>,
     ) -> Reply<pb::AcceptCohortInvitationResponse> {
         let committed = self.simple(&request, Action::AcceptInvitation).await?;
-        reply(pb::AcceptCohortInvitationResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn decline_cohort_invitation(
@@ -394,9 +408,7 @@ impl Api {
         request: Request<pb::DeclineCohortInvitationRequest>,
     ) -> Reply<pb::DeclineCohortInvitationResponse> {
         let committed = self.simple(&request, Action::DeclineInvitation).await?;
-        reply(pb::DeclineCohortInvitationResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn revoke_cohort_invitation(
@@ -410,9 +422,7 @@ impl Api {
                 |member_id| Action::RevokeInvitation { member_id },
             )
             .await?;
-        reply(pb::RevokeCohortInvitationResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn schedule_session(
@@ -465,9 +475,7 @@ impl Api {
                 })
             })
             .await?;
-        reply(pb::RescheduleSessionResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn cancel_session(
@@ -480,9 +488,7 @@ impl Api {
                     .map(|session_id| Action::CancelSession { session_id })
             })
             .await?;
-        reply(pb::CancelSessionResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn respond_to_session(
@@ -499,9 +505,7 @@ impl Api {
                 })
             })
             .await?;
-        reply(pb::RespondToSessionResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 
     pub(super) async fn record_attendance(
@@ -523,8 +527,6 @@ impl Api {
                 })
             })
             .await?;
-        reply(pb::RecordAttendanceResponse {
-            committed: Some(committed),
-        })
+        reply(Landed::landed(committed))
     }
 }
