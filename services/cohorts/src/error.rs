@@ -8,4 +8,13 @@ impl Refusal for DomainError {
     fn kind(&self) -> ErrorKind {
         DomainError::kind(self)
     }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            DomainError::ExpiryNotInFuture | DomainError::ExpiryTooFar => Some("expires_at"),
+            DomainError::SessionInPast | DomainError::SessionOutOfRange => Some("starts_at"),
+            DomainError::InvalidOccurrences(_) => Some("weekly_occurrences"),
+            _ => None,
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kith_platform::grpc;
 use kith_platform::runtime::{self, Runtime};
-use kith_platform::testing::{ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually};
+use kith_platform::testing::{ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually, with_token};
 use kith_proto::cohorts as pb;
 use kith_proto::cohorts::cohorts_service_client::CohortsServiceClient;
 use kith_proto::membership as mpb;
@@ -20,12 +20,7 @@ const COHORTS: &str = env!("CARGO_BIN_EXE_kith-cohorts");
 fn as_member<T>(member: Uuid, message: T) -> Request<T> {
     let token =
         kith_platform::auth::mint_hs256(TEST_JWT_SECRET.as_bytes(), member, 600).expect("token");
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    request
+    with_token(&token, message)
 }
 
 fn rid() -> String {

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use kith_platform::testing::{ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually};
+use kith_platform::testing::{ServiceProcess, TestEnv, eventually, with_token};
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use kith_proto::membership::{CreateCommunityRequest, ProfileInput};
-use tonic::Request;
 use uuid::Uuid;
 
 const KITH: &str = env!("CARGO_BIN_EXE_kith");
@@ -15,24 +14,21 @@ const KITH: &str = env!("CARGO_BIN_EXE_kith");
 async fn the_metrics_endpoint_shows_projection_lag_for_every_source_and_counts_calls() {
     let env = TestEnv::new().await;
     let kith = ServiceProcess::spawn(KITH, &["up"], &env).await;
-    let token = kith_platform::auth::mint_hs256(TEST_JWT_SECRET.as_bytes(), Uuid::new_v4(), 600)
-        .expect("token");
     let mut client = MembershipServiceClient::connect(format!("http://{}", kith.grpc))
         .await
         .expect("connect");
-    let mut request = Request::new(CreateCommunityRequest {
-        request_id: "one".into(),
-        name: "Measured".into(),
-        description: String::new(),
-        founder: Some(ProfileInput {
-            display_name: "Metered".into(),
-            handle: "metered".into(),
-            bio: String::new(),
-        }),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
+    let request = with_token(
+        &env.token(Uuid::new_v4()),
+        CreateCommunityRequest {
+            request_id: "one".into(),
+            name: "Measured".into(),
+            description: String::new(),
+            founder: Some(ProfileInput {
+                display_name: "Metered".into(),
+                handle: "metered".into(),
+                bio: String::new(),
+            }),
+        },
     );
     client.create_community(request).await.expect("create");
 

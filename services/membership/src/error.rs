@@ -8,4 +8,13 @@ impl Refusal for DomainError {
     fn kind(&self) -> ErrorKind {
         DomainError::kind(self)
     }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            DomainError::InvalidExpiry(_) => Some("expires_at"),
+            DomainError::InvalidMaxUses(_) => Some("max_uses"),
+            DomainError::TooManyAnswers { .. } => Some("answers"),
+            _ => None,
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kith_platform::eventlog::EventLog;
 use kith_platform::testing::{
-    ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually, log_order, stream_order,
+    ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually, log_order, stream_order, with_token,
 };
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use kith_proto::membership::{CreateCommunityRequest, ProfileInput};
@@ -20,21 +20,19 @@ const MEMBERSHIP: &str = env!("CARGO_BIN_EXE_kith-membership");
 fn create(member: Uuid, n: usize) -> Request<CreateCommunityRequest> {
     let token =
         kith_platform::auth::mint_hs256(TEST_JWT_SECRET.as_bytes(), member, 600).expect("token");
-    let mut request = Request::new(CreateCommunityRequest {
-        request_id: format!("create-{n}"),
-        name: format!("Community {n}"),
-        description: String::new(),
-        founder: Some(ProfileInput {
-            display_name: "Founder".into(),
-            handle: format!("founder{n}"),
-            bio: String::new(),
-        }),
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    request
+    with_token(
+        &token,
+        CreateCommunityRequest {
+            request_id: format!("create-{n}"),
+            name: format!("Community {n}"),
+            description: String::new(),
+            founder: Some(ProfileInput {
+                display_name: "Founder".into(),
+                handle: format!("founder{n}"),
+                bio: String::new(),
+            }),
+        },
+    )
 }
 
 fn is_leader(page: &str) -> bool {

@@ -28,6 +28,11 @@ pub enum ErrorKind {
 /// A domain's refusal: its message says what is wrong, its kind picks the status code.
 pub trait Refusal: std::fmt::Display {
     fn kind(&self) -> ErrorKind;
+    /// For an argument the domain refused (a range only the decider can check, say an expiry
+    /// against the command's clock), the request field it came from.
+    fn field(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The status a domain refusal answers with.
@@ -38,7 +43,18 @@ pub fn status_from_refusal(err: &impl Refusal) -> Status {
         ErrorKind::AlreadyExists => Status::already_exists(message),
         ErrorKind::PermissionDenied => Status::permission_denied(message),
         ErrorKind::FailedPrecondition => Status::failed_precondition(message),
-        ErrorKind::InvalidArgument => Status::invalid_argument(message),
+        ErrorKind::InvalidArgument => match err.field() {
+            // The same shape as every other bad input: BadRequest naming the field.
+            Some(field) => {
+                let mut violations = crate::validation::Violations::new();
+                violations.add(field, message.clone());
+                violations
+                    .finish()
+                    .err()
+                    .unwrap_or_else(|| Status::invalid_argument(message))
+            }
+            None => Status::invalid_argument(message),
+        },
     }
 }
 

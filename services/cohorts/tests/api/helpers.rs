@@ -7,13 +7,14 @@ use std::time::Duration;
 use kith_platform::grpc;
 use kith_platform::runtime::{self, Runtime};
 use kith_platform::testing::TestEnv;
+pub(crate) use kith_platform::testing::{assert_code, violated_fields, with_token};
 use kith_proto::cohorts::cohorts_service_client::CohortsServiceClient;
 use kith_proto::cohorts::{self as pb};
 use kith_proto::membership as mpb;
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::Request;
 use uuid::Uuid;
 
 pub(crate) type Cohorts = CohortsServiceClient<Channel>;
@@ -105,14 +106,7 @@ impl App {
 
     /// A request carrying `member`'s token.
     pub(crate) fn as_member<T>(&self, member: Uuid, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.env.token(member))
-                .parse()
-                .expect("header"),
-        );
-        request
+        with_token(&self.env.token(member), message)
     }
 
     /// A pool in the cohorts schema, for looking under the hood.
@@ -389,27 +383,6 @@ pub(crate) fn in_place(entries: &[pb::RosterEntry], place: pb::Place) -> Vec<Uui
         .filter(|e| e.place == place as i32)
         .map(|e| e.member_id.parse().expect("member id"))
         .collect()
-}
-
-/// Asserts the call failed with `code`.
-pub(crate) fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
-    }
-}
-
-/// The field names of an INVALID_ARGUMENT status's BadRequest details.
-pub(crate) fn violated_fields(status: &Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }
 
 /// How long cross-service effects may take in a test before it fails.

@@ -193,6 +193,41 @@ async fn every_malformed_field_is_named() {
         ]
     );
 
+    // Ranges only the decider can check against its clock are named the same way.
+    let status = assert_code(
+        client
+            .schedule_session(app.as_member(
+                community.coach,
+                pb::ScheduleSessionRequest {
+                    request_id: rid(),
+                    cohort_id: cohort.clone(),
+                    title: "Yesterday".into(),
+                    starts_at: Some(crate::helpers::in_minutes(-60)),
+                    duration_minutes: 60,
+                    weekly_occurrences: 0,
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["starts_at"], "{status:?}");
+    let status = assert_code(
+        client
+            .invite_to_cohort(app.as_member(
+                community.coach,
+                pb::InviteToCohortRequest {
+                    request_id: rid(),
+                    cohort_id: cohort.clone(),
+                    member_id: community.members[0].to_string(),
+                    expires_at: Some(crate::helpers::in_minutes(60 * 24 * 31)),
+                    community_version: community.version,
+                },
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["expires_at"], "{status:?}");
+
     let status = assert_code(
         client
             .respond_to_session(app.as_member(

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use kith_platform::grpc;
 use kith_platform::runtime::{self, Runtime};
 use kith_platform::testing::TestEnv;
+pub(crate) use kith_platform::testing::{assert_code, violated_fields, with_token};
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use kith_proto::membership::{self as pb};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::Request;
 use uuid::Uuid;
 
 pub(crate) type Client = MembershipServiceClient<Channel>;
@@ -122,15 +123,6 @@ impl Drop for App {
     }
 }
 
-pub(crate) fn with_token<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    request
-}
-
 pub(crate) fn rid() -> String {
     Uuid::new_v4().to_string()
 }
@@ -218,25 +210,4 @@ pub(crate) fn in_days(days: i64) -> prost_types::Timestamp {
         seconds: at.timestamp(),
         nanos: 0,
     }
-}
-
-/// Asserts the call failed with `code`.
-pub(crate) fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
-    }
-}
-
-/// The field names of an INVALID_ARGUMENT status's BadRequest details.
-pub(crate) fn violated_fields(status: &Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }

@@ -109,6 +109,7 @@ async fn malformed_requests_name_each_wrong_field_and_write_nothing() {
         .await
         .unwrap_err();
     assert_eq!(past.code(), tonic::Code::InvalidArgument, "{past:?}");
+    assert_eq!(violated_fields(&past), ["expires_at"], "{past:?}");
 
     let answers = client
         .request_to_join(app.as_member(
