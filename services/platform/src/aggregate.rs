@@ -101,6 +101,22 @@ enum Decided<E> {
     SameAs(usize),
 }
 
+/// The events one command of a batch appends.
+struct Planned {
+    /// Its index in the batch.
+    command: usize,
+    expected: i64,
+    events: Vec<NewEvent>,
+    erased: Vec<String>,
+}
+
+/// A batch decided: the state after it, what became of each command, and the appends.
+struct Decisions<D: Decider> {
+    after: Loaded<D::State>,
+    decided: Vec<Decided<D::Error>>,
+    planned: Vec<Planned>,
+}
+
 /// The most commands decided and committed together.
 const BATCH_LIMIT: usize = 128;
 
@@ -210,30 +226,39 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
                     return;
                 }
             };
-            let (state, version, decided, appends) =
-                self.decide_batch(stream_id, loaded, &batch).await;
-            let written = if appends.is_empty() {
-                Ok(Vec::new())
-            } else {
-                let refs: Vec<Append<'_>> = appends
-                    .iter()
-                    .map(|(index, expected, events, erased)| Append {
+            let Decisions {
+                after: Loaded { state, version },
+                decided,
+                mut planned,
+            } = self.decide_batch(stream_id, loaded, &batch).await;
+            let mut appends: Vec<Append<'_>> = planned
+                .iter_mut()
+                .map(
+                    |Planned {
+                         command,
+                         expected,
+                         events,
+                         erased,
+                     }| Append {
                         stream_type: D::STREAM_TYPE,
                         stream_id,
                         expected_version: *expected,
-                        events: events.clone(),
-                        metadata: &batch[*index].metadata,
-                        command_key: batch[*index].key.as_deref(),
+                        events: std::mem::take(events),
+                        metadata: &batch[*command].metadata,
+                        command_key: batch[*command].key.as_deref(),
                         erase_subjects: erased,
-                    })
-                    .collect();
-                if let [one] = refs.as_slice() {
-                    // Alone on its stream: the log's group commit shares its commit with other
-                    // streams' appends instead.
-                    self.log.append(one.clone()).await.map(|done| vec![done])
-                } else {
-                    self.log.append_all(&refs).await
-                }
+                    },
+                )
+                .collect();
+            let written = match appends.len() {
+                0 => Ok(Vec::new()),
+                // Alone on its stream: the log's group commit shares its commit with other
+                // streams' appends instead.
+                1 => match appends.pop() {
+                    Some(one) => self.log.append(one).await.map(|done| vec![done]),
+                    None => Ok(Vec::new()),
+                },
+                _ => self.log.append_all(&appends).await,
             };
             match written {
                 Ok(results) => {
@@ -279,26 +304,18 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
     }
 
     /// Decides each command against the state the ones before it left, and encodes the events.
-    /// Returns the state and version after the batch, what became of each command, and the
-    /// appends (command index, expected version, events, erased subjects).
-    #[allow(clippy::type_complexity)]
     async fn decide_batch(
         &self,
         stream_id: &str,
         loaded: Loaded<D::State>,
         batch: &[Queued<D>],
-    ) -> (
-        D::State,
-        i64,
-        Vec<Decided<D::Error>>,
-        Vec<(usize, i64, Vec<NewEvent>, Vec<String>)>,
-    ) {
+    ) -> Decisions<D> {
         let Loaded {
             mut state,
             mut version,
         } = loaded;
         let mut decided = Vec::with_capacity(batch.len());
-        let mut appends = Vec::new();
+        let mut planned = Vec::new();
         for (index, queued) in batch.iter().enumerate() {
             if let Some(key) = &queued.key
                 && let Some(first) = batch[..index]
@@ -330,10 +347,19 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
             let expected = version;
             version += i64::try_from(events.len()).unwrap_or(i64::MAX);
             state = events.iter().fold(state, D::evolve);
-            decided.push(Decided::Appending(appends.len()));
-            appends.push((index, expected, encoded, erased));
+            decided.push(Decided::Appending(planned.len()));
+            planned.push(Planned {
+                command: index,
+                expected,
+                events: encoded,
+                erased,
+            });
         }
-        (state, version, decided, appends)
+        Decisions {
+            after: Loaded { version, state },
+            decided,
+            planned,
+        }
     }
 
     /// Brings a cached state (or a fresh one) up to the stream's last version.

@@ -13,8 +13,8 @@ use kith_proto::cohorts::{self as pb};
 use kith_proto::membership as mpb;
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Request;
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 pub(crate) type Cohorts = CohortsServiceClient<Channel>;

@@ -9,8 +9,8 @@ pub(crate) use kith_platform::testing::{assert_code, violated_fields, with_token
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use kith_proto::membership::{self as pb};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Request;
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 pub(crate) type Client = MembershipServiceClient<Channel>;
