@@ -8,6 +8,9 @@
 //! that sees both, so neither order loses a release. A full scan at start and every
 //! [`FULL_SCAN_EVERY`] covers a crash between a commit and the hand-over. A release of someone
 //! with nothing left to release appends nothing, so a repeated scan is harmless.
+//!
+//! Hand-overs are released by the replica whose projection applied the batch; the periodic scans
+//! and the expiry sweep run on one replica at a time (the `cohorts.sweeper` lock).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kith_platform::aggregate::{Rejected, Repository};
 use kith_platform::eventlog::Metadata;
+use kith_platform::leader::LeaderLock;
 use sqlx::{PgPool, Row};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -56,7 +60,45 @@ impl Reactions {
         }
     }
 
-    pub(crate) async fn run(self, shutdown: CancellationToken) {
+    /// Releases the places of the members that committed batches touched, as they are handed
+    /// over. Runs on every replica: each hands over what it applied itself.
+    pub(crate) async fn release_touched(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let woken = self.wake.notified();
+            let members: Vec<Uuid> = self.sources.iter().flat_map(|s| s.take()).collect();
+            if !members.is_empty()
+                && let Err(err) = self.release(Some(&members)).await
+            {
+                // The leader's next full scan releases them.
+                tracing::warn!(error = %err, members = members.len(), "release failed; the next full scan retries");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = woken => {}
+            }
+        }
+    }
+
+    /// The periodic work, on one replica at a time: a full release scan every
+    /// [`FULL_SCAN_EVERY`] and the invitation expiry every [`EXPIRY_EVERY`].
+    pub(crate) async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
+        let lock = LeaderLock::new(&self.pool, "cohorts.sweeper");
+        loop {
+            let Some(leadership) = lock.campaign(&shutdown).await else {
+                return;
+            };
+            tokio::select! {
+                () = self.sweep_while_leading(&shutdown) => {}
+                () = leadership.lost() => {}
+            }
+            leadership.release().await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    async fn sweep_while_leading(&self, shutdown: &CancellationToken) {
         let mut next_full_scan = Instant::now();
         let mut next_expiry = Instant::now();
         loop {
@@ -70,24 +112,15 @@ impl Reactions {
                     }
                 }
             }
-            let members: Vec<Uuid> = self.sources.iter().flat_map(|s| s.take()).collect();
-            if !members.is_empty()
-                && let Err(err) = self.release(Some(&members)).await
-            {
-                tracing::warn!(error = %err, members = members.len(), "release failed; the next full scan retries");
-                next_full_scan = next_full_scan.min(Instant::now() + Duration::from_secs(1));
-            }
             if Instant::now() >= next_expiry {
                 if let Err(err) = self.expire().await {
                     tracing::warn!(error = %err, "invitation expiry failed; retrying");
                 }
                 next_expiry = Instant::now() + EXPIRY_EVERY;
             }
-            let until = next_full_scan.min(next_expiry);
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep_until(until) => {}
+                () = tokio::time::sleep_until(next_full_scan.min(next_expiry)) => {}
             }
         }
     }
@@ -127,9 +160,12 @@ impl Reactions {
 
     /// Records expired invitations, cohort by cohort.
     async fn expire(&self) -> anyhow::Result<()> {
+        // An archived cohort keeps its last roster and hands nothing on (the decider records
+        // nothing there), so its lapsed invitations are not visited again and again.
         let cohorts: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT cohort_id FROM cohort_places
-             WHERE expires_at IS NOT NULL AND expires_at <= now() AND place = 'invitation'",
+            "SELECT DISTINCT p.cohort_id FROM cohort_places p JOIN cohorts c USING (cohort_id)
+             WHERE p.expires_at IS NOT NULL AND p.expires_at <= now() AND p.place = 'invitation'
+               AND c.status <> 'archived'",
         )
         .fetch_all(&self.pool)
         .await?;

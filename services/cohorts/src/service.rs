@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use kith_platform::aggregate::{Decider, Repository};
 use kith_platform::config::NatsArgs;
-use kith_platform::eventlog::EventLog;
 use kith_platform::projection::{BusSource, FromBus, Projection};
 use kith_platform::runtime::Runtime;
 use kith_proto::cohorts::cohorts_service_server::CohortsServiceServer;
@@ -54,7 +53,7 @@ pub struct Cohorts {
 /// on the bus) and the reactions, and returns the gRPC service.
 pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
     let (schema, pool) = runtime.database(SERVICE, &[]).await?;
-    let log = EventLog::new(pool.clone()).for_service(SERVICE);
+    let log = runtime.event_log(SERVICE, &pool);
     let wake = Arc::new(Notify::new());
     let from_roster = Arc::new(Touched::new(Arc::clone(&wake)));
     let from_communities = Arc::new(Touched::new(Arc::clone(&wake)));
@@ -65,7 +64,7 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
     let membership = runtime.args.nats.stream_for(MEMBERSHIP);
     // The membership stream may not exist yet when cohorts starts first.
     membership.ensure(&runtime.jetstream).await?;
-    runtime
+    let communities = runtime
         .spawn_bus_projection(
             &pool,
             communities_source(&runtime.args.nats),
@@ -75,20 +74,23 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
     runtime.spawn_relay(SERVICE, &schema, &log).await?;
 
     let repository = Arc::new(Repository::new(log, CohortCodec));
-    let reactions = Reactions::new(
+    let reactions = Arc::new(Reactions::new(
         pool.clone(),
         Arc::clone(&repository),
-        vec![from_roster, Arc::clone(&from_communities)],
+        vec![from_roster, from_communities],
         wake,
-    );
+    ));
     runtime
         .tasks
-        .spawn(reactions.run(runtime.background.clone()));
+        .spawn(Arc::clone(&reactions).release_touched(runtime.background.clone()));
+    runtime
+        .tasks
+        .spawn(reactions.sweep(runtime.background.clone()));
     let api = Api::new(
         repository,
         pool,
         progress,
-        from_communities,
+        communities,
         runtime.authenticator.clone(),
     );
     Ok(Cohorts {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use kith_platform::aggregate::{Decider, Repository};
-use kith_platform::eventlog::EventLog;
 use kith_platform::runtime::Runtime;
 use kith_platform::sealing::Sealer;
 use kith_proto::membership::membership_service_server::MembershipServiceServer;
@@ -46,7 +45,7 @@ pub struct Membership {
 /// Migrates the schema, starts the relay and the projections, and returns the gRPC service.
 pub async fn start(runtime: &Runtime) -> kith_platform::Result<Membership> {
     let (schema, pool) = runtime.database(SERVICE, &[]).await?;
-    let log = EventLog::new(pool.clone()).for_service(SERVICE);
+    let log = runtime.event_log(SERVICE, &pool);
     let codec = MembershipCodec::new(Sealer::new(pool.clone()));
     let directory = Arc::new(Directory::new(codec.clone()));
     let progress = runtime.spawn_log_projection(&log, directory).await?;

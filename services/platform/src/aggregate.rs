@@ -28,6 +28,12 @@ pub trait Decider: Send + Sync + 'static {
         state: &Self::State,
         command: &Self::Command,
     ) -> Result<Vec<Self::Event>, Self::Error>;
+    /// Whether this version knows the event type: by default, whether it is a message of the
+    /// Kith protos this build was made with. A stream holding an event it does not know was
+    /// written by a newer version and is not decided here.
+    fn knows(event_type: &str) -> bool {
+        crate::wire::is_known_event_type(event_type)
+    }
 }
 
 /// Turns domain events into log events and back; the place where personal fields are sealed and
@@ -75,14 +81,23 @@ type Outcome<D> = Result<Appended, Rejected<<D as Decider>::Error>>;
 /// One stream's state and the commands queued for it.
 struct Stream<D: Decider> {
     loaded: Mutex<Option<Loaded<D::State>>>,
-    queue: StdMutex<Vec<Queued<D>>>,
+    queue: StdMutex<Queue<D>>,
+}
+
+/// Commands waiting for their stream, and whether a task is draining them.
+struct Queue<D: Decider> {
+    waiting: Vec<Queued<D>>,
+    draining: bool,
 }
 
 impl<D: Decider> Default for Stream<D> {
     fn default() -> Self {
         Self {
             loaded: Mutex::new(None),
-            queue: StdMutex::new(Vec::new()),
+            queue: StdMutex::new(Queue {
+                waiting: Vec::new(),
+                draining: false,
+            }),
         }
     }
 }
@@ -127,6 +142,10 @@ const CONFLICT_RETRIES: usize = 8;
 
 /// Executes commands of one decider over the log.
 pub struct Repository<D: Decider, C> {
+    inner: Arc<Inner<D, C>>,
+}
+
+struct Inner<D: Decider, C> {
     log: EventLog,
     codec: C,
     slots: StdMutex<HashMap<String, Slot<D>>>,
@@ -140,20 +159,67 @@ impl<D: Decider, C> std::fmt::Debug for Repository<D, C> {
     }
 }
 
-impl<D: Decider, C: Codec<D>> Repository<D, C> {
+impl<D: Decider, C: Codec<D> + 'static> Repository<D, C> {
     pub fn new(log: EventLog, codec: C) -> Self {
         Self {
-            log,
-            codec,
-            slots: StdMutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                log,
+                codec,
+                slots: StdMutex::new(HashMap::new()),
+            }),
         }
     }
 
     /// The log commands append to.
     pub fn log(&self) -> &EventLog {
-        &self.log
+        &self.inner.log
     }
 
+    /// Runs `command` on `stream_id`. With a `command_key`, a repeat returns the first result.
+    ///
+    /// The command joins its stream's queue; a task of its own (not the caller's) decides and
+    /// commits the queue batch by batch, so a caller that goes away mid-call affects no one
+    /// else's command, and its own command still completes.
+    pub async fn execute(
+        &self,
+        stream_id: &str,
+        command_key: Option<&str>,
+        metadata: &Metadata,
+        command: &D::Command,
+    ) -> Result<Appended, Rejected<D::Error>> {
+        if let Some(key) = command_key
+            && let Some(first) = self.inner.log.command_result(key).await?
+        {
+            return Ok(first);
+        }
+        let slot = self.inner.slot(stream_id);
+        let (reply, outcome) = oneshot::channel();
+        let start_drain = {
+            let mut queue = lock(&slot.queue);
+            queue.waiting.push(Queued {
+                key: command_key.map(str::to_owned),
+                metadata: metadata.clone(),
+                command: command.clone(),
+                reply,
+            });
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start_drain {
+            use tracing::Instrument;
+            let inner = Arc::clone(&self.inner);
+            let stream_id = stream_id.to_owned();
+            tokio::spawn(
+                async move { inner.drain(&stream_id, &slot).await }
+                    .instrument(tracing::Span::current()),
+            );
+        }
+        outcome
+            .await
+            .unwrap_or(Err(Rejected::Platform(Error::ShuttingDown)))
+    }
+}
+
+impl<D: Decider, C: Codec<D>> Inner<D, C> {
     fn slot(&self, stream_id: &str) -> Slot<D> {
         let mut slots = self
             .slots
@@ -165,41 +231,18 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
         Arc::clone(slots.entry(stream_id.to_owned()).or_default())
     }
 
-    /// Runs `command` on `stream_id`. With a `command_key`, a repeat returns the first result.
-    pub async fn execute(
-        &self,
-        stream_id: &str,
-        command_key: Option<&str>,
-        metadata: &Metadata,
-        command: &D::Command,
-    ) -> Result<Appended, Rejected<D::Error>> {
-        if let Some(key) = command_key
-            && let Some(first) = self.log.command_result(key).await?
-        {
-            return Ok(first);
-        }
-        let slot = self.slot(stream_id);
-        let (reply, mut outcome) = oneshot::channel();
-        lock(&slot.queue).push(Queued {
-            key: command_key.map(str::to_owned),
-            metadata: metadata.clone(),
-            command: command.clone(),
-            reply,
-        });
+    /// Decides and commits the stream's queue, batch by batch, until it is empty.
+    async fn drain(&self, stream_id: &str, slot: &Slot<D>) {
+        let mut loaded = slot.loaded.lock().await;
         loop {
-            let mut loaded = slot.loaded.lock().await;
-            // Whoever held the stream before may have run this command with its own batch.
-            match outcome.try_recv() {
-                Ok(result) => return result,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(Rejected::Platform(Error::ShuttingDown));
-                }
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
             let batch: Vec<Queued<D>> = {
                 let mut queue = lock(&slot.queue);
-                let take = queue.len().min(BATCH_LIMIT);
-                queue.drain(..take).collect()
+                if queue.waiting.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                let take = queue.waiting.len().min(BATCH_LIMIT);
+                queue.waiting.drain(..take).collect()
             };
             self.run_batch(stream_id, &mut loaded, batch).await;
         }
@@ -217,12 +260,7 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
             let loaded = match self.catch_up(stream_id, cached.take()).await {
                 Ok(loaded) => loaded,
                 Err(err) => {
-                    let message = err.to_string();
-                    for queued in batch {
-                        let _ = queued
-                            .reply
-                            .send(Err(Rejected::Platform(Error::Unavailable(message.clone()))));
-                    }
+                    fail_all(batch, err);
                     return;
                 }
             };
@@ -276,31 +314,47 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
                     // Another process wrote to the stream: reload it and decide again.
                     lost_races += 1;
                 }
-                Err(err) if batch.len() > 1 => {
-                    // One command's trouble (a key recorded meanwhile by another process, say)
-                    // must not fail the others: run each on its own.
-                    tracing::debug!(stream_id, error = %err, "batch failed; running its commands one by one");
-                    for queued in batch {
-                        Box::pin(self.run_batch(stream_id, cached, vec![queued])).await;
-                    }
-                    return;
-                }
                 Err(err) => {
-                    let queued = batch.into_iter().next();
-                    if let Some(queued) = queued {
-                        let first = match &queued.key {
-                            Some(key) => self.log.command_result(key).await.ok().flatten(),
-                            None => None,
-                        };
-                        let _ = queued.reply.send(match first {
-                            Some(first) => Ok(first),
-                            None => Err(Rejected::Platform(err)),
-                        });
+                    // Committed after all (the reply was lost)? A command with a key says so.
+                    let batch = self.settle_committed(batch).await;
+                    let unreachable = matches!(&err, Error::Database(db)
+                        if crate::error::db_trouble(db) == crate::error::DbTrouble::Unreachable);
+                    if batch.len() > 1 && !unreachable {
+                        // One command's trouble (a key recorded meanwhile by another process, a
+                        // row the database refuses) must not fail the others: run each alone.
+                        tracing::debug!(stream_id, error = %err, "batch failed; running its commands one by one");
+                        for queued in batch {
+                            Box::pin(self.run_batch(stream_id, cached, vec![queued])).await;
+                        }
+                        return;
                     }
+                    fail_all(batch, err);
                     return;
                 }
             }
         }
+    }
+
+    /// Answers the commands of a failed batch whose key was recorded anyway (the commit went
+    /// through and only its reply was lost) with their result, and returns the others.
+    async fn settle_committed(&self, batch: Vec<Queued<D>>) -> Vec<Queued<D>> {
+        let mut rest = Vec::with_capacity(batch.len());
+        for queued in batch {
+            let first = match &queued.key {
+                Some(key) => self.log.command_result(key).await.ok().flatten(),
+                None => None,
+            };
+            match first {
+                Some(first) => {
+                    let _ = queued.reply.send(Ok(Appended {
+                        replayed: false,
+                        ..first
+                    }));
+                }
+                None => rest.push(queued),
+            }
+        }
+        rest
     }
 
     /// Decides each command against the state the ones before it left, and encodes the events.
@@ -370,6 +424,13 @@ impl<D: Decider, C: Codec<D>> Repository<D, C> {
     ) -> Result<Loaded<D::State>> {
         let mut loaded = cached.unwrap_or_default();
         let recorded = self.log.read_stream(stream_id, loaded.version).await?;
+        if let Some(newer) = recorded.iter().find(|event| !D::knows(&event.event_type)) {
+            // Written by a newer version: deciding without it would be deciding on a wrong state.
+            return Err(Error::UnknownEventType {
+                stream_id: stream_id.to_owned(),
+                event_type: newer.event_type.clone(),
+            });
+        }
         if let Some(last) = recorded.last() {
             let events = self.codec.decode(&recorded).await?;
             loaded.state = events.iter().fold(loaded.state, D::evolve);
@@ -415,6 +476,22 @@ fn answer<D: Decider>(
                 .ok_or_else(missing),
         };
         let _ = queued.reply.send(outcome);
+    }
+}
+
+/// Answers every command of a batch with the failure that stopped it.
+fn fail_all<D: Decider>(batch: Vec<Queued<D>>, err: Error) {
+    let mut err = Some(err);
+    let last = batch.len().saturating_sub(1);
+    for (index, queued) in batch.into_iter().enumerate() {
+        let this = if index == last {
+            err.take()
+        } else {
+            err.as_ref().map(Error::shared)
+        };
+        let _ = queued
+            .reply
+            .send(Err(Rejected::Platform(this.unwrap_or(Error::ShuttingDown))));
     }
 }
 

@@ -18,6 +18,15 @@ pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";
 }
 
+/// The log identity of a bus message that is a Kith event: its event id (`Nats-Msg-Id`) and
+/// log position. `None` for anything else published on the subjects.
+pub fn event_identity(map: &async_nats::HeaderMap) -> Option<(uuid::Uuid, i64)> {
+    let event_id = map.get("Nats-Msg-Id")?.as_str().parse().ok()?;
+    let position = map.get(headers::POSITION)?.as_str().parse().ok()?;
+    map.get(headers::EVENT_TYPE)?;
+    Some((event_id, position))
+}
+
 /// Where a service's events go on the bus.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
@@ -47,19 +56,33 @@ impl StreamSpec {
 
     /// Gets the stream, creating it when missing: file storage, kept without age limit so the
     /// whole history can be replayed from the bus.
+    /// An existing stream is taken as it is, with a warning if it drops messages by itself.
     pub async fn ensure(&self, js: &jetstream::Context) -> Result<stream::Stream> {
-        js.get_or_create_stream(stream::Config {
-            name: self.name.clone(),
-            subjects: vec![format!("{}.>", self.subject_prefix)],
-            storage: stream::StorageType::File,
-            retention: stream::RetentionPolicy::Limits,
-            num_replicas: self.replicas,
-            duplicate_window: self.duplicate_window,
-            allow_direct: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(Error::nats)
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: self.name.clone(),
+                subjects: vec![format!("{}.>", self.subject_prefix)],
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                num_replicas: self.replicas,
+                duplicate_window: self.duplicate_window,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(Error::nats)?;
+        let config = &stream.cached_info().config;
+        if config.max_age > Duration::ZERO || config.max_messages > 0 || config.max_bytes > 0 {
+            tracing::warn!(
+                stream = %self.name,
+                max_age = ?config.max_age,
+                max_messages = config.max_messages,
+                max_bytes = config.max_bytes,
+                "the stream drops old events by itself; consumers starting later will refuse it \
+                 (remove the limits, then `kith republish`)"
+            );
+        }
+        Ok(stream)
     }
 }
 

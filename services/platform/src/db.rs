@@ -69,12 +69,16 @@ fn options(url: &str, schema: &Schema) -> Result<PgConnectOptions> {
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 
+/// How long a call waits for a pooled connection before it is told the database is unavailable:
+/// long enough to ride out a burst, short enough that a caller learns of an outage at once.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A pool whose connections all work in `schema`.
 pub async fn connect(url: &str, schema: &Schema, max_connections: u32) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options(url, schema)?)
         .await?;
     Ok(pool)
@@ -99,11 +103,18 @@ pub struct Migration {
 
 /// The platform's own tables (event log, idempotency, keys, checkpoints), which every service
 /// migrates into its schema before its own.
-pub const PLATFORM_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "event log, commands, sealing keys, projection checkpoints",
-    sql: include_str!("../migrations/0001_event_log.sql"),
-}];
+pub const PLATFORM_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event log, commands, sealing keys, projection checkpoints",
+        sql: include_str!("../migrations/0001_event_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "bus checkpoints name their event",
+        sql: include_str!("../migrations/0002_checkpoint_event.sql"),
+    },
+];
 
 /// Creates the schema if needed and applies the platform's migrations and then `component`'s, each
 /// step once. Concurrent callers (several replicas starting at once) serialise on an advisory lock.
@@ -175,8 +186,11 @@ pub async fn ensure_database(url: &str) -> Result<()> {
             .await;
         match created {
             Ok(_) => tracing::info!(database = %name, "created database"),
-            // A concurrent starter created it first.
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+            // A concurrent starter created it first: PostgreSQL says so as duplicate_database,
+            // or, when both got past the existence check at once, as a unique violation of the
+            // catalog.
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(err) => return Err(err.into()),
         }
     }

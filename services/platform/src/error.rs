@@ -34,12 +34,107 @@ pub enum Error {
     /// The process is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// Work that cannot go on until an operator acts; the message says what to do.
+    #[error("{0}")]
+    Stuck(String),
+    /// An event type this build does not know, written by a newer version of a service.
+    #[error("stream {stream_id} holds an event of type {event_type}, unknown to this version")]
+    UnknownEventType {
+        stream_id: String,
+        event_type: String,
+    },
+    /// An event larger than the bus can carry.
+    #[error("an event of {bytes} bytes is more than the {limit} bytes an event may have")]
+    EventTooLarge { bytes: usize, limit: usize },
+}
+
+/// What kind of trouble a database error is, for callers deciding whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbTrouble {
+    /// The database could not be reached or refused the connection (down, restarting, out of
+    /// connection slots, pool exhausted): retry later.
+    Unreachable,
+    /// The transaction lost a serialization or deadlock race: retry now.
+    Contention,
+    /// Anything else: a bug or bad data, not worth retrying.
+    Other,
+}
+
+/// Classifies a database error by what a caller can do about it.
+pub fn db_trouble(err: &sqlx::Error) -> DbTrouble {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => DbTrouble::Unreachable,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // serialization_failure, deadlock_detected
+            Some("40001" | "40P01") => DbTrouble::Contention,
+            // connection exceptions, too many connections, operator intervention (shutdown,
+            // crash, cannot connect now), query canceled by a timeout
+            Some(code)
+                if code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code == "53300"
+                    || code == "53000"
+                    || code == "57014" =>
+            {
+                DbTrouble::Unreachable
+            }
+            _ => DbTrouble::Other,
+        },
+        _ => DbTrouble::Other,
+    }
 }
 
 impl Error {
     /// Wraps any NATS error, which async-nats spreads over many types.
     pub fn nats(err: impl std::fmt::Display) -> Self {
         Self::Nats(err.to_string())
+    }
+
+    /// The same failure for another command that shared it (errors are not `Clone`): the kinds
+    /// a caller acts on are kept, the rest become [`Error::Unavailable`] with the message.
+    pub fn shared(&self) -> Self {
+        match self {
+            Self::Conflict {
+                stream_id,
+                expected,
+            } => Self::Conflict {
+                stream_id: stream_id.clone(),
+                expected: *expected,
+            },
+            Self::UnknownEventType {
+                stream_id,
+                event_type,
+            } => Self::UnknownEventType {
+                stream_id: stream_id.clone(),
+                event_type: event_type.clone(),
+            },
+            Self::EventTooLarge { bytes, limit } => Self::EventTooLarge {
+                bytes: *bytes,
+                limit: *limit,
+            },
+            Self::ShuttingDown => Self::ShuttingDown,
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+
+    /// Whether trying again later may succeed (the database or the bus was unreachable, a race
+    /// was lost), as opposed to a failure that repeats.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(err) => db_trouble(err) != DbTrouble::Other,
+            Self::Conflict { .. }
+            | Self::Nats(_)
+            | Self::Unavailable(_)
+            | Self::ShuttingDown
+            | Self::WaitTimeout(_)
+            | Self::UnknownEventType { .. } => true,
+            _ => false,
+        }
     }
 }
 

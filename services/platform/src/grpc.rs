@@ -87,12 +87,28 @@ pub async fn serve(
         .map_err(|err| Error::Config(format!("grpc server: {err}")))
 }
 
+/// The `domain` of every `google.rpc.ErrorInfo` Kith attaches.
+pub const ERROR_DOMAIN: &str = "kith";
+
+/// A status carrying a `google.rpc.ErrorInfo` with a stable, machine-readable `reason`, so that
+/// callers never parse the message.
+pub fn status_with_reason(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()),
+    )
+}
+
 /// The one mapping from platform errors to gRPC statuses. Internals are logged, never sent.
 pub fn status_from_platform(err: &Error) -> Status {
     match err {
-        Error::Conflict { .. } => {
-            Status::aborted("the stream changed concurrently; retry the command")
-        }
+        Error::Conflict { .. } => status_with_reason(
+            Code::Aborted,
+            "the stream changed concurrently; retry the command",
+            "CONCURRENT_CHANGE",
+        ),
         Error::WaitTimeout(position) => Status::deadline_exceeded(format!(
             "the read model has not reached position {position} yet; retry shortly"
         )),
@@ -107,10 +123,69 @@ pub fn status_from_platform(err: &Error) -> Status {
                 .err()
                 .unwrap_or_else(|| Status::invalid_argument("min_position"))
         }
-        Error::ShuttingDown => Status::unavailable("the server is shutting down"),
+        Error::ShuttingDown => status_with_reason(
+            Code::Unavailable,
+            "the server is shutting down; retry on another replica",
+            "SHUTTING_DOWN",
+        ),
         Error::Unavailable(reason) => {
             tracing::warn!(%reason, "command not run");
-            Status::unavailable("temporarily unavailable; retry the command")
+            status_with_reason(
+                Code::Unavailable,
+                "temporarily unavailable; retry the command with the same request id",
+                "UNAVAILABLE",
+            )
+        }
+        Error::UnknownEventType {
+            stream_id,
+            event_type,
+        } => {
+            tracing::warn!(%stream_id, %event_type, "a newer version wrote this stream");
+            status_with_reason(
+                Code::Unavailable,
+                format!(
+                    "this replica runs an older version that cannot read {stream_id} (it holds \
+                     events of type {event_type}); retry: a replica of the newer version can"
+                ),
+                "NEWER_VERSION_REQUIRED",
+            )
+        }
+        Error::EventTooLarge { bytes, limit } => status_with_reason(
+            Code::InvalidArgument,
+            format!(
+                "the request would record an event of {bytes} bytes; events are limited to {limit} bytes"
+            ),
+            "EVENT_TOO_LARGE",
+        ),
+        Error::Database(db) => match crate::error::db_trouble(db) {
+            crate::error::DbTrouble::Unreachable => {
+                tracing::warn!(error = %db, "database unreachable");
+                status_with_reason(
+                    Code::Unavailable,
+                    "the database is unreachable; retry (a command with the same request id)",
+                    "DATABASE_UNAVAILABLE",
+                )
+            }
+            crate::error::DbTrouble::Contention => {
+                tracing::info!(error = %db, "transaction lost a race");
+                status_with_reason(
+                    Code::Aborted,
+                    "the transaction conflicted with another; retry",
+                    "TRANSACTION_CONFLICT",
+                )
+            }
+            crate::error::DbTrouble::Other => {
+                tracing::error!(error = %db, "internal database error");
+                Status::internal("internal error")
+            }
+        },
+        Error::Nats(reason) => {
+            tracing::warn!(%reason, "bus unavailable");
+            status_with_reason(
+                Code::Unavailable,
+                "the event bus is unreachable; retry",
+                "BUS_UNAVAILABLE",
+            )
         }
         other => {
             tracing::error!(error = %other, "internal error");

@@ -46,6 +46,12 @@ pub struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnknownEventLabels {
+    pub projection: String,
+    pub event_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub service: String,
     pub state: String,
@@ -69,6 +75,9 @@ pub struct Metrics {
     pub projection_lag_events: Family<SourceLabels, Gauge>,
     pub projection_lag_seconds: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     pub redeliveries: Family<SourceLabels, Counter>,
+    pub set_aside: Family<SourceLabels, Counter>,
+    pub unknown_events: Family<UnknownEventLabels, Counter>,
+    pub projection_stalled: Family<SourceLabels, Gauge>,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Family<ServiceLabels, Gauge>,
     pools: Mutex<Vec<(String, PgPool)>>,
@@ -140,6 +149,24 @@ impl Metrics {
             "bus messages delivered to a consumer more than once",
             redeliveries.clone(),
         );
+        let set_aside = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "kith_consumer_set_aside",
+            "messages on a consumed stream that are not Kith events, stepped over without applying",
+            set_aside.clone(),
+        );
+        let unknown_events = Family::<UnknownEventLabels, Counter>::default();
+        registry.register(
+            "kith_projection_unknown_events",
+            "events of a type this version does not know, skipped because the projection does not read their streams",
+            unknown_events.clone(),
+        );
+        let projection_stalled = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "kith_projection_stalled",
+            "1 while a projection cannot go on in a source (the log says why), on the replica trying",
+            projection_stalled.clone(),
+        );
         let pool_connections = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "kith_db_pool_connections",
@@ -163,6 +190,9 @@ impl Metrics {
             projection_lag_events,
             projection_lag_seconds,
             redeliveries,
+            set_aside,
+            unknown_events,
+            projection_stalled,
             pool_connections,
             pool_max,
             pools: Mutex::new(Vec::new()),

@@ -1,32 +1,36 @@
 //! The relay: moves a service's events from its PostgreSQL log to its JetStream stream, in log
 //! order, each exactly once.
 //!
-//! One replica leads, chosen by a PostgreSQL advisory lock held on the relay's own connection
-//! (which it also reads through, so a lost connection ends both reading and leadership). The
-//! stream itself is the checkpoint: after any error the relay reads the stream's last message,
-//! finds that event in the log and continues after it. Every message carries its event id as
-//! `Nats-Msg-Id` and the previous event's id as `Nats-Expected-Last-Msg-Id`, so JetStream refuses
-//! a duplicate, a gap or a reordering even if two relays ever ran at once.
+//! One replica leads (see [`crate::leader`]). The stream itself is the checkpoint: after any error
+//! the relay finds the last Kith event on the stream (skipping anything else published on its
+//! subjects), checks that the log holds that very event, and continues after it. Every message
+//! carries its event id as `Nats-Msg-Id`, for de-duplication, and the stream sequence it must
+//! follow as `Nats-Expected-Last-Sequence`: JetStream rebuilds the stream's last sequence from its
+//! own storage after a restart (unlike the last message id, which it forgets once the duplicate
+//! window has passed), so a duplicate, a gap or a reordering is refused at any time, even if two
+//! relays ever ran at once, and a refusal only ever leads to a resync.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::DeleteStreamErrorKind;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::{self, message::PublishMessage as Publish};
 use bytes::Bytes;
-use sqlx::PgConnection;
-use tokio::sync::Notify;
+use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{StreamSpec, headers};
-use crate::db::{self, Schema};
-use crate::eventlog::{self, Checkpoint, RecordedEvent};
+use crate::bus::{self, StreamSpec, headers};
+use crate::db::Schema;
+use crate::eventlog::{self, Checkpoint, EventLog, RecordedEvent};
+use crate::leader::LeaderLock;
 use crate::{Error, Result};
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    pub database_url: String,
+    /// The service's schema, which names its relay lock.
     pub schema: Schema,
     pub stream: StreamSpec,
     /// Events read and published per round trip.
@@ -35,169 +39,291 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
 }
 
+/// Room left in a NATS message for the headers beside an event's payload.
+pub const HEADER_ALLOWANCE: usize = 4096;
+
 /// Runs the relay until `shutdown`: campaigns for leadership, publishes while leading, and
 /// starts over after any error.
 pub async fn run(
     config: RelayConfig,
+    log: EventLog,
     js: jetstream::Context,
-    wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    while !shutdown.is_cancelled() {
-        match lead(&config, &js, &wake, &shutdown).await {
-            Ok(()) => return,
-            Err(err) => {
-                tracing::warn!(schema = %config.schema, stream = %config.stream.name, error = %err, retry_in = ?backoff, "relay interrupted; resyncing");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-fn lock_key(schema: &Schema) -> String {
-    format!("{schema}.relay")
-}
-
-/// Waits for leadership, then publishes until shutdown (Ok) or an error.
-async fn lead(
-    config: &RelayConfig,
-    js: &jetstream::Context,
-    wake: &Notify,
-    shutdown: &CancellationToken,
-) -> Result<()> {
-    let mut conn = db::connect_one(&config.database_url, &config.schema).await?;
-    loop {
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(lock_key(&config.schema))
-            .fetch_one(&mut conn)
-            .await?;
-        if leader {
-            break;
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-    tracing::info!(schema = %config.schema, stream = %config.stream.name, "relay leading");
+    let lock = LeaderLock::new(log.pool(), lock_key(&config.schema));
     let labels = crate::metrics::ServiceLabels::of(&config.schema.to_string());
     let leader_gauge = crate::metrics::metrics()
         .relay_leader
         .get_or_create(&labels)
         .clone();
-    leader_gauge.set(1);
-    let result = publish_loop(config, js, wake, shutdown, &mut conn).await;
-    leader_gauge.set(0);
-    // Hand leadership over at once rather than when the connection times out.
-    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-        .bind(lock_key(&config.schema))
-        .execute(&mut conn)
-        .await;
-    result
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(leadership) = lock.campaign(&shutdown).await else {
+            return;
+        };
+        tracing::info!(schema = %config.schema, stream = %config.stream.name, "relay leading");
+        leader_gauge.set(1);
+        let result = tokio::select! {
+            result = publish_loop(&config, &log, &js, &shutdown, &mut backoff) => result,
+            () = leadership.lost() => Err(Error::Unavailable("relay leadership lost".into())),
+        };
+        leader_gauge.set(0);
+        // Hand leadership over at once rather than when the session times out.
+        leadership.release().await;
+        let Err(err) = result else { return };
+        match &err {
+            Error::Stuck(_) => {
+                tracing::error!(schema = %config.schema, stream = %config.stream.name, error = %err, retry_in = ?backoff, "relay cannot continue")
+            }
+            _ => {
+                tracing::warn!(schema = %config.schema, stream = %config.stream.name, error = %err, retry_in = ?backoff, "relay interrupted; resyncing")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
-/// Where the stream ends: the log checkpoint of its last message and that message's id.
-async fn resync(
-    config: &RelayConfig,
+/// Where the relay stands: after the log event `checkpoint`, with the stream ending at `sequence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamEnd {
+    pub checkpoint: Checkpoint,
+    pub sequence: u64,
+}
+
+/// Where the stream ends: the log checkpoint of its last Kith event and its last sequence.
+/// Messages that are not Kith events are stepped over; a stream that lost its events, or holds
+/// events this log never wrote, is refused with what to do about it.
+pub async fn resync(
+    spec: &StreamSpec,
+    log: &EventLog,
     js: &jetstream::Context,
-    conn: &mut PgConnection,
-) -> Result<(Checkpoint, Option<String>)> {
-    let mut stream = config.stream.ensure(js).await?;
-    let last = stream
-        .info()
-        .await
-        .map_err(Error::nats)?
-        .state
-        .last_sequence;
+) -> Result<StreamEnd> {
+    let mut stream = spec.ensure(js).await?;
+    let state = stream.info().await.map_err(Error::nats)?.state.clone();
+    let last = state.last_sequence;
     if last == 0 {
-        return Ok((Checkpoint::START, None));
+        return Ok(StreamEnd {
+            checkpoint: Checkpoint::START,
+            sequence: 0,
+        });
     }
-    let message = stream.get_raw_message(last).await.map_err(Error::nats)?;
-    let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
-    let position: i64 = header(headers::POSITION)
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| {
-            Error::Nats(format!(
-                "message {last} of {} has no {} header",
-                config.stream.name,
-                headers::POSITION
-            ))
-        })?;
-    let checkpoint = eventlog::checkpoint_of(&mut *conn, position)
-        .await?
-        .ok_or_else(|| {
-            Error::Nats(format!(
-                "stream {} ends at position {position}, which the log does not hold",
-                config.stream.name
-            ))
-        })?;
-    Ok((checkpoint, header("Nats-Msg-Id")))
+    let Some((sequence, event_id, position)) =
+        last_kith_event(&stream, state.first_sequence, last).await?
+    else {
+        if state.first_sequence > 1 {
+            return Err(Error::Stuck(format!(
+                "stream {} ends at sequence {last} but holds no Kith event from sequence {} on: \
+                 its events were purged or aged out, so consumers would miss them. \
+                 Rebuild it from the log with `kith republish`",
+                spec.name, state.first_sequence
+            )));
+        }
+        // Only other messages so far: publish the log from its start after them.
+        return Ok(StreamEnd {
+            checkpoint: Checkpoint::START,
+            sequence: last,
+        });
+    };
+    let held = log.event_at(position).await?;
+    match held {
+        Some(event) if event.event_id == event_id => Ok(StreamEnd {
+            checkpoint: event.checkpoint(),
+            sequence: last,
+        }),
+        _ => Err(Error::Stuck(format!(
+            "stream {} holds event {event_id} at sequence {sequence} as position {position}, \
+             which this log does not hold: the stream belongs to another database or an earlier \
+             log. Rebuild it from this log with `kith republish`",
+            spec.name
+        ))),
+    }
+}
+
+/// The last message at or below `last` that is a Kith event: (sequence, event id, position).
+async fn last_kith_event(
+    stream: &Stream,
+    first: u64,
+    last: u64,
+) -> Result<Option<(u64, uuid::Uuid, i64)>> {
+    let mut sequence = last;
+    let mut stepped_over = 0u64;
+    while sequence >= first.max(1) {
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => {
+                if let Some((event_id, position)) = bus::event_identity(&message.headers) {
+                    if stepped_over > 0 {
+                        tracing::warn!(stream = %stream.cached_info().config.name, stepped_over, "stepped over messages that are not Kith events");
+                    }
+                    return Ok(Some((sequence, event_id, position)));
+                }
+                stepped_over += 1;
+            }
+            // Deleted on its own (a removed message): look further back.
+            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+            Err(err) => return Err(Error::nats(err)),
+        }
+        sequence -= 1;
+    }
+    Ok(None)
 }
 
 async fn publish_loop(
     config: &RelayConfig,
+    log: &EventLog,
     js: &jetstream::Context,
-    wake: &Notify,
     shutdown: &CancellationToken,
-    conn: &mut PgConnection,
+    backoff: &mut Duration,
 ) -> Result<()> {
-    let (mut checkpoint, mut last_id) = resync(config, js, conn).await?;
+    let StreamEnd {
+        mut checkpoint,
+        mut sequence,
+    } = resync(&config.stream, log, js).await?;
+    let max_payload = js.client().server_info().max_payload;
     let lag = crate::metrics::metrics()
         .relay_lag
         .get_or_create(&crate::metrics::ServiceLabels::of(
             &config.schema.to_string(),
         ))
         .clone();
-    tracing::info!(stream = %config.stream.name, position = checkpoint.position, "relay resumed");
+    let wake = log.appended();
+    // A connection of its own rather than a pooled one: this loop is dropped wherever it stands
+    // when leadership is lost, and a pooled connection dropped in the middle of a COPY would go
+    // back to the pool with the rest of it unread.
+    let mut conn = PgConnection::connect_with(&log.pool().connect_options()).await?;
+    tracing::info!(stream = %config.stream.name, position = checkpoint.position, sequence, "relay resumed");
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let batch = eventlog::tail(&mut *conn, checkpoint, config.batch_size).await?;
+        // Registered before reading, so an append during the read is not missed.
+        let appended = wake.notified();
+        let batch = eventlog::tail(&mut conn, checkpoint, config.batch_size).await?;
         lag.set(if (batch.len() as i64) < config.batch_size {
             batch.len() as i64
         } else {
             // A full batch: more wait behind it.
             let last: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut conn)
                 .await?;
             last.unwrap_or(0) - checkpoint.position
         });
         if batch.is_empty() {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                () = wake.notified() => {}
+                () = appended => {}
                 () = tokio::time::sleep(config.poll_interval) => {}
             }
             continue;
         }
-        // Pipelined: send the whole batch, then collect the acks in order.
-        let mut acks = Vec::with_capacity(batch.len());
-        for event in &batch {
-            let publish = message(event, last_id.as_deref());
-            let subject = config.stream.subject(&event.stream_type, &event.stream_id);
-            acks.push(
-                js.send_publish(subject, publish)
-                    .await
-                    .map_err(Error::nats)?,
-            );
-            last_id = Some(event.event_id.to_string());
-        }
-        for ack in acks {
-            ack.await.map_err(Error::nats)?;
-        }
+        sequence = publish_batch(js, &config.stream, &batch, sequence, max_payload).await?;
         if let Some(event) = batch.last() {
             checkpoint = event.checkpoint();
         }
+        *backoff = Duration::from_millis(100);
     }
 }
 
-fn message(event: &RecordedEvent, previous_id: Option<&str>) -> Publish {
+/// Publishes `batch` after stream sequence `sequence`, pipelined: the whole batch is sent, each
+/// message expecting the one before it, then the acks are checked in order. Returns the stream's
+/// new last sequence.
+async fn publish_batch(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    batch: &[RecordedEvent],
+    sequence: u64,
+    max_payload: usize,
+) -> Result<u64> {
+    let mut acks = Vec::with_capacity(batch.len());
+    for (expected, event) in (sequence..).zip(batch) {
+        let size = event.payload.len() + HEADER_ALLOWANCE;
+        if size > max_payload {
+            return Err(Error::Stuck(format!(
+                "event {} at position {} is {} bytes, more than the {max_payload} bytes NATS \
+                 carries in a message (max_payload): raise max_payload on the NATS servers",
+                event.event_id,
+                event.position,
+                event.payload.len()
+            )));
+        }
+        let subject = spec.subject(&event.stream_type, &event.stream_id);
+        let ack = js
+            .send_publish(subject, message(event).expected_last_sequence(expected))
+            .await
+            .map_err(Error::nats)?;
+        acks.push((ack, expected + 1));
+    }
+    for (ack, stored_at) in acks {
+        let ack = ack.await.map_err(Error::nats)?;
+        if ack.duplicate || ack.sequence != stored_at {
+            return Err(Error::Nats(format!(
+                "stream {} stored an event at sequence {} (duplicate: {}) where {stored_at} was expected",
+                spec.name, ack.sequence, ack.duplicate
+            )));
+        }
+    }
+    Ok(sequence + batch.len() as u64)
+}
+
+/// The relay lock of the service whose schema is `schema`.
+pub fn lock_key(schema: &Schema) -> String {
+    format!("{schema}.relay")
+}
+
+/// Rebuilds the stream from the log, the source of truth: takes the relay's leadership from
+/// whichever replica holds it, deletes the stream, and publishes every event of the log again in
+/// log order. `on_progress(published, total)` is called after each batch. The relays resume
+/// after it. Consumers find their place again by the event id their checkpoint names.
+pub async fn republish(
+    spec: &StreamSpec,
+    schema: &Schema,
+    log: &EventLog,
+    js: &jetstream::Context,
+    mut on_progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    let leadership = LeaderLock::new(log.pool(), lock_key(schema))
+        .seize()
+        .await?;
+    let work = async {
+        match js.delete_stream(&spec.name).await {
+            Ok(_) => {}
+            Err(err)
+                if matches!(err.kind(), DeleteStreamErrorKind::JetStream(js)
+                    if js.error_code() == ErrorCode::STREAM_NOT_FOUND) => {}
+            Err(err) => return Err(Error::nats(err)),
+        }
+        spec.ensure(js).await?;
+        let max_payload = js.client().server_info().max_payload;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(log.pool())
+            .await?;
+        let total = u64::try_from(total).unwrap_or(0);
+        let mut checkpoint = Checkpoint::START;
+        let mut sequence = 0;
+        let mut conn = PgConnection::connect_with(&log.pool().connect_options()).await?;
+        loop {
+            let batch = eventlog::tail(&mut conn, checkpoint, 1000).await?;
+            let Some(last) = batch.last() else {
+                return Ok(sequence);
+            };
+            checkpoint = last.checkpoint();
+            sequence = publish_batch(js, spec, &batch, sequence, max_payload).await?;
+            on_progress(sequence, total.max(sequence));
+        }
+    };
+    let result = tokio::select! {
+        result = work => result,
+        () = leadership.lost() => Err(Error::Unavailable("lost the relay lock while republishing".into())),
+    };
+    leadership.release().await;
+    result
+}
+
+/// The message that carries `event`.
+pub fn message(event: &RecordedEvent) -> Publish {
     let mut map = HeaderMap::new();
     map.insert(headers::EVENT_TYPE, event.event_type.as_str());
     map.insert(headers::STREAM_TYPE, event.stream_type.as_str());
@@ -211,12 +337,8 @@ fn message(event: &RecordedEvent, previous_id: Option<&str>) -> Publish {
     if let Some(traceparent) = event.metadata().traceparent {
         map.insert(headers::TRACEPARENT, traceparent.as_str());
     }
-    let publish = Publish::build()
+    Publish::build()
         .payload(Bytes::from(event.payload.clone()))
         .headers(map)
-        .message_id(event.event_id.to_string());
-    match previous_id {
-        Some(previous) => publish.expected_last_message_id(previous),
-        None => publish,
-    }
+        .message_id(event.event_id.to_string())
 }

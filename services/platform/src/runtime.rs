@@ -2,8 +2,9 @@
 //! authenticator, and background tasks (relay, projections, consumers) that stop in order on
 //! shutdown. `kith up` shares one runtime between every service; a service binary has its own.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -17,7 +18,10 @@ use crate::config::ServiceArgs;
 use crate::db::{self, Migration, Schema};
 use crate::eventlog::EventLog;
 use crate::grpc::Router;
-use crate::projection::{self, BusSource, LogProjector, Progress, Projection};
+use crate::projection::{
+    self, BusSource, CheckpointNotices, CheckpointWatch, LOG_SOURCE, LogProjector, Progress,
+    Projection,
+};
 use crate::relay::{self, RelayConfig};
 use crate::{Result, bus, grpc};
 
@@ -30,6 +34,10 @@ pub struct Runtime {
     /// Cancelled after the gRPC server has drained: background work then finishes its batch.
     pub background: CancellationToken,
     pub tasks: TaskTracker,
+    /// Each service's checkpoint notices, by service.
+    notices: Arc<Mutex<HashMap<String, CheckpointNotices>>>,
+    /// Each service's pool, by service, for health checks.
+    pools: Arc<Mutex<Vec<(String, PgPool)>>>,
 }
 
 impl Runtime {
@@ -43,8 +51,37 @@ impl Runtime {
             authenticator,
             background: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            notices: Arc::default(),
+            pools: Arc::default(),
             args,
         })
+    }
+
+    /// The event log of `service` in `pool`, refusing events larger than the bus carries.
+    pub fn event_log(&self, service: &str, pool: &PgPool) -> EventLog {
+        let max_payload = self.jetstream.client().server_info().max_payload;
+        let limit = if max_payload > relay::HEADER_ALLOWANCE {
+            max_payload - relay::HEADER_ALLOWANCE
+        } else {
+            crate::eventlog::DEFAULT_MAX_EVENT_BYTES
+        };
+        EventLog::new(pool.clone())
+            .for_service(service)
+            .with_max_event_bytes(limit)
+    }
+
+    fn pools(&self) -> Vec<(String, PgPool)> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The checkpoint notices of `service` (listening since its [`Runtime::database`]).
+    fn notices(&self, service: &str) -> CheckpointNotices {
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A migrated pool for `service`, in the schema of the same name.
@@ -62,6 +99,15 @@ impl Runtime {
         .await?;
         db::migrate(&pool, &schema, service, migrations).await?;
         crate::metrics::metrics().watch_pool(service, &pool);
+        let notices = CheckpointNotices::listen(pool.clone(), &schema, self.background.clone());
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_owned(), notices);
+        self.pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((service.to_owned(), pool.clone()));
         Ok((schema, pool))
     }
 
@@ -70,7 +116,6 @@ impl Runtime {
         let stream = self.args.nats.stream_for(service);
         stream.ensure(&self.jetstream).await?;
         let config = RelayConfig {
-            database_url: self.args.database.database_url.clone(),
             schema: schema.clone(),
             stream,
             batch_size: 1000,
@@ -78,8 +123,8 @@ impl Runtime {
         };
         self.tasks.spawn(relay::run(
             config,
+            log.clone(),
             self.jetstream.clone(),
-            log.appended(),
             self.background.clone(),
         ));
         Ok(())
@@ -92,21 +137,29 @@ impl Runtime {
         projection: Arc<dyn Projection>,
     ) -> Result<Progress> {
         projection::create_tables(log.pool(), projection.as_ref()).await?;
+        let watch = self
+            .notices(log.service())
+            .watch(projection.name(), LOG_SOURCE);
         let projector = LogProjector::new(log.pool().clone(), projection, log.appended())
-            .for_service(log.service());
+            .for_service(log.service())
+            .watched_by(watch);
         let progress = projector.progress();
         self.tasks.spawn(projector.run(self.background.clone()));
         Ok(progress)
     }
 
     /// Creates the projection's tables and starts feeding it from another service's stream.
+    /// Returns a watch on its checkpoint, for waiting on it from any replica.
     pub async fn spawn_bus_projection(
         &self,
         pool: &PgPool,
         source: BusSource,
         projection: Arc<dyn Projection>,
-    ) -> Result<()> {
+    ) -> Result<CheckpointWatch> {
         projection::create_tables(pool, projection.as_ref()).await?;
+        let watch = self
+            .notices(&source.service)
+            .watch(projection.name(), &source.key());
         self.tasks.spawn(projection::run_bus_source(
             pool.clone(),
             self.jetstream.clone(),
@@ -114,7 +167,7 @@ impl Runtime {
             projection,
             self.background.clone(),
         ));
-        Ok(())
+        Ok(watch)
     }
 
     /// Serves this process's Prometheus metrics on `addr` until the runtime stops; returns the
@@ -144,19 +197,25 @@ pub async fn serve(
 ) -> Result<()> {
     let (router, health) = grpc::with_standard_services(router)?;
     let (listener, addr) = grpc::bind(listen).await?;
-    for service in services.iter().copied().chain([""]) {
+    for service in services.iter().copied().chain(["", READINESS]) {
         health
             .set_service_status(service, ServingStatus::Serving)
             .await;
     }
     on_ready(addr);
+    let readiness = tokio::spawn(watch_readiness(
+        runtime.pools(),
+        health.clone(),
+        services.iter().map(|s| (*s).to_owned()).collect(),
+        shutdown.clone(),
+    ));
     let stopping = {
         let health = health.clone();
         let services: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            for service in services.iter().map(String::as_str).chain([""]) {
+            for service in services.iter().map(String::as_str).chain(["", READINESS]) {
                 health
                     .set_service_status(service, ServingStatus::NotServing)
                     .await;
@@ -164,10 +223,63 @@ pub async fn serve(
         })
     };
     let served = grpc::serve(listener, router, shutdown).await;
+    let _ = readiness.await;
     let _ = stopping.await;
     tracing::info!("grpc server drained; stopping background work");
     runtime.stop().await;
     served
+}
+
+/// The health service name that says whether this process can serve calls now (Kubernetes'
+/// readiness probe). The overall status (`""`) is liveness: it stays SERVING while the database is
+/// out of reach, since a restart would not bring it back and the process recovers by itself.
+pub const READINESS: &str = "readiness";
+
+/// How often readiness checks the databases, and how long a check may take.
+const READINESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Reports NOT_SERVING on [`READINESS`] and on every service name while any of the process's
+/// databases does not answer (twice in a row, so one slow answer does not flap it), SERVING again
+/// as soon as they all do, until `shutdown`.
+async fn watch_readiness(
+    pools: Vec<(String, PgPool)>,
+    health: tonic_health::server::HealthReporter,
+    services: Vec<String>,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    let mut ready = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(READINESS_EVERY) => {}
+        }
+        let mut down = None;
+        for (service, pool) in &pools {
+            let answered =
+                tokio::time::timeout(READINESS_EVERY, sqlx::query("SELECT 1").execute(pool)).await;
+            if !matches!(answered, Ok(Ok(_))) {
+                down = Some(service.clone());
+                break;
+            }
+        }
+        failures = if down.is_some() { failures + 1 } else { 0 };
+        let now_ready = failures < 2;
+        if now_ready == ready || shutdown.is_cancelled() {
+            continue;
+        }
+        ready = now_ready;
+        let status = if ready {
+            tracing::info!("database reachable again: ready");
+            ServingStatus::Serving
+        } else {
+            tracing::warn!(service = ?down, "database unreachable: not ready (calls answer UNAVAILABLE)");
+            ServingStatus::NotServing
+        };
+        for service in services.iter().map(String::as_str).chain([READINESS]) {
+            health.set_service_status(service, status).await;
+        }
+    }
 }
 
 /// The whole life of a service's own binary: telemetry, signals, the runtime, metrics, then the

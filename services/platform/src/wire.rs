@@ -50,3 +50,27 @@ pub fn decode_payload<M: prost::Message + Default>(event: &RecordedEvent) -> Res
         ))
     })
 }
+
+/// Whether this build knows the event type `full_name` (a message of the Kith protos it was
+/// built with). An unknown type was written by a newer version of some service.
+pub fn is_known_event_type(full_name: &str) -> bool {
+    use prost::Message;
+    use std::collections::HashSet;
+    use std::sync::OnceLock;
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            let set = prost_types::FileDescriptorSet::decode(kith_proto::FILE_DESCRIPTOR_SET)
+                .unwrap_or_default();
+            set.file
+                .iter()
+                .flat_map(|file| {
+                    let package = file.package().to_owned();
+                    file.message_type
+                        .iter()
+                        .map(move |message| format!("{package}.{}", message.name()))
+                })
+                .collect()
+        })
+        .contains(full_name)
+}

@@ -17,7 +17,7 @@ use kith_platform::auth::Authenticator;
 use kith_platform::command::{self, command_key, committed, status_from_rejected};
 use kith_platform::grpc::status_from_auth;
 use kith_platform::paging::status_from_db;
-use kith_platform::projection::Progress;
+use kith_platform::projection::{CheckpointWatch, Progress};
 use kith_proto::platform::Committed;
 use sqlx::PgPool;
 use tonic::{Request, Status};
@@ -25,7 +25,6 @@ use uuid::Uuid;
 
 use crate::codec::CohortCodec;
 use crate::domain::{Action, Command, CommunityRole};
-use crate::projections::Touched;
 use crate::projections::community::{role_from_name, status};
 use crate::service::CohortDecider;
 
@@ -54,7 +53,8 @@ pub struct Api {
     repository: Arc<Repository<CohortDecider, CohortCodec>>,
     pool: PgPool,
     progress: Progress,
-    communities: Arc<Touched>,
+    /// Advances of the communities projection, on whichever replica consumes membership.
+    communities: CheckpointWatch,
     authenticator: Authenticator,
     origins: Arc<Mutex<HashMap<Uuid, Origin>>>,
 }
@@ -64,7 +64,7 @@ impl Api {
         repository: Arc<Repository<CohortDecider, CohortCodec>>,
         pool: PgPool,
         progress: Progress,
-        communities: Arc<Touched>,
+        communities: CheckpointWatch,
         authenticator: Authenticator,
     ) -> Self {
         Self {
@@ -135,6 +135,16 @@ impl Api {
         community: Uuid,
         member: Uuid,
     ) -> Result<Option<CommunityRole>, Status> {
+        self.role_of_in_pool(community, member)
+            .await
+            .map_err(|err| kith_platform::grpc::status_from_platform(&err))
+    }
+
+    async fn role_of_in_pool(
+        &self,
+        community: Uuid,
+        member: Uuid,
+    ) -> kith_platform::Result<Option<CommunityRole>> {
         let role: Option<String> = sqlx::query_scalar(
             "SELECT role FROM community_members
              WHERE community_id = $1 AND member_id = $2 AND status = $3",
@@ -143,8 +153,7 @@ impl Api {
         .bind(member)
         .bind(status::ACTIVE)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(status_from_db)?;
+        .await?;
         Ok(role.as_deref().and_then(role_from_name))
     }
 
@@ -154,25 +163,28 @@ impl Api {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + WAIT_TIMEOUT;
-        loop {
-            // Registered before the read, so an advance between the two is not missed.
-            let advanced = self.communities.advanced.notified();
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM communities WHERE community_id = $1")
-                    .bind(community)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(status_from_db)?;
-            if seen.is_some_and(|seen| seen >= version) {
-                return Ok(());
-            }
-            if tokio::time::timeout_at(deadline, advanced).await.is_err() {
-                return Err(Status::deadline_exceeded(format!(
-                    "the cohorts service has not yet seen version {version} of community {community}'s membership events (seen: {}); retry shortly",
-                    seen.unwrap_or(0)
-                )));
-            }
-        }
+        let seen = std::sync::atomic::AtomicI64::new(0);
+        let reached = self
+            .communities
+            .wait_until(deadline, || async {
+                let now = sqlx::query_scalar::<_, i64>(
+                    "SELECT version FROM communities WHERE community_id = $1",
+                )
+                .bind(community)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0);
+                seen.store(now, std::sync::atomic::Ordering::Relaxed);
+                Ok((now >= version).then_some(()))
+            })
+            .await
+            .map_err(|err| kith_platform::grpc::status_from_platform(&err))?;
+        reached.ok_or_else(|| {
+            Status::deadline_exceeded(format!(
+                "the cohorts service has not yet seen version {version} of community {community}'s membership events (seen: {}); retry shortly",
+                seen.load(std::sync::atomic::Ordering::Relaxed)
+            ))
+        })
     }
 
     /// Waits until the roster includes `min_position`.
@@ -254,15 +266,15 @@ impl Api {
         before: Option<CommunityRole>,
     ) -> Result<bool, Status> {
         let deadline = tokio::time::Instant::now() + MEMBERSHIP_GRACE;
-        loop {
-            let advanced = self.communities.advanced.notified();
-            if self.role_of(community, member).await? != before {
-                return Ok(true);
-            }
-            if tokio::time::timeout_at(deadline, advanced).await.is_err() {
-                return Ok(false);
-            }
-        }
+        let changed = self
+            .communities
+            .wait_until(deadline, || async {
+                let now = self.role_of_in_pool(community, member).await?;
+                Ok((now != before).then_some(()))
+            })
+            .await
+            .map_err(|err| kith_platform::grpc::status_from_platform(&err))?;
+        Ok(changed.is_some())
     }
 
     /// Fills in what the caller does not send: the role in the community of the member a

@@ -91,8 +91,6 @@ pub(crate) struct Touched {
     committed: Mutex<Vec<Uuid>>,
     /// Wakes the releaser; shared by every projection that feeds it.
     releaser: Arc<Notify>,
-    /// Wakes whoever waits for this projection to move on (`community_version` waits).
-    pub(crate) advanced: Notify,
 }
 
 impl Touched {
@@ -101,7 +99,6 @@ impl Touched {
             pending: Mutex::default(),
             committed: Mutex::default(),
             releaser,
-            advanced: Notify::new(),
         }
     }
 
@@ -116,7 +113,6 @@ impl Touched {
             lock(&self.committed).extend(pending);
             self.releaser.notify_one();
         }
-        self.advanced.notify_waiters();
     }
 
     /// The members touched by committed batches since the last call.
@@ -198,6 +194,12 @@ impl Projection for Communities {
 
     fn ddl(&self) -> &'static str {
         DDL
+    }
+
+    fn reads(&self, stream_type: &str) -> bool {
+        // Only communities say who belongs where; another kind of stream that membership adds
+        // later cannot change that.
+        stream_type == "community"
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {

@@ -326,18 +326,19 @@ pub(crate) async fn join(
     cohort: &str,
     member: Uuid,
 ) -> (pb::Place, i64) {
-    let reply = client
-        .join_cohort(app.as_member(
-            member,
-            pb::JoinCohortRequest {
-                request_id: rid(),
-                cohort_id: cohort.into(),
-                community_version: community.version,
-            },
-        ))
-        .await
-        .expect("join cohort")
-        .into_inner();
+    let request = pb::JoinCohortRequest {
+        request_id: rid(),
+        cohort_id: cohort.into(),
+        community_version: community.version,
+    };
+    let reply = kith_platform::testing::retrying(|| {
+        let mut client = client.clone();
+        let request = app.as_member(member, request.clone());
+        async move { client.join_cohort(request).await }
+    })
+    .await
+    .expect("join cohort")
+    .into_inner();
     (
         pb::Place::try_from(reply.place).expect("place"),
         reply.committed.expect("committed").position,

@@ -77,7 +77,18 @@ struct Owned {
 }
 
 impl Owned {
-    fn new(append: &Append<'_>) -> Result<Self> {
+    fn new(append: &Append<'_>, max_event_bytes: usize) -> Result<Self> {
+        if let Some(bytes) = append
+            .events
+            .iter()
+            .map(|event| event.payload.len())
+            .find(|bytes| *bytes > max_event_bytes)
+        {
+            return Err(Error::EventTooLarge {
+                bytes,
+                limit: max_event_bytes,
+            });
+        }
         Ok(Self {
             stream_type: append.stream_type.to_owned(),
             stream_id: append.stream_id.to_owned(),
@@ -350,6 +361,10 @@ async fn run_writer(pool: PgPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Pe
     }
 }
 
+fn unreachable(err: &Error) -> bool {
+    matches!(err, Error::Database(db) if crate::error::db_trouble(db) == crate::error::DbTrouble::Unreachable)
+}
+
 /// Writes a group, and when it fails, each half of it again, down to single appends: a lost
 /// race or a reused key costs its neighbours a retry, never their result.
 async fn write_group(pool: &PgPool, group: Vec<Pending>) {
@@ -362,14 +377,22 @@ async fn write_group(pool: &PgPool, group: Vec<Pending>) {
                     let _ = pending.reply.send(Ok(result));
                 }
             }
-            Err(_) if group.len() > 1 => {
+            // A lost race or one bad row: find the append at fault. But with the database out
+            // of reach every half would only wait for the same failure again.
+            Err(err) if group.len() > 1 && !unreachable(&err) => {
+                tracing::debug!(error = %err, appends = group.len(), "group failed; writing its halves");
                 let second = group.split_off(group.len() / 2);
                 work.push(second);
                 work.push(group);
             }
             Err(err) => {
-                if let Some(pending) = group.pop() {
-                    let _ = pending.reply.send(Err(err));
+                let shared = err.to_string();
+                let mut group = group.into_iter();
+                if let Some(first) = group.next() {
+                    let _ = first.reply.send(Err(err));
+                }
+                for pending in group {
+                    let _ = pending.reply.send(Err(Error::Unavailable(shared.clone())));
                 }
             }
         }
@@ -389,7 +412,7 @@ impl EventLog {
                 replayed: false,
             });
         }
-        let owned = Owned::new(&append)?;
+        let owned = Owned::new(&append, self.max_event_bytes)?;
         let in_flight = InFlight(Arc::clone(&self.writers.in_flight));
         let result = if in_flight.0.fetch_add(1, Ordering::Relaxed) < DIRECT_LIMIT {
             write(&self.pool, &[&owned])
@@ -434,7 +457,7 @@ impl EventLog {
         let owned = appends
             .iter()
             .filter(|append| !append.events.is_empty())
-            .map(Owned::new)
+            .map(|append| Owned::new(append, self.max_event_bytes))
             .collect::<Result<Vec<_>>>()?;
         if owned.is_empty() {
             return Ok(appends
@@ -503,6 +526,10 @@ impl EventLog {
     }
 }
 
+/// The largest event payload when the bus has not said what it carries: NATS's default
+/// `max_payload` of 1 MiB, less room for the headers.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024 - crate::relay::HEADER_ALLOWANCE;
+
 /// Appends within the caller's executor (a pool, or a transaction the caller holds open), without
 /// grouping.
 pub async fn append_with<'e>(
@@ -516,7 +543,7 @@ pub async fn append_with<'e>(
             replayed: false,
         });
     }
-    let owned = Owned::new(append)?;
+    let owned = Owned::new(append, DEFAULT_MAX_EVENT_BYTES)?;
     let mut results = write(executor, &[&owned]).await?;
     Ok(results.remove(0))
 }

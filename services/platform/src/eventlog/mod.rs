@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use append::{Append, Appended, NewEvent, append_with};
+pub use append::{Append, Appended, DEFAULT_MAX_EVENT_BYTES, NewEvent, append_with};
 pub use metadata::Metadata;
 pub use tail::{Checkpoint, tail};
 
@@ -65,6 +65,8 @@ pub struct EventLog {
     writers: append::Writers,
     /// The `service` label of its metrics.
     service: Arc<str>,
+    /// The largest payload an event may have: what the bus can carry.
+    max_event_bytes: usize,
 }
 
 impl EventLog {
@@ -76,7 +78,15 @@ impl EventLog {
             pool,
             appended: Arc::new(Notify::new()),
             service: Arc::from(""),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
+    }
+
+    /// Refuses events whose payload is larger than `bytes` ([`crate::Error::EventTooLarge`]), so
+    /// that nothing enters the log that the relay could not publish.
+    pub fn with_max_event_bytes(mut self, bytes: usize) -> Self {
+        self.max_event_bytes = bytes;
+        self
     }
 
     /// The log of `service`: its metrics carry that name.

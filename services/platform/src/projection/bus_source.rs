@@ -1,16 +1,26 @@
 //! Feeding a projection from another service's JetStream stream through a durable pull consumer.
 //!
 //! The consumer takes the whole stream (no subject filter) so stream sequences arrive without
-//! gaps; the checkpoint is the last applied stream sequence. A batch is applied and checkpointed
-//! in one transaction and acked only after the commit, so a crash between the two redelivers
-//! messages that the checkpoint then skips. If anything looks off (an apply error, a gap, a
-//! checkpoint behind the consumer after a rebuild) the consumer is recreated from the checkpoint.
+//! gaps; the checkpoint is the last stream sequence taken, with the event id found there. A batch
+//! is applied and checkpointed in one transaction and acked only after the commit, so a crash
+//! between the two redelivers messages that the checkpoint then skips.
+//!
+//! Replicas of a service share the durable consumer, and a shared pull consumer would hand each
+//! a different part of the stream; so one replica consumes at a time, the leader of a lock named
+//! after the consumer (see [`crate::leader`]). A new leader recreates the consumer right after the
+//! checkpoint, so whatever a vanished leader held unacknowledged comes again at once rather than
+//! after the ack wait. Before that it checks that the stream still holds the message its
+//! checkpoint names: a purged, aged-out or replaced stream is refused with what to run, never
+//! read past. Messages on the stream that are not Kith events are stepped over (terminated,
+//! counted, logged), never applied.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
-use async_nats::jetstream::{self, Message};
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::stream::{ConsumerErrorKind, LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::{self, AckKind, Message};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -18,9 +28,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Projection;
-use super::checkpoint::{lock_checkpoint, read_checkpoint, write_checkpoint};
+use super::checkpoint::{lock_checkpoint, read_bus_checkpoint, write_checkpoint};
 use crate::bus::headers;
 use crate::eventlog::{Checkpoint, RecordedEvent};
+use crate::leader::LeaderLock;
+use crate::metrics::SourceLabels;
 use crate::{Error, Result};
 
 /// A foreign stream feeding a projection.
@@ -40,27 +52,68 @@ impl BusSource {
     pub fn key(&self) -> String {
         format!("bus:{}", self.stream)
     }
+
+    /// The service whose stream this is, for telling an operator what to republish.
+    fn producer(&self) -> String {
+        self.stream
+            .rsplit("KITH_")
+            .next()
+            .unwrap_or(&self.stream)
+            .to_ascii_lowercase()
+    }
 }
 
-/// Decodes a bus message into the event it carries.
-pub fn event_from_message(message: &async_nats::Message) -> Result<RecordedEvent> {
+/// A message taken from a consumed stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivered {
+    /// A Kith event.
+    Event(RecordedEvent),
+    /// Anything else published on the stream's subjects: stepped over, never applied.
+    NotAnEvent {
+        /// What makes it not an event.
+        why: String,
+        /// Its `Nats-Msg-Id`, when it has one that is a UUID.
+        message_id: Option<Uuid>,
+    },
+}
+
+impl Delivered {
+    /// What a bus message carries.
+    pub fn of(message: &async_nats::Message) -> Self {
+        match event_from_message(message) {
+            Ok(event) => Self::Event(event),
+            Err(why) => Self::NotAnEvent {
+                why,
+                message_id: message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .and_then(|id| id.as_str().parse().ok()),
+            },
+        }
+    }
+
+    fn message_id(&self) -> Option<Uuid> {
+        match self {
+            Self::Event(event) => Some(event.event_id),
+            Self::NotAnEvent { message_id, .. } => *message_id,
+        }
+    }
+}
+
+/// Decodes a bus message into the Kith event it carries; `Err` says why it is not one.
+pub fn event_from_message(message: &async_nats::Message) -> Result<RecordedEvent, String> {
     let headers = message
         .headers
         .as_ref()
-        .ok_or_else(|| Error::Codec(format!("message on {} has no headers", message.subject)))?;
-    let get = |name: &str| -> Result<String> {
+        .ok_or_else(|| "no headers".to_owned())?;
+    let get = |name: &str| -> Result<String, String> {
         headers
             .get(name)
             .map(|value| value.as_str().to_owned())
-            .ok_or_else(|| {
-                Error::Codec(format!(
-                    "message on {} lacks header {name}",
-                    message.subject
-                ))
-            })
+            .ok_or_else(|| format!("no {name} header"))
     };
-    let parse_err =
-        |what: &str| Error::Codec(format!("message on {} has a bad {what}", message.subject));
+    let bad = |what: &str| format!("a bad {what} header");
     let traceparent = headers
         .get(headers::TRACEPARENT)
         .map(|v| v.as_str().to_owned());
@@ -71,39 +124,49 @@ pub fn event_from_message(message: &async_nats::Message) -> Result<RecordedEvent
     Ok(RecordedEvent {
         position: get(headers::POSITION)?
             .parse()
-            .map_err(|_| parse_err("position"))?,
+            .map_err(|_| bad(headers::POSITION))?,
         transaction_id: 0,
         stream_type: get(headers::STREAM_TYPE)?,
         stream_id: get(headers::STREAM_ID)?,
         version: get(headers::VERSION)?
             .parse()
-            .map_err(|_| parse_err("version"))?,
+            .map_err(|_| bad(headers::VERSION))?,
         event_id: get("Nats-Msg-Id")?
             .parse::<Uuid>()
-            .map_err(|_| parse_err("Nats-Msg-Id"))?,
+            .map_err(|_| bad("Nats-Msg-Id"))?,
         event_type: get(headers::EVENT_TYPE)?,
         payload: message.payload.to_vec(),
         metadata_json: serde_json::to_string(&metadata).unwrap_or_default(),
         recorded_at: get(headers::RECORDED_AT)?
             .parse::<DateTime<Utc>>()
-            .map_err(|_| parse_err("recorded time"))?,
+            .map_err(|_| bad(headers::RECORDED_AT))?,
     })
 }
 
-/// Applies `batch` (stream sequence, event) and advances the checkpoint, in one transaction.
-/// Events at or below the checkpoint are skipped; a gap after it is refused. Returns how many
-/// events were applied.
+/// What a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Events applied.
+    pub applied: usize,
+    /// Messages past the checkpoint that were not Kith events.
+    pub set_aside: usize,
+}
+
+/// Applies `batch` (stream sequence, message) and advances the checkpoint, in one transaction.
+/// Messages at or below the checkpoint are skipped; a gap after it is refused; messages that are
+/// not events move the checkpoint without being applied.
 pub async fn apply_bus_batch(
     pool: &PgPool,
     projection: &dyn Projection,
     source_key: &str,
-    batch: &[(u64, RecordedEvent)],
-) -> Result<usize> {
+    batch: &[(u64, Delivered)],
+) -> Result<BatchOutcome> {
     let mut tx = pool.begin().await?;
     let locked = lock_checkpoint(&mut tx, projection.name(), source_key).await?;
     let mut last = locked.position;
-    let mut applied = 0;
-    for (sequence, event) in batch {
+    let mut last_id = None;
+    let mut outcome = BatchOutcome::default();
+    for (sequence, delivered) in batch {
         let sequence =
             i64::try_from(*sequence).map_err(|_| Error::Codec("sequence overflow".into()))?;
         if sequence <= last {
@@ -118,9 +181,22 @@ pub async fn apply_bus_batch(
                 ),
             });
         }
-        super::apply_traced(projection, &mut tx, event).await?;
+        match delivered {
+            Delivered::Event(event) => {
+                super::apply_traced(projection, &mut tx, event).await?;
+                outcome.applied += 1;
+            }
+            Delivered::NotAnEvent { why, .. } => {
+                tracing::warn!(projection = projection.name(), source = source_key, sequence, %why, "stepped over a message that is not a Kith event");
+                outcome.set_aside += 1;
+            }
+        }
         last = sequence;
-        applied += 1;
+        last_id = delivered.message_id();
+    }
+    if last == locked.position {
+        // Nothing new: leave the row (and its event id) as it is.
+        return Ok(outcome);
     }
     write_checkpoint(
         &mut tx,
@@ -130,18 +206,20 @@ pub async fn apply_bus_batch(
             transaction_id: 0,
             position: last,
         },
+        last_id,
     )
     .await?;
     tx.commit().await?;
     projection.committed();
-    Ok(applied)
+    Ok(outcome)
 }
 
-/// Runs a projection from a foreign stream until `shutdown`. Replicas of a service share the
-/// durable consumer, and a shared pull consumer hands each replica a different part of the
-/// stream; so only one replica consumes at a time: the holder of a PostgreSQL advisory lock
-/// named after the consumer, on a connection of its own. The others wait and take over when it
-/// stops or dies (the lock goes with its connection).
+/// How long a consumer stood down for an event type it does not know waits before it asks to
+/// lead again, so that a replica of a newer version can take the consumer over.
+const STAND_DOWN: Duration = Duration::from_secs(10);
+
+/// Runs a projection from a foreign stream until `shutdown`, consuming only while this replica
+/// leads the consumer's lock.
 pub async fn run_bus_source(
     pool: PgPool,
     js: jetstream::Context,
@@ -149,95 +227,198 @@ pub async fn run_bus_source(
     projection: Arc<dyn Projection>,
     shutdown: CancellationToken,
 ) {
+    let labels = SourceLabels::new(&source.service, projection.name(), &source.key());
+    let metrics = crate::metrics::metrics();
     // The series exist on every replica; only the one consuming moves them (take the max).
-    crate::metrics::metrics().projection_lag(
-        &crate::metrics::SourceLabels::new(&source.service, projection.name(), &source.key()),
-        0,
-        0.0,
-    );
+    metrics.projection_lag(&labels, 0, 0.0);
+    metrics.projection_stalled.get_or_create(&labels).set(0);
+    let lock = LeaderLock::new(&pool, format!("consumer.{}", source.durable));
     let mut backoff = Duration::from_millis(200);
-    while !shutdown.is_cancelled() {
-        let led = lead(&pool, &source, &shutdown, || {
-            consume(&pool, &js, &source, projection.as_ref(), &shutdown)
-        })
-        .await;
-        match led {
-            Ok(()) => return,
-            Err(err) => {
-                tracing::warn!(projection = projection.name(), stream = %source.stream, error = %err, "consumer interrupted; recreating from checkpoint");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+    loop {
+        let Some(leadership) = lock.campaign(&shutdown).await else {
+            return;
+        };
+        tracing::info!(durable = %source.durable, stream = %source.stream, "consuming");
+        let consumed = tokio::select! {
+            result = consume(&pool, &js, &source, projection.as_ref(), &shutdown, &mut backoff) => result,
+            () = leadership.lost() => Err(Error::Unavailable("consumer leadership lost".into())),
+        };
+        leadership.release().await;
+        let Err(err) = consumed else { return };
+        metrics.projection_stalled.get_or_create(&labels).set(1);
+        let pause = match &err {
+            Error::UnknownEventType { .. } => {
+                tracing::error!(projection = projection.name(), stream = %source.stream, error = %err, stand_down = ?STAND_DOWN, "the stream holds an event this version cannot apply; standing down for a newer replica");
+                STAND_DOWN
             }
+            Error::Stuck(_) => {
+                tracing::error!(projection = projection.name(), stream = %source.stream, error = %err, retry_in = ?backoff, "consumer cannot go on");
+                backoff
+            }
+            _ => {
+                tracing::warn!(projection = projection.name(), stream = %source.stream, error = %err, retry_in = ?backoff, "consumer interrupted; resuming from the checkpoint");
+                backoff
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
         }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
-/// Waits for the consumer's lock, runs `work` while holding it, and releases it.
-async fn lead<F, Fut>(
+/// The stream sequence to consume from: right after the checkpoint, once the stream is known to
+/// still hold what the checkpoint names. A checkpoint whose message moved (a republished stream)
+/// is moved to where that message now is.
+async fn resume_after_checkpoint(
     pool: &PgPool,
+    stream: &mut Stream,
     source: &BusSource,
-    shutdown: &CancellationToken,
-    work: F,
-) -> Result<()>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    // Detached: a session lock must not go back to the pool with its connection.
-    let mut conn = pool.acquire().await?.detach();
-    let key = format!("consumer.{}", source.durable);
-    loop {
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(&key)
-            .fetch_one(&mut conn)
-            .await?;
-        if leader {
+    projection: &dyn Projection,
+) -> Result<u64> {
+    let key = source.key();
+    let (sequence, event_id) = {
+        let mut conn = pool.acquire().await?;
+        read_bus_checkpoint(&mut conn, projection.name(), &key).await?
+    };
+    let state = stream.info().await.map_err(Error::nats)?.state.clone();
+    let republish = format!(
+        "Run `kith republish --service {}` to rebuild the stream from its log",
+        source.producer()
+    );
+    if sequence == 0 {
+        if state.first_sequence > 1 {
+            return Err(Error::Stuck(format!(
+                "stream {} begins at sequence {}: its first messages were purged or aged out, \
+                 and projection {} has applied none of them. {republish}",
+                source.stream,
+                state.first_sequence,
+                projection.name()
+            )));
+        }
+        return Ok(1);
+    }
+    let found = match stream.get_raw_message(sequence).await {
+        Ok(message) => Some(crate::bus::event_identity(&message.headers).map(|(id, _)| id)),
+        Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => None,
+        Err(err) => return Err(Error::nats(err)),
+    };
+    let same = match (found, event_id) {
+        (Some(here), Some(expected)) => here == Some(expected),
+        // Checkpoints written before event ids were kept: the message is there, trust it.
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if same {
+        if state.first_sequence > sequence + 1 && state.last_sequence > sequence {
+            return Err(Error::Stuck(format!(
+                "stream {} lost the messages after sequence {sequence}, where projection {} \
+                 stands (it now begins at {}). {republish}",
+                source.stream,
+                projection.name(),
+                state.first_sequence
+            )));
+        }
+        return Ok(sequence + 1);
+    }
+    let lost = || {
+        Error::Stuck(format!(
+            "stream {} no longer holds the message projection {} applied last (sequence \
+             {sequence}{}): it was purged or replaced. {republish}; if the log no longer holds \
+             it either, rebuild the projection with `kith rebuild --service {}`",
+            source.stream,
+            projection.name(),
+            event_id
+                .map(|id| format!(", event {id}"))
+                .unwrap_or_default(),
+            source.service
+        ))
+    };
+    let Some(event_id) = event_id else {
+        return Err(lost());
+    };
+    let Some(moved_to) = find_message(stream, event_id).await? else {
+        return Err(lost());
+    };
+    tracing::warn!(projection = projection.name(), stream = %source.stream, from = sequence, to = moved_to, %event_id, "the stream was rebuilt; the checkpoint follows its event to its new sequence");
+    let mut tx = pool.begin().await?;
+    let locked = lock_checkpoint(&mut tx, projection.name(), &key).await?;
+    if locked.position != i64::try_from(sequence).unwrap_or(-1) {
+        return Err(Error::Unavailable(
+            "the checkpoint moved while being relocated".into(),
+        ));
+    }
+    write_checkpoint(
+        &mut tx,
+        projection.name(),
+        &key,
+        Checkpoint {
+            transaction_id: 0,
+            position: i64::try_from(moved_to).unwrap_or(i64::MAX),
+        },
+        Some(event_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(moved_to + 1)
+}
+
+/// The sequence of the message with `Nats-Msg-Id` = `event_id`, read through headers only.
+async fn find_message(stream: &Stream, event_id: Uuid) -> Result<Option<u64>> {
+    let scan = stream
+        .create_consumer(pull::Config {
+            ack_policy: AckPolicy::None,
+            deliver_policy: DeliverPolicy::All,
+            headers_only: true,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .map_err(Error::nats)?;
+    let wanted = event_id.to_string();
+    let mut messages = scan.messages().await.map_err(Error::nats)?;
+    let last = stream.cached_info().state.last_sequence;
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_secs(5), messages.next()).await
+    {
+        let message = message.map_err(Error::nats)?;
+        let sequence = message.info().map_err(Error::nats)?.stream_sequence;
+        let id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.as_str().to_owned());
+        if id.as_deref() == Some(wanted.as_str()) {
+            return Ok(Some(sequence));
+        }
+        if sequence >= last {
             break;
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
     }
-    tracing::info!(durable = %source.durable, stream = %source.stream, "consuming");
-    let result = work().await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-        .bind(&key)
-        .execute(&mut conn)
-        .await;
-    result
+    Ok(None)
 }
 
-async fn consumer_at_checkpoint(
+async fn consume(
     pool: &PgPool,
     js: &jetstream::Context,
     source: &BusSource,
     projection: &dyn Projection,
-    recreate: bool,
-) -> Result<Consumer<pull::Config>> {
-    let stream = js.get_stream(&source.stream).await.map_err(Error::nats)?;
-    let checkpoint = {
-        let mut conn = pool.acquire().await?;
-        read_checkpoint(&mut conn, projection.name(), &source.key()).await?
-    };
-    let start = u64::try_from(checkpoint.position).unwrap_or(0) + 1;
-    if let Ok(mut existing) = stream.get_consumer::<pull::Config>(&source.durable).await {
-        let info = existing.info().await.map_err(Error::nats)?;
-        // Acked past the checkpoint means the projection was rebuilt or lost a commit: start over
-        // from the checkpoint.
-        if recreate || info.ack_floor.stream_sequence + 1 > start {
-            stream
-                .delete_consumer(&source.durable)
-                .await
-                .map_err(Error::nats)?;
-        } else {
-            return Ok(existing);
-        }
+    shutdown: &CancellationToken,
+    backoff: &mut Duration,
+) -> Result<()> {
+    let mut stream = js.get_stream(&source.stream).await.map_err(Error::nats)?;
+    let start = resume_after_checkpoint(pool, &mut stream, source, projection).await?;
+    // A fresh consumer right after the checkpoint: nothing a previous holder left in flight is
+    // waited for.
+    match stream.delete_consumer(&source.durable).await {
+        Ok(_) => {}
+        Err(err)
+            if matches!(err.kind(), ConsumerErrorKind::JetStream(js)
+                if js.error_code() == ErrorCode::CONSUMER_NOT_FOUND) => {}
+        Err(err) => return Err(Error::nats(err)),
     }
-    stream
+    let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some(source.durable.clone()),
             ack_policy: AckPolicy::Explicit,
@@ -249,21 +430,10 @@ async fn consumer_at_checkpoint(
             ..Default::default()
         })
         .await
-        .map_err(Error::nats)
-}
-
-async fn consume(
-    pool: &PgPool,
-    js: &jetstream::Context,
-    source: &BusSource,
-    projection: &dyn Projection,
-    shutdown: &CancellationToken,
-) -> Result<()> {
-    let consumer = consumer_at_checkpoint(pool, js, source, projection, false).await?;
+        .map_err(Error::nats)?;
     let key = source.key();
-    let labels = crate::metrics::SourceLabels::new(&source.service, projection.name(), &key);
+    let labels = SourceLabels::new(&source.service, projection.name(), &key);
     let metrics = crate::metrics::metrics();
-    metrics.projection_lag(&labels, 0, 0.0);
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -275,7 +445,7 @@ async fn consume(
             .messages()
             .await
             .map_err(Error::nats)?;
-        let mut batch: Vec<(u64, RecordedEvent)> = Vec::new();
+        let mut batch: Vec<(u64, Delivered)> = Vec::new();
         let mut received: Vec<Message> = Vec::new();
         let mut pending = 0;
         while let Some(message) = messages.next().await {
@@ -286,23 +456,31 @@ async fn consume(
             if info.delivered > 1 {
                 metrics.redeliveries.get_or_create(&labels).inc();
             }
-            batch.push((sequence, event_from_message(&message)?));
+            batch.push((sequence, Delivered::of(&message)));
             received.push(message);
         }
         if batch.is_empty() {
             metrics.projection_lag(&labels, 0, 0.0);
             continue;
         }
-        if let Err(err) = apply_bus_batch(pool, projection, &key, &batch).await {
-            // Make the next attempt start exactly at the checkpoint.
-            consumer_at_checkpoint(pool, js, source, projection, true).await?;
-            return Err(err);
+        let outcome = apply_bus_batch(pool, projection, &key, &batch).await?;
+        if outcome.set_aside > 0 {
+            metrics
+                .set_aside
+                .get_or_create(&labels)
+                .inc_by(outcome.set_aside as u64);
         }
-        for message in received {
-            message.ack().await.map_err(Error::nats)?;
+        for (message, (_, delivered)) in received.into_iter().zip(&batch) {
+            let ack = match delivered {
+                Delivered::Event(_) => AckKind::Ack,
+                Delivered::NotAnEvent { .. } => AckKind::Term,
+            };
+            message.ack_with(ack).await.map_err(Error::nats)?;
         }
+        metrics.projection_stalled.get_or_create(&labels).set(0);
+        *backoff = Duration::from_millis(200);
         let age = match batch.last() {
-            Some((_, newest)) if pending > 0 => {
+            Some((_, Delivered::Event(newest))) if pending > 0 => {
                 (chrono::Utc::now() - newest.recorded_at).as_seconds_f64()
             }
             _ => 0.0,

@@ -4,19 +4,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Projection;
 use super::checkpoint::{LOG_SOURCE, lock_checkpoint, read_checkpoint, write_checkpoint};
-use crate::eventlog::{self, Checkpoint};
+use super::notices::CheckpointWatch;
+use crate::eventlog;
 use crate::{Error, Result};
 
-/// How far a projection has applied the log; queries wait on it for read-your-writes.
+/// How far a projection has applied the log, on whichever replica applied it; queries wait on it
+/// for read-your-writes.
 #[derive(Debug, Clone)]
 pub struct Progress {
     pool: PgPool,
-    applied: watch::Receiver<Checkpoint>,
+    projection: &'static str,
+    watch: CheckpointWatch,
 }
 
 impl Progress {
@@ -29,13 +32,16 @@ impl Progress {
         let Some(target) = eventlog::checkpoint_of(&self.pool, position).await? else {
             return Err(Error::UnknownPosition(position));
         };
-        let mut applied = self.applied.clone();
-        let reached = tokio::time::timeout(timeout, applied.wait_for(|cp| *cp >= target)).await;
-        match reached {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(Error::ShuttingDown),
-            Err(_) => Err(Error::WaitTimeout(position)),
-        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let reached = self
+            .watch
+            .wait_until(deadline, || async {
+                let mut conn = self.pool.acquire().await?;
+                let applied = read_checkpoint(&mut conn, self.projection, LOG_SOURCE).await?;
+                Ok((applied >= target).then_some(()))
+            })
+            .await?;
+        reached.ok_or(Error::WaitTimeout(position))
     }
 }
 
@@ -47,14 +53,13 @@ pub struct LogProjector {
     wake: Arc<Notify>,
     batch_size: i64,
     poll_interval: Duration,
-    applied: watch::Sender<Checkpoint>,
+    watch: CheckpointWatch,
     lag: crate::metrics::SourceLabels,
 }
 
 impl LogProjector {
     /// A runner for `projection`, woken by `wake` (the log's append notifier) and by polling.
     pub fn new(pool: PgPool, projection: Arc<dyn Projection>, wake: Arc<Notify>) -> Self {
-        let (applied, _) = watch::channel(Checkpoint::START);
         let projection_name = projection.name();
         Self {
             pool,
@@ -63,8 +68,15 @@ impl LogProjector {
             batch_size: 1000,
             poll_interval: Duration::from_millis(50),
             lag: crate::metrics::SourceLabels::new("", projection_name, LOG_SOURCE),
-            applied,
+            watch: CheckpointWatch::unwatched(),
         }
+    }
+
+    /// Lets waiters on its progress wake on `watch` (its checkpoint's notices) rather than by
+    /// re-reading alone.
+    pub fn watched_by(mut self, watch: CheckpointWatch) -> Self {
+        self.watch = watch;
+        self
     }
 
     /// Labels its lag metrics with `service`.
@@ -77,7 +89,8 @@ impl LogProjector {
     pub fn progress(&self) -> Progress {
         Progress {
             pool: self.pool.clone(),
-            applied: self.applied.subscribe(),
+            projection: self.projection.name(),
+            watch: self.watch.clone(),
         }
     }
 
@@ -97,7 +110,19 @@ impl LogProjector {
                 }
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(err) => {
-                    tracing::error!(projection = self.projection.name(), error = %err, "projection batch failed; retrying");
+                    crate::metrics::metrics()
+                        .projection_stalled
+                        .get_or_create(&self.lag)
+                        .set(1);
+                    match &err {
+                        // A replica of the newer version applies it; this one waits.
+                        Error::UnknownEventType { .. } => {
+                            tracing::warn!(projection = self.projection.name(), error = %err, "projection waits for a newer version to apply an event");
+                        }
+                        _ => {
+                            tracing::error!(projection = self.projection.name(), error = %err, "projection batch failed; retrying");
+                        }
+                    }
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(backoff) => {}
@@ -121,11 +146,10 @@ impl LogProjector {
         };
         if batch.is_empty() {
             crate::metrics::metrics().projection_lag(&self.lag, 0, 0.0);
-            self.applied.send_if_modified(|cp| {
-                let changed = *cp != start;
-                *cp = start;
-                changed
-            });
+            crate::metrics::metrics()
+                .projection_stalled
+                .get_or_create(&self.lag)
+                .set(0);
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
@@ -135,10 +159,17 @@ impl LogProjector {
             super::apply_traced(self.projection.as_ref(), &mut tx, event).await?;
             last = event.checkpoint();
         }
-        write_checkpoint(&mut tx, name, LOG_SOURCE, last).await?;
+        if last == locked {
+            // Another replica applied this batch already.
+            return Ok(batch.len());
+        }
+        write_checkpoint(&mut tx, name, LOG_SOURCE, last, None).await?;
         tx.commit().await?;
         self.projection.committed();
-        self.applied.send_replace(last);
+        crate::metrics::metrics()
+            .projection_stalled
+            .get_or_create(&self.lag)
+            .set(0);
         if (batch.len() as i64) < self.batch_size {
             crate::metrics::metrics().projection_lag(&self.lag, 0, 0.0);
         } else if let Some(newest) = batch.last() {

@@ -9,15 +9,17 @@
 mod bus_source;
 mod checkpoint;
 mod log_source;
+pub mod notices;
 mod rebuild;
 mod rebuild_bus;
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-pub use bus_source::{BusSource, apply_bus_batch, event_from_message, run_bus_source};
-pub use checkpoint::{LOG_SOURCE, read_checkpoint};
+pub use bus_source::{BusSource, Delivered, apply_bus_batch, event_from_message, run_bus_source};
+pub use checkpoint::{LOG_SOURCE, read_bus_checkpoint, read_checkpoint};
 pub use log_source::{LogProjector, Progress};
+pub use notices::{CheckpointNotices, CheckpointWatch};
 pub use rebuild::{RebuildReport, rebuild};
 pub use rebuild_bus::rebuild_from_bus;
 
@@ -36,8 +38,22 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     fn tables(&self) -> &'static [&'static str];
     /// Creates its tables and indexes, unqualified and idempotent (`IF NOT EXISTS`).
     fn ddl(&self) -> &'static str;
-    /// Applies one event inside the batch's transaction. Events it does not know are ignored.
+    /// Applies one event inside the batch's transaction. Event types it has no use for are
+    /// ignored.
     async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()>;
+    /// Whether events of streams of `stream_type` can change this projection. An event of a type
+    /// this build does not know (written by a newer version) stops the projection when it does,
+    /// since applying it wrongly or not at all would both be silent mistakes; when it does not,
+    /// the event is skipped and counted.
+    fn reads(&self, stream_type: &str) -> bool {
+        let _ = stream_type;
+        true
+    }
+    /// Whether this version knows the event type at all: by default, whether it is a message of
+    /// the Kith protos this build was made with.
+    fn knows(&self, event_type: &str) -> bool {
+        crate::wire::is_known_event_type(event_type)
+    }
     /// Called after a batch of `apply` calls has committed: the place to hand what the batch
     /// changed to work that must only see committed rows.
     fn committed(&self) {}
@@ -61,11 +77,33 @@ pub(crate) async fn apply_traced(
     if let Some(traceparent) = event.metadata().traceparent {
         crate::telemetry::continue_traceparent(&span, &traceparent);
     }
+    if !projection.knows(&event.event_type) {
+        if projection.reads(&event.stream_type) {
+            return Err(crate::Error::UnknownEventType {
+                stream_id: event.stream_id.clone(),
+                event_type: event.event_type.clone(),
+            });
+        }
+        crate::metrics::metrics()
+            .unknown_events
+            .get_or_create(&crate::metrics::UnknownEventLabels {
+                projection: projection.name().to_owned(),
+                event_type: event.event_type.clone(),
+            })
+            .inc();
+        return Ok(());
+    }
     projection.apply(conn, event).instrument(span).await
 }
 
-/// Creates the projection's tables if they are missing.
+/// Creates the projection's tables if they are missing. Replicas starting together take turns
+/// (`CREATE TABLE IF NOT EXISTS` is not safe against itself: two at once can both try to create).
 pub async fn create_tables(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<()> {
-    sqlx::raw_sql(projection.ddl()).execute(pool).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kith.migrate'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(projection.ddl()).execute(&mut *tx).await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -4,17 +4,23 @@
 //! checkpoint at the last sequence applied. The live consumer waits on the lock during the swap;
 //! afterwards everything it holds at or below the new checkpoint is skipped, and anything that
 //! does not follow it on is recreated from the checkpoint (see `bus_source`).
+//!
+//! A stream that no longer holds its first messages (purged or aged out) is refused: a rebuild
+//! from it would silently miss them.
 
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use uuid::Uuid;
 
-use super::bus_source::{BusSource, event_from_message};
+use super::bus_source::{BusSource, Delivered};
 use super::checkpoint::{lock_checkpoint, write_checkpoint};
+use super::rebuild::Scratch;
 use super::{Projection, RebuildReport};
-use crate::db::{self, Schema};
+use crate::db::Schema;
 use crate::eventlog::Checkpoint;
 use crate::{Error, Result};
 
@@ -28,53 +34,82 @@ pub async fn rebuild_from_bus(
     js: &jetstream::Context,
     source: &BusSource,
     projection: &dyn Projection,
+    on_progress: impl FnMut(u64, u64),
+) -> Result<RebuildReport> {
+    let mut stream = js.get_stream(&source.stream).await.map_err(Error::nats)?;
+    let state = stream.info().await.map_err(Error::nats)?.state.clone();
+    if state.first_sequence > 1 {
+        return Err(Error::Stuck(format!(
+            "stream {} begins at sequence {}: its earlier messages were purged or aged out, so a \
+             rebuild from it would miss them. Rebuild the stream from its log first with \
+             `kith republish`",
+            source.stream, state.first_sequence
+        )));
+    }
+    let mut scratch = Scratch::create(database_url, schema, projection).await?;
+    let result = replay(&mut scratch, &stream, source, projection, on_progress).await;
+    scratch.discard().await;
+    result
+}
+
+/// Where the replay stands in the stream.
+struct Replayed {
+    sequence: u64,
+    message_id: Option<Uuid>,
+    applied: u64,
+}
+
+async fn replay(
+    scratch: &mut Scratch,
+    stream: &Stream,
+    source: &BusSource,
+    projection: &dyn Projection,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<RebuildReport> {
     let started = Instant::now();
-    let scratch = Schema::parse(&format!("{schema}_rebuild"))?;
-    let mut conn = db::connect_one(database_url, schema).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {scratch} CASCADE; CREATE SCHEMA {scratch};
-         SET search_path TO {scratch}, {schema}"
-    )))
-    .execute(&mut conn)
-    .await?;
-    sqlx::raw_sql(AssertSqlSafe(projection.ddl()))
-        .execute(&mut conn)
-        .await?;
-
-    let mut stream = js.get_stream(&source.stream).await.map_err(Error::nats)?;
+    let Scratch {
+        conn,
+        schema,
+        scratch,
+    } = scratch;
+    let mut stream = stream.clone();
     let total = stream.info().await.map_err(Error::nats)?.state.messages;
     let consumer = stream
         .create_consumer(pull::Config {
-            ack_policy: jetstream::consumer::AckPolicy::All,
+            ack_policy: jetstream::consumer::AckPolicy::None,
             deliver_policy: jetstream::consumer::DeliverPolicy::All,
             inactive_threshold: Duration::from_secs(60),
             ..Default::default()
         })
         .await
         .map_err(Error::nats)?;
-
-    let mut last = 0u64;
-    let mut applied = 0u64;
-    loop {
-        let head = stream
+    let mut done = Replayed {
+        sequence: 0,
+        message_id: None,
+        applied: 0,
+    };
+    let mut head = stream
+        .info()
+        .await
+        .map_err(Error::nats)?
+        .state
+        .last_sequence;
+    while done.sequence < head {
+        let mut tx = conn.begin().await?;
+        apply_batch(&mut tx, &stream, &consumer, projection, &mut done).await?;
+        tx.commit().await?;
+        on_progress(done.applied, total.max(done.applied));
+        head = stream
             .info()
             .await
             .map_err(Error::nats)?
             .state
             .last_sequence;
-        if last >= head {
-            break;
-        }
-        let n = apply_batch(&mut conn, &consumer, projection, &mut last).await?;
-        applied += n;
-        on_progress(applied, total.max(applied));
     }
 
     // Swap under the checkpoint lock, after catching up with what arrived meanwhile.
     sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO {schema}")))
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await?;
     let mut tx = conn.begin().await?;
     lock_checkpoint(&mut tx, projection.name(), &source.key()).await?;
@@ -83,61 +118,56 @@ pub async fn rebuild_from_bus(
     )))
     .execute(&mut *tx)
     .await?;
-    loop {
-        let head = stream
+    head = stream
+        .info()
+        .await
+        .map_err(Error::nats)?
+        .state
+        .last_sequence;
+    while done.sequence < head {
+        apply_batch(&mut tx, &stream, &consumer, projection, &mut done).await?;
+        head = stream
             .info()
             .await
             .map_err(Error::nats)?
             .state
             .last_sequence;
-        if last >= head {
-            break;
-        }
-        applied += apply_batch(&mut tx, &consumer, projection, &mut last).await?;
     }
-    for table in projection.tables() {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {schema}.{table} CASCADE; ALTER TABLE {scratch}.{table} SET SCHEMA {schema}"
-        )))
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}")))
-        .execute(&mut *tx)
-        .await?;
+    Scratch::swap_in(schema, scratch, &mut tx, projection).await?;
     let checkpoint = Checkpoint {
         transaction_id: 0,
-        position: i64::try_from(last).map_err(|_| Error::Codec("sequence overflow".into()))?,
+        position: i64::try_from(done.sequence)
+            .map_err(|_| Error::Codec("sequence overflow".into()))?,
     };
-    write_checkpoint(&mut tx, projection.name(), &source.key(), checkpoint).await?;
-    tx.commit().await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {scratch} CASCADE"
-    )))
-    .execute(&mut conn)
+    write_checkpoint(
+        &mut tx,
+        projection.name(),
+        &source.key(),
+        checkpoint,
+        done.message_id,
+    )
     .await?;
-    let _ = stream.delete_consumer(&consumer_name(&consumer)).await;
-    on_progress(applied, total.max(applied));
-    conn.close().await?;
+    tx.commit().await?;
+    let _ = stream
+        .delete_consumer(&consumer.cached_info().name.clone())
+        .await;
+    on_progress(done.applied, total.max(done.applied));
     Ok(RebuildReport {
-        events: applied,
+        events: done.applied,
         checkpoint,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-fn consumer_name(consumer: &jetstream::consumer::Consumer<pull::Config>) -> String {
-    consumer.cached_info().name.clone()
-}
-
-/// Applies the next batch of the ephemeral consumer in one transaction of `conn`; a gap in the
-/// sequences (a purged stream) is refused, since the projection would silently miss events.
+/// Applies the next batch of the ephemeral consumer within `tx`. A gap in the sequences (messages
+/// removed from the stream) is refused, since the projection would silently miss events.
 async fn apply_batch(
-    conn: &mut PgConnection,
+    tx: &mut PgConnection,
+    stream: &Stream,
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     projection: &dyn Projection,
-    last: &mut u64,
-) -> Result<u64> {
+    done: &mut Replayed,
+) -> Result<()> {
     let mut messages = consumer
         .fetch()
         .max_messages(BATCH)
@@ -145,29 +175,45 @@ async fn apply_batch(
         .messages()
         .await
         .map_err(Error::nats)?;
-    let mut tx = conn.begin().await?;
-    let mut applied = 0;
-    let mut newest = None;
+    let mut received = 0;
     while let Some(message) = messages.next().await {
         let message = message.map_err(Error::nats)?;
         let sequence = message.info().map_err(Error::nats)?.stream_sequence;
-        if sequence <= *last {
+        received += 1;
+        if sequence <= done.sequence {
             continue;
         }
-        if *last != 0 && sequence != *last + 1 {
-            return Err(Error::Projection {
-                projection: projection.name().to_owned(),
-                message: format!("gap in the stream: expected {}, got {sequence}", *last + 1),
-            });
+        if sequence != done.sequence + 1 {
+            return Err(gap(stream, projection, done.sequence + 1, sequence));
         }
-        super::apply_traced(projection, &mut tx, &event_from_message(&message)?).await?;
-        *last = sequence;
-        applied += 1;
-        newest = Some(message);
+        let delivered = Delivered::of(&message);
+        if let Delivered::Event(event) = &delivered {
+            super::apply_traced(projection, &mut *tx, event).await?;
+            done.applied += 1;
+        }
+        done.sequence = sequence;
+        done.message_id = match &delivered {
+            Delivered::Event(event) => Some(event.event_id),
+            Delivered::NotAnEvent { message_id, .. } => *message_id,
+        };
     }
-    tx.commit().await?;
-    if let Some(message) = newest {
-        message.ack().await.map_err(Error::nats)?;
+    if received == 0 {
+        // The head is ahead but nothing came: is the next message gone?
+        match stream.get_raw_message(done.sequence + 1).await {
+            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                return Err(gap(stream, projection, done.sequence + 1, 0));
+            }
+            _ => {}
+        }
     }
-    Ok(applied)
+    Ok(())
+}
+
+fn gap(stream: &Stream, projection: &dyn Projection, expected: u64, got: u64) -> Error {
+    Error::Stuck(format!(
+        "stream {} lacks message {expected} (next held: {got}) while rebuilding {}: messages \
+         were removed from it. Rebuild the stream from its log with `kith republish`",
+        stream.cached_info().config.name,
+        projection.name()
+    ))
 }

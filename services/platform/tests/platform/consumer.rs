@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use kith_platform::bus;
 use kith_platform::db::Schema;
-use kith_platform::projection::{self, BusSource, apply_bus_batch, event_from_message};
+use kith_platform::projection::{self, BusSource, Delivered, apply_bus_batch};
 use kith_platform::relay::{self, RelayConfig};
 use kith_platform::testing::{TestStream, eventually, nats};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,6 @@ async fn published(
     }
     let shutdown = CancellationToken::new();
     let config = RelayConfig {
-        database_url: db.url.clone(),
         schema: Schema::parse(SCHEMA).unwrap(),
         stream: stream.spec.clone(),
         batch_size: 100,
@@ -41,8 +40,8 @@ async fn published(
     };
     let relay = tokio::spawn(relay::run(
         config,
+        log.clone(),
         js.clone(),
-        log.appended(),
         shutdown.clone(),
     ));
     let total = (per_stream * 3) as u64;
@@ -96,17 +95,13 @@ async fn the_same_batch_delivered_twice_changes_the_projection_once() {
     assert_eq!(first.len(), 12);
     let events: Vec<_> = first
         .iter()
-        .map(|m| {
-            (
-                m.info().unwrap().stream_sequence,
-                event_from_message(m).unwrap(),
-            )
-        })
+        .map(|m| (m.info().unwrap().stream_sequence, Delivered::of(m)))
         .collect();
     assert_eq!(
         apply_bus_batch(&pool, &Counting, &key, &events)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         12
     );
     // As if the process died after the commit and before the acks: the server redelivers.
@@ -117,12 +112,7 @@ async fn the_same_batch_delivered_twice_changes_the_projection_once() {
     assert_eq!(again.len(), 12, "the batch is delivered a second time");
     let mut redelivered: Vec<_> = again
         .iter()
-        .map(|m| {
-            (
-                m.info().unwrap().stream_sequence,
-                event_from_message(m).unwrap(),
-            )
-        })
+        .map(|m| (m.info().unwrap().stream_sequence, Delivered::of(m)))
         .collect();
     redelivered.sort_by_key(|(sequence, _)| *sequence);
     assert_eq!(
@@ -132,7 +122,8 @@ async fn the_same_batch_delivered_twice_changes_the_projection_once() {
     assert_eq!(
         apply_bus_batch(&pool, &Counting, &key, &redelivered)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         0
     );
     for message in &again {
@@ -168,7 +159,7 @@ async fn a_gap_after_the_checkpoint_is_refused_and_nothing_is_applied() {
                 description: None,
                 length: 0,
             };
-            (seq, event_from_message(&message).unwrap())
+            (seq, Delivered::of(&message))
         }
     };
     let key = format!("bus:{}", stream.spec.name);

@@ -65,6 +65,10 @@ impl Projection for Counting {
         &["counted"]
     }
 
+    fn knows(&self, event_type: &str) -> bool {
+        event_type.starts_with("kith.test.v1.")
+    }
+
     fn ddl(&self) -> &'static str {
         "CREATE TABLE IF NOT EXISTS counted (
             stream_id text PRIMARY KEY,

@@ -14,9 +14,8 @@ use uuid::Uuid;
 
 use crate::helpers::{SCHEMA, append_n, log};
 
-fn config(url: &str, stream: &TestStream) -> RelayConfig {
+fn config(stream: &TestStream) -> RelayConfig {
     RelayConfig {
-        database_url: url.to_owned(),
         schema: Schema::parse(SCHEMA).unwrap(),
         stream: stream.spec.clone(),
         batch_size: 64,
@@ -32,8 +31,8 @@ fn start(
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(relay::run(
         config.clone(),
+        log.clone(),
         js.clone(),
-        log.appended(),
         shutdown.clone(),
     ));
     (shutdown, handle)
@@ -54,10 +53,10 @@ async fn wait_for_messages(js: &jetstream::Context, name: &str, count: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_killed_mid_stream_resumes_and_publishes_every_event_exactly_once_in_order() {
-    let (db, log) = log().await;
+    let (_db, log) = log().await;
     let stream = TestStream::new("relay");
     let js = bus::jetstream(nats().await);
-    let config = config(&db.url, &stream);
+    let config = config(&stream);
 
     let (_first_shutdown, first) = start(&config, &js, &log);
     let writer = {
@@ -92,10 +91,10 @@ async fn a_relay_killed_mid_stream_resumes_and_publishes_every_event_exactly_onc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_on_one_log_publish_each_event_once() {
-    let (db, log) = log().await;
+    let (_db, log) = log().await;
     let stream = TestStream::new("relay");
     let js = bus::jetstream(nats().await);
-    let config = config(&db.url, &stream);
+    let config = config(&stream);
     let (a_shutdown, a) = start(&config, &js, &log);
     let (b_shutdown, b) = start(&config, &js, &log);
     for s in 0..4 {
@@ -174,7 +173,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_rides_out_nats_being_killed_and_restarted() {
-    let (db, log) = log().await;
+    let (_db, log) = log().await;
     let store = std::env::temp_dir().join(format!("kith-nats-{}", Uuid::new_v4().simple()));
     let port = free_port();
     let mut server = PrivateNats::start(port, &store);
@@ -189,7 +188,7 @@ async fn a_relay_rides_out_nats_being_killed_and_restarted() {
     .await;
     let js = bus::jetstream(client);
     let stream = TestStream::new("fault");
-    let (shutdown, relay) = start(&config(&db.url, &stream), &js, &log);
+    let (shutdown, relay) = start(&config(&stream), &js, &log);
 
     for s in 0..5 {
         append_n(&log, &format!("stream-{s}"), 0, 10).await;

@@ -38,6 +38,10 @@ impl Decider for Total {
             Ok(vec![Added(*command)])
         }
     }
+
+    fn knows(event_type: &str) -> bool {
+        event_type.starts_with("kith.test.v1.")
+    }
 }
 
 struct Bytes;

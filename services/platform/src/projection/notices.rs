@@ -1,0 +1,162 @@
+//! Notices of checkpoint advances, across replicas.
+//!
+//! Only one replica applies a given batch (the checkpoint row is locked for it, and a bus source
+//! has one consumer), but a read or a command that waits for a projection may arrive at any
+//! replica. So every checkpoint write also sends a PostgreSQL notification on its schema's
+//! channel, delivered at commit; each process listens on one connection per service and wakes its
+//! local waiters. Waiters still re-read now and then: a notification sent while the listening
+//! connection was down is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Result;
+use crate::db::Schema;
+
+/// How often a waiter re-reads its condition even without a notice.
+pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// The channel a schema's checkpoint notices go to.
+pub fn channel(schema: &str) -> String {
+    format!("kith_{schema}_checkpoints")
+}
+
+/// The payload naming a projection's source.
+pub(crate) fn payload(projection: &str, source: &str) -> String {
+    format!("{projection}\t{source}")
+}
+
+/// The notices of one schema, shared by everything in the process that waits on its projections.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointNotices {
+    sources: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+impl CheckpointNotices {
+    /// Listens to `schema`'s channel until `shutdown`, reconnecting after any failure.
+    pub fn listen(pool: PgPool, schema: &Schema, shutdown: CancellationToken) -> Self {
+        let notices = Self::default();
+        tokio::spawn(
+            notices
+                .clone()
+                .run(pool, channel(schema.as_str()), shutdown),
+        );
+        notices
+    }
+
+    /// A watch on one projection's source.
+    pub fn watch(&self, projection: &str, source: &str) -> CheckpointWatch {
+        CheckpointWatch {
+            notify: self.notify(&payload(projection, source)),
+        }
+    }
+
+    fn notify(&self, key: &str) -> Arc<Notify> {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(sources.entry(key.to_owned()).or_default())
+    }
+
+    fn wake_all(&self) {
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        for notify in sources.values() {
+            notify.notify_waiters();
+        }
+    }
+
+    async fn run(self, pool: PgPool, channel: String, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        'connect: while !shutdown.is_cancelled() {
+            let listener = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(&channel).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = tokio::select! {
+                () = shutdown.cancelled() => return,
+                listener = listener => match listener {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        tracing::warn!(%channel, error = %err, retry_in = ?backoff, "cannot listen for checkpoint notices");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue 'connect;
+                    }
+                },
+            };
+            backoff = Duration::from_millis(200);
+            // Anything may have moved while no one listened.
+            self.wake_all();
+            loop {
+                let received = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    received = listener.try_recv() => received,
+                };
+                match received {
+                    Ok(Some(notice)) => {
+                        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(notify) = sources.get(notice.payload()) {
+                            notify.notify_waiters();
+                        }
+                    }
+                    // The connection dropped; the next call reconnects.
+                    Ok(None) => self.wake_all(),
+                    Err(err) => {
+                        tracing::warn!(%channel, error = %err, "checkpoint notices interrupted");
+                        self.wake_all();
+                        continue 'connect;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Wakes waiters when one projection's checkpoint in one source advances, on any replica.
+#[derive(Debug, Clone)]
+pub struct CheckpointWatch {
+    notify: Arc<Notify>,
+}
+
+impl CheckpointWatch {
+    /// A watch that no notice ever wakes (for tools that run a projection alone); waiters then
+    /// rely on re-reading.
+    pub fn unwatched() -> Self {
+        Self {
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Runs `check` until it returns `Some`, again after every advance (and every
+    /// [`RECHECK_EVERY`]); `None` when `deadline` passes first.
+    pub async fn wait_until<T, F, Fut>(&self, deadline: Instant, mut check: F) -> Result<Option<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        loop {
+            // Created before the check, so an advance during it is not missed.
+            let advanced = self.notify.notified();
+            if let Some(found) = check().await? {
+                return Ok(Some(found));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::select! {
+                () = advanced => {}
+                () = tokio::time::sleep_until(deadline.min(now + RECHECK_EVERY)) => {}
+            }
+        }
+    }
+}
