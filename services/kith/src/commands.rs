@@ -258,3 +258,61 @@ pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RepublishArgs {
+    /// The service whose stream to rebuild from its log.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(service_names()))]
+    service: String,
+    /// Delete the stream even though it still holds messages (otherwise only an empty or missing
+    /// stream is rebuilt without asking).
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+/// Deletes the service's stream and publishes its whole log again, in log order, while the
+/// service's relays stand aside. Consumers of the stream find their place again by the event id
+/// their checkpoints name.
+pub(crate) async fn republish(args: RepublishArgs) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init("kith");
+    let schema = Schema::parse(&args.service)?;
+    let pool = db::connect(&args.database.database_url, &schema, 2).await?;
+    let client = kith_platform::bus::connect(&args.nats.nats_url, "kith-republish").await?;
+    let js = kith_platform::bus::jetstream(client);
+    let spec = args.nats.stream_for(&args.service);
+    if let Ok(mut stream) = js.get_stream(&spec.name).await {
+        let state = stream.info().await?.state.clone();
+        if state.messages > 0 && !args.yes {
+            bail!(
+                "stream {} still holds {} messages (sequences {} to {}); republishing deletes it and \
+                 publishes the log again. Pass --yes to go ahead",
+                spec.name,
+                state.messages,
+                state.first_sequence,
+                state.last_sequence
+            );
+        }
+    }
+    let log = kith_platform::eventlog::EventLog::new(pool.clone()).for_service(&args.service);
+    eprintln!(
+        "taking the {} relay's leadership; its relays pause meanwhile",
+        args.service
+    );
+    let bar = progress_bar(&spec.name);
+    let published = kith_platform::relay::republish(&spec, &schema, &log, &js, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish();
+    println!(
+        "{}: republished {published} events to {}; the relays continue from there",
+        args.service, spec.name
+    );
+    pool.close().await;
+    Ok(())
+}

@@ -31,6 +31,9 @@ enum Command {
     Token(commands::TokenArgs),
     /// Rebuild a service's projections from its event log, with progress, then exit.
     Rebuild(commands::RebuildArgs),
+    /// Rebuild a service's JetStream stream from its event log (after a purge, an age limit or a
+    /// lost NATS store), with progress, then exit.
+    Republish(commands::RepublishArgs),
     /// Measure the platform against raw PostgreSQL and NATS on this machine.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(args) => commands::migrate(args).await,
             Command::Token(args) => commands::token(args),
             Command::Rebuild(args) => commands::rebuild(args).await,
+            Command::Republish(args) => commands::republish(args).await,
             Command::Bench(bench) => bench::run(bench).await,
         }
     });

@@ -114,6 +114,8 @@ impl LeaderLock {
                 let ended = sqlx::query_scalar::<_, bool>(
                     "SELECT pg_terminate_backend(pid) FROM pg_locks
                      WHERE locktype = 'advisory' AND objsubid = 1 AND granted AND pid <> $2
+                       AND database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())
                        AND ((classid::bigint << 32) | objid::bigint) = hashtext($1)::bigint",
                 )
                 .bind(&self.key)

@@ -8,7 +8,11 @@
 //! follow as `Nats-Expected-Last-Sequence`: JetStream rebuilds the stream's last sequence from its
 //! own storage after a restart (unlike the last message id, which it forgets once the duplicate
 //! window has passed), so a duplicate, a gap or a reordering is refused at any time, even if two
-//! relays ever ran at once, and a refusal only ever leads to a resync.
+//! relays ever ran at once, and a refusal only ever leads to a resync. Within a pipelined batch
+//! each message after the first also names the event before it (`Nats-Expected-Last-Msg-Id`, which
+//! JetStream holds for the milliseconds that matter): if one message is refused because something
+//! else took its sequence, every later one is refused too, instead of one of them matching the
+//! shifted sequence and leaving a hole.
 
 use std::time::Duration;
 
@@ -110,6 +114,14 @@ pub async fn resync(
             checkpoint: Checkpoint::START,
             sequence: 0,
         });
+    }
+    if state.first_sequence > 1 {
+        tracing::warn!(
+            stream = %spec.name,
+            first_sequence = state.first_sequence,
+            "the stream lost its first messages (purged or aged out): consumers starting from \
+             nothing will refuse it; rebuild it with `kith republish`"
+        );
     }
     let Some((sequence, event_id, position)) =
         last_kith_event(&stream, state.first_sequence, last).await?
@@ -238,6 +250,7 @@ async fn publish_batch(
     max_payload: usize,
 ) -> Result<u64> {
     let mut acks = Vec::with_capacity(batch.len());
+    let mut previous: Option<&RecordedEvent> = None;
     for (expected, event) in (sequence..).zip(batch) {
         let size = event.payload.len() + HEADER_ALLOWANCE;
         if size > max_payload {
@@ -250,11 +263,18 @@ async fn publish_batch(
             )));
         }
         let subject = spec.subject(&event.stream_type, &event.stream_id);
+        let mut publish = message(event).expected_last_sequence(expected);
+        if let Some(previous) = previous {
+            // Chains the pipeline: were the message before refused and another message taken
+            // its place, the sequence alone would match this one's expectation again.
+            publish = publish.expected_last_message_id(previous.event_id.to_string());
+        }
         let ack = js
-            .send_publish(subject, message(event).expected_last_sequence(expected))
+            .send_publish(subject, publish)
             .await
             .map_err(Error::nats)?;
         acks.push((ack, expected + 1));
+        previous = Some(event);
     }
     for (ack, stored_at) in acks {
         let ack = ack.await.map_err(Error::nats)?;

@@ -166,6 +166,7 @@ pub async fn apply_bus_batch(
     let mut last = locked.position;
     let mut last_id = None;
     let mut outcome = BatchOutcome::default();
+    let mut stopped = None;
     for (sequence, delivered) in batch {
         let sequence =
             i64::try_from(*sequence).map_err(|_| Error::Codec("sequence overflow".into()))?;
@@ -183,8 +184,15 @@ pub async fn apply_bus_batch(
         }
         match delivered {
             Delivered::Event(event) => {
-                super::apply_traced(projection, &mut tx, event).await?;
-                outcome.applied += 1;
+                match super::apply_traced(projection, &mut tx, event).await {
+                    Ok(()) => outcome.applied += 1,
+                    // Nothing was written for it: keep what came before and stop right there.
+                    Err(err @ Error::UnknownEventType { .. }) => {
+                        stopped = Some(err);
+                        break;
+                    }
+                    Err(err) => return Err(err),
+                }
             }
             Delivered::NotAnEvent { why, .. } => {
                 tracing::warn!(projection = projection.name(), source = source_key, sequence, %why, "stepped over a message that is not a Kith event");
@@ -196,7 +204,7 @@ pub async fn apply_bus_batch(
     }
     if last == locked.position {
         // Nothing new: leave the row (and its event id) as it is.
-        return Ok(outcome);
+        return stopped.map_or(Ok(outcome), Err);
     }
     write_checkpoint(
         &mut tx,
@@ -211,7 +219,7 @@ pub async fn apply_bus_batch(
     .await?;
     tx.commit().await?;
     projection.committed();
-    Ok(outcome)
+    stopped.map_or(Ok(outcome), Err)
 }
 
 /// How long a consumer stood down for an event type it does not know waits before it asks to

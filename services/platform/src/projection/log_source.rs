@@ -155,17 +155,28 @@ impl LogProjector {
         let mut tx = self.pool.begin().await?;
         let locked = lock_checkpoint(&mut tx, name, LOG_SOURCE).await?;
         let mut last = locked;
+        let mut stopped = None;
         for event in batch.iter().filter(|event| event.checkpoint() > locked) {
-            super::apply_traced(self.projection.as_ref(), &mut tx, event).await?;
-            last = event.checkpoint();
+            match super::apply_traced(self.projection.as_ref(), &mut tx, event).await {
+                Ok(()) => last = event.checkpoint(),
+                // Nothing was written for it: keep what came before and stop right there.
+                Err(err @ Error::UnknownEventType { .. }) => {
+                    stopped = Some(err);
+                    break;
+                }
+                Err(err) => return Err(err),
+            }
         }
         if last == locked {
-            // Another replica applied this batch already.
-            return Ok(batch.len());
+            // Another replica applied this batch already, or it starts with what stops us.
+            return stopped.map_or(Ok(batch.len()), Err);
         }
         write_checkpoint(&mut tx, name, LOG_SOURCE, last, None).await?;
         tx.commit().await?;
         self.projection.committed();
+        if let Some(err) = stopped {
+            return Err(err);
+        }
         crate::metrics::metrics()
             .projection_stalled
             .get_or_create(&self.lag)

@@ -9,7 +9,8 @@ use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use kith_platform::bus;
 use kith_platform::db::Schema;
-use kith_platform::projection::{self, BusSource, Delivered, apply_bus_batch};
+use kith_platform::eventlog::{Append, EventLog, Metadata, NewEvent};
+use kith_platform::projection::{self, BusSource, Delivered, Projection, apply_bus_batch};
 use kith_platform::relay::{self, RelayConfig};
 use kith_platform::testing::{TestStream, eventually, nats};
 use tokio_util::sync::CancellationToken;
@@ -262,5 +263,365 @@ async fn replicas_sharing_a_durable_consumer_apply_every_event_once_in_order() {
             ("stream-1".into(), 40, 40),
             ("stream-2".into(), 40, 40)
         ]
+    );
+}
+
+fn source_of(stream: &TestStream, batch_size: usize) -> BusSource {
+    BusSource {
+        stream: stream.spec.name.clone(),
+        durable: "counting".into(),
+        batch_size,
+        service: "test".into(),
+    }
+}
+
+fn run(
+    pool: &sqlx::PgPool,
+    js: &jetstream::Context,
+    source: &BusSource,
+    projection: Arc<dyn Projection>,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn(projection::run_bus_source(
+        pool.clone(),
+        js.clone(),
+        source.clone(),
+        projection,
+        shutdown.clone(),
+    ));
+    (shutdown, runner)
+}
+
+async fn checkpoint(pool: &sqlx::PgPool, source: &BusSource) -> u64 {
+    let mut conn = pool.acquire().await.unwrap();
+    projection::read_bus_checkpoint(&mut conn, "counting", &source.key())
+        .await
+        .unwrap()
+        .0
+}
+
+async fn total(pool: &sqlx::PgPool) -> i64 {
+    counted(pool).await.iter().map(|(_, n, _)| n).sum()
+}
+
+fn stalled(source: &BusSource) -> i64 {
+    kith_platform::metrics::metrics()
+        .projection_stalled
+        .get_or_create(&kith_platform::metrics::SourceLabels::new(
+            "test",
+            "counting",
+            &source.key(),
+        ))
+        .get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_steps_over_messages_that_are_not_kith_events_and_goes_on() {
+    let (_db, log, stream, js) = published(5).await;
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &Counting).await.unwrap();
+    for n in 0..2 {
+        js.publish(
+            format!("{}.x", stream.spec.subject_prefix),
+            format!("hi {n}").into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let source = source_of(&stream, 4);
+    let (shutdown, runner) = run(&pool, &js, &source, Arc::new(Counting));
+    eventually(
+        Duration::from_secs(20),
+        "the checkpoint to pass the other messages",
+        || async { (checkpoint(&pool, &source).await == 17).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    runner.await.unwrap();
+    assert_eq!(
+        counted(&pool).await,
+        vec![
+            ("stream-0".into(), 5, 5),
+            ("stream-1".into(), 5, 5),
+            ("stream-2".into(), 5, 5)
+        ]
+    );
+    let set_aside = kith_platform::metrics::metrics()
+        .set_aside
+        .get_or_create(&kith_platform::metrics::SourceLabels::new(
+            "test",
+            "counting",
+            &source.key(),
+        ))
+        .get();
+    assert_eq!(set_aside, 2, "each message that is not an event is counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_consumer_takes_at_once_what_the_previous_holder_left_unacknowledged() {
+    let (_db, log, stream, js) = published(10).await;
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &Counting).await.unwrap();
+    let source = source_of(&stream, 50);
+    // The previous holder: it took every message of the durable consumer and vanished before
+    // acknowledging any.
+    let abandoned = js
+        .get_stream(&stream.spec.name)
+        .await
+        .unwrap()
+        .create_consumer(pull::Config {
+            durable_name: Some(source.durable.clone()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut taken = abandoned
+        .fetch()
+        .max_messages(100)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let mut held = 0;
+    while let Some(message) = taken.next().await {
+        message.unwrap();
+        held += 1;
+    }
+    assert_eq!(held, 30);
+
+    let (shutdown, runner) = run(&pool, &js, &source, Arc::new(Counting));
+    // Well within the 30 s the server would otherwise wait for acks that never come.
+    eventually(
+        Duration::from_secs(8),
+        "the new holder to apply everything",
+        || async { (total(&pool).await == 30).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    runner.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_refuses_a_stream_that_lost_its_first_messages_until_it_is_republished() {
+    let (_db, log, stream, js) = published(5).await;
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &Counting).await.unwrap();
+    js.get_stream(&stream.spec.name)
+        .await
+        .unwrap()
+        .purge()
+        .keep(5)
+        .await
+        .unwrap();
+    let source = source_of(&stream, 10);
+    let (shutdown, runner) = run(&pool, &js, &source, Arc::new(Counting));
+    eventually(
+        Duration::from_secs(20),
+        "the consumer to say it cannot go on",
+        || async { (stalled(&source) == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        total(&pool).await,
+        0,
+        "nothing of a broken stream is applied"
+    );
+
+    let schema = Schema::parse(SCHEMA).unwrap();
+    relay::republish(&stream.spec, &schema, &log, &js, |_, _| {})
+        .await
+        .expect("republish");
+    eventually(
+        Duration::from_secs(30),
+        "the consumer to read the republished stream",
+        || async { (total(&pool).await == 15).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    runner.await.unwrap();
+    assert_eq!(
+        counted(&pool).await,
+        vec![
+            ("stream-0".into(), 5, 5),
+            ("stream-1".into(), 5, 5),
+            ("stream-2".into(), 5, 5)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_follow_a_republished_stream_without_applying_anything_twice() {
+    let (_db, log, stream, js) = published(5).await;
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &Counting).await.unwrap();
+    let source = source_of(&stream, 10);
+    let (shutdown, runner) = run(&pool, &js, &source, Arc::new(Counting));
+    eventually(Duration::from_secs(20), "the first pass", || async {
+        (total(&pool).await == 15).then_some(())
+    })
+    .await;
+    let schema = Schema::parse(SCHEMA).unwrap();
+    relay::republish(&stream.spec, &schema, &log, &js, |_, _| {})
+        .await
+        .expect("republish");
+    append_n(&log, "stream-0", 5, 2).await;
+    relay::republish(&stream.spec, &schema, &log, &js, |_, _| {})
+        .await
+        .expect("republish again");
+    eventually(
+        Duration::from_secs(30),
+        "the consumer to take the new events",
+        || async { (total(&pool).await >= 17).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    runner.await.unwrap();
+    assert_eq!(
+        counted(&pool).await,
+        vec![
+            ("stream-0".into(), 7, 7),
+            ("stream-1".into(), 5, 5),
+            ("stream-2".into(), 5, 5)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_a_purged_stream_is_refused_instead_of_waiting_forever() {
+    let (db, log, stream, js) = published(2).await;
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &Counting).await.unwrap();
+    js.get_stream(&stream.spec.name)
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+    let rebuilt = tokio::time::timeout(
+        Duration::from_secs(20),
+        projection::rebuild_from_bus(
+            &db.url,
+            &Schema::parse(SCHEMA).unwrap(),
+            &js,
+            &source_of(&stream, 10),
+            &Counting,
+            |_, _| {},
+        ),
+    )
+    .await
+    .expect("the rebuild answers");
+    match rebuilt {
+        Err(kith_platform::Error::Stuck(message)) => {
+            assert!(message.contains("kith republish"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Counting, for the streams of type `thing` only.
+#[derive(Debug)]
+struct ThingsOnly;
+
+#[async_trait::async_trait]
+impl Projection for ThingsOnly {
+    fn name(&self) -> &'static str {
+        Counting.name()
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        Counting.tables()
+    }
+    fn ddl(&self) -> &'static str {
+        Counting.ddl()
+    }
+    fn knows(&self, event_type: &str) -> bool {
+        Counting.knows(event_type)
+    }
+    fn reads(&self, stream_type: &str) -> bool {
+        stream_type == "thing"
+    }
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        event: &kith_platform::eventlog::RecordedEvent,
+    ) -> kith_platform::Result<()> {
+        if event.stream_type == "thing" {
+            Counting.apply(conn, event).await
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn append_typed(log: &EventLog, stream_type: &str, stream_id: &str, event_type: &str) {
+    let metadata = Metadata::default();
+    let version = log.read_stream(stream_id, 0).await.unwrap().len() as i64;
+    log.append(Append {
+        stream_type,
+        stream_id,
+        expected_version: version,
+        events: vec![NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: event_type.into(),
+            payload: b"from a newer version".to_vec(),
+        }],
+        metadata: &metadata,
+        command_key: None,
+        erase_subjects: &[],
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_event_type_stops_a_projection_that_reads_its_stream_and_is_skipped_otherwise() {
+    let (_db, log) = crate::helpers::log().await;
+    let stream = TestStream::new("newer");
+    let js = bus::jetstream(nats().await);
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &ThingsOnly).await.unwrap();
+    append_typed(&log, "thing", "t1", "kith.test.v1.Happened").await;
+    append_typed(&log, "other", "o1", "kith.test.v2.Newer").await;
+    append_typed(&log, "thing", "t1", "kith.test.v1.Happened").await;
+    append_typed(&log, "thing", "t1", "kith.test.v2.Newer").await;
+    append_typed(&log, "thing", "t1", "kith.test.v1.Happened").await;
+    let relay_shutdown = CancellationToken::new();
+    let relay_task = tokio::spawn(relay::run(
+        RelayConfig {
+            schema: Schema::parse(SCHEMA).unwrap(),
+            stream: stream.spec.clone(),
+            batch_size: 100,
+            poll_interval: Duration::from_millis(10),
+        },
+        log.clone(),
+        js.clone(),
+        relay_shutdown.clone(),
+    ));
+    let source = source_of(&stream, 10);
+    let (shutdown, runner) = run(&pool, &js, &source, Arc::new(ThingsOnly));
+    eventually(
+        Duration::from_secs(20),
+        "the projection to stop at the unknown event of a stream it reads",
+        || async { (stalled(&source) == 1 && checkpoint(&pool, &source).await == 3).then_some(()) },
+    )
+    .await;
+    shutdown.cancel();
+    runner.await.unwrap();
+    relay_shutdown.cancel();
+    relay_task.await.unwrap();
+    assert_eq!(counted(&pool).await, vec![("t1".into(), 2, 2)]);
+    let skipped = kith_platform::metrics::metrics()
+        .unknown_events
+        .get_or_create(&kith_platform::metrics::UnknownEventLabels {
+            projection: "counting".into(),
+            event_type: "kith.test.v2.Newer".into(),
+        })
+        .get();
+    assert_eq!(
+        skipped, 1,
+        "the unknown event of a stream it does not read is skipped"
     );
 }

@@ -5,6 +5,7 @@ mod auth;
 mod consumer;
 mod eventlog;
 mod helpers;
+mod leader;
 mod rebuild;
 mod relay;
 mod repository;

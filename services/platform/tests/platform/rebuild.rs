@@ -59,10 +59,55 @@ async fn a_rebuilt_projection_equals_the_live_one_and_keeps_following_the_log() 
     assert_eq!(rows[0], ("stream-0".into(), 23, 23));
     shutdown.cancel();
     runner.await.unwrap();
-    let scratch: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'svc_rebuild'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(scratch, 0, "the scratch schema is dropped");
+    assert_eq!(
+        scratch_schemas(&pool).await,
+        0,
+        "the scratch schema is dropped"
+    );
+}
+
+async fn scratch_schemas(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'svc_rebuild%'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rebuilds_started_together_never_spoil_each_other() {
+    let (db, log) = log().await;
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &Counting).await.unwrap();
+    for s in 0..4 {
+        append_n(&log, &format!("stream-{s}"), 0, 500).await;
+    }
+    let schema = Schema::parse(SCHEMA).unwrap();
+    let rebuilds = (0..3).map(|_| projection::rebuild(&db.url, &schema, &Counting, |_, _| {}));
+    let results = futures::future::join_all(rebuilds).await;
+    let mut rebuilt = 0;
+    for result in results {
+        match result {
+            Ok(report) => {
+                assert_eq!(report.events, 2000);
+                rebuilt += 1;
+            }
+            // Only one rebuild of a projection runs at a time; the others are told so.
+            Err(kith_platform::Error::Stuck(message)) => {
+                assert!(message.contains("another rebuild"), "{message}")
+            }
+            Err(other) => panic!("a rebuild failed: {other}"),
+        }
+    }
+    assert!(rebuilt >= 1);
+    assert_eq!(
+        counted(&pool).await,
+        (0..4)
+            .map(|s| (format!("stream-{s}"), 500, 500))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        scratch_schemas(&pool).await,
+        0,
+        "every scratch schema is dropped"
+    );
 }

@@ -193,3 +193,76 @@ async fn two_processes_on_one_stream_lose_races_and_decide_again() {
     values.sort_unstable();
     assert_eq!(values, (1..=100).collect::<Vec<_>>());
 }
+
+/// The same codec, but slow to encode, so that a batch is still being decided when a caller
+/// goes away.
+struct SlowBytes;
+
+#[async_trait]
+impl Codec<Total> for SlowBytes {
+    async fn encode(&self, stream_id: &str, events: &[Added]) -> Result<Vec<NewEvent>> {
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        Bytes.encode(stream_id, events).await
+    }
+
+    async fn decode(&self, events: &[RecordedEvent]) -> Result<Vec<Added>> {
+        Bytes.decode(events).await
+    }
+
+    fn erased_subjects(&self, _: &str, _: &[Added]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_that_go_away_do_not_fail_the_commands_batched_with_theirs() {
+    use rand::Rng;
+    let (_db, log) = log().await;
+    let repository = Arc::new(Repository::new(log.clone(), SlowBytes));
+    let calls: Vec<_> = (1..=90u64)
+        .map(|value| {
+            let repository = Arc::clone(&repository);
+            let call = tokio::spawn(async move {
+                repository
+                    .execute(
+                        "total-1",
+                        Some(&format!("k{value}")),
+                        &Metadata::default(),
+                        &value,
+                    )
+                    .await
+            });
+            (value, call)
+        })
+        .collect();
+    // A third of the callers go away (a reset, a short deadline) at some moment of their call.
+    let mut survivors = Vec::new();
+    for (value, call) in calls {
+        if value % 3 == 0 {
+            let delay = rand::rng().random_range(0..60);
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                call.abort();
+            });
+        } else {
+            survivors.push((value, call));
+        }
+    }
+    for (value, call) in survivors {
+        let answer = call.await.expect("the caller's task");
+        assert!(
+            answer.is_ok(),
+            "{value} failed because another caller went away: {answer:?}"
+        );
+    }
+    // Every answered command is in the log once; an abandoned one is there once or not at all.
+    let (values, versions, _) = stored(&log).await;
+    let mut sorted = values.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), values.len(), "nothing appended twice");
+    assert_eq!(versions, (1..=values.len() as i64).collect::<Vec<_>>());
+    for value in (1..=90u64).filter(|v| v % 3 != 0) {
+        assert!(values.contains(&value), "{value} is in the log");
+    }
+}

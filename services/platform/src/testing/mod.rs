@@ -2,7 +2,13 @@
 //! JetStream streams, both removed when dropped. A missing PostgreSQL or NATS fails the test with
 //! a message saying what to start; nothing is skipped.
 
+mod processes;
+mod proxy;
+
 use std::time::Duration;
+
+pub use processes::{PrivateNats, PrivatePostgres, free_port};
+pub use proxy::SilentProxy;
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -236,26 +242,23 @@ pub async fn log_order(log: &crate::eventlog::EventLog) -> Vec<(Uuid, String, i6
     }
 }
 
-/// Every message of a JetStream stream, in stream order: (message id, stream id header, version
-/// header).
+/// Every Kith event of a JetStream stream, in stream order: (message id, stream id header,
+/// version header). Messages that are not Kith events, and removed ones, are left out.
 pub async fn stream_order(
     js: &async_nats::jetstream::Context,
     name: &str,
 ) -> Vec<(Uuid, String, i64)> {
     use crate::bus::headers;
     let mut stream = js.get_stream(name).await.expect("the stream");
-    let last = stream
-        .info()
-        .await
-        .expect("stream info")
-        .state
-        .last_sequence;
+    let state = stream.info().await.expect("stream info").state.clone();
     let mut all = Vec::new();
-    for sequence in 1..=last {
-        let message = stream
-            .get_raw_message(sequence)
-            .await
-            .expect("a stream message");
+    for sequence in state.first_sequence.max(1)..=state.last_sequence {
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            continue;
+        };
+        let Some((event_id, _)) = crate::bus::event_identity(&message.headers) else {
+            continue;
+        };
         let header = |name: &str| {
             message
                 .headers
@@ -264,7 +267,7 @@ pub async fn stream_order(
                 .unwrap_or_default()
         };
         all.push((
-            header("Nats-Msg-Id").parse().unwrap_or_default(),
+            event_id,
             header(headers::STREAM_ID),
             header(headers::VERSION).parse().unwrap_or_default(),
         ));
