@@ -4,6 +4,8 @@
 
     check-deploy.py manifests RENDERED.yaml --name dev [--k8s 1.30.0 ...] [--forbid-secrets]
                     [--min-replicas N] [--config KEY=VALUE ...] [--external-secret NAME ...]
+                    [--nats-url-secret NAME]
+    check-deploy.py nats deploy/nats/values-production.yaml deploy/nats/auth.conf
     check-deploy.py collector deploy/otel-collector.yaml
     check-deploy.py yaml FILE...
     check-deploy.py grafana deploy/grafana/*.json
@@ -15,7 +17,12 @@ LENIENT_KINDS, which get a structural check written here (their CRD schemas are 
 fetching them would need the network). Then Kith's own rules: pod security settings, probes,
 resources, no unreplaced template placeholder, every ConfigMap/Secret/ServiceAccount/Deployment
 reference resolves (Secrets that the operator or an operator-controller creates are named with
---external-secret), selectors select something.
+--external-secret), selectors select something; with --nats-url-secret, every Kith Deployment takes
+NATS_URL from that Secret, key <service>-url (its own NATS user).
+
+`nats` checks the NATS Helm values against the users file: the values include it, every password
+variable it names comes from a Secret, every user has allow lists, and among Kith's subjects a
+service's user may publish on its own (kith.<service>.>) only, the others on none.
 
 Exit status 0 when everything passes, 1 otherwise; every problem is printed.
 """
@@ -208,6 +215,20 @@ def check_server(obj: dict, report: Report) -> None:
                      f"command must run a service binary, not {command}")
 
 
+def check_nats_url(obj: dict, secret: str, report: Report) -> None:
+    """A Kith Deployment logs in to NATS as its own user: NATS_URL from `secret`, key <service>-url."""
+    where = kn(obj)
+    name = pod_labels(obj).get("app.kubernetes.io/name", "")
+    service = name.removeprefix("kith-")
+    for container in (pod_spec(obj) or {}).get("containers") or []:
+        env = {e.get("name"): e for e in container.get("env") or []}
+        ref = dig(env, "NATS_URL", "valueFrom", "secretKeyRef", default={})
+        report.check(ref.get("name") == secret and ref.get("key") == f"{service}-url",
+                     f"{where} container {container.get('name')}",
+                     f"NATS_URL must come from Secret {secret}, key {service}-url (its own NATS "
+                     f"user), not {env.get('NATS_URL') or 'the ConfigMap'}")
+
+
 def check_manifests(args: argparse.Namespace) -> int:
     from kubernetes_validate import utils as kv
 
@@ -266,6 +287,8 @@ def check_manifests(args: argparse.Namespace) -> int:
     # 4. References resolve, selectors select.
     configmaps = set(by_kind.get("ConfigMap", {}))
     secrets = set(by_kind.get("Secret", {})) | set(args.external_secret)
+    if args.nats_url_secret:
+        secrets.add(args.nats_url_secret)
     for cluster in by_kind.get("Cluster", {}):  # CloudNativePG generates <cluster>-app
         secrets.add(f"{cluster}-app")
     accounts = set(by_kind.get("ServiceAccount", {}))
@@ -302,6 +325,8 @@ def check_manifests(args: argparse.Namespace) -> int:
                                  f"env {env.get('name')}: configMap {ref.get('name')!r} does not exist")
         if obj.get("kind") == "Deployment":
             check_server(obj, report)
+            if args.nats_url_secret:
+                check_nats_url(obj, args.nats_url_secret, report)
             report.check(selects(dig(obj, "spec", "selector", "matchLabels", default={}),
                                  pod_labels(obj)), where, "selector does not match its pod labels")
 
@@ -366,6 +391,95 @@ def check_yaml(args: argparse.Namespace) -> int:
         except yaml.YAMLError as e:
             report.error(path, f"not valid YAML: {e}")
     return finish(report, "YAML files")
+
+
+# Kith's services (each owns stream KITH_<SERVICE>, subjects kith.<service>.>) and the other users.
+NATS_SERVICE_USERS = {"membership", "cohorts", "messaging", "notifications"}
+NATS_OTHER_USERS = {"analyst", "admin"}
+
+
+def strip_conf_comment(line: str) -> str:
+    """A nats-server config line without its comment (`#` or `//` outside double quotes)."""
+    quoted = False
+    for i, ch in enumerate(line):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and (ch == "#" or line.startswith("//", i)):
+            return line[:i]
+    return line
+
+
+def check_nats(args: argparse.Namespace) -> int:
+    """deploy/nats: the Helm values load auth.conf, and auth.conf keeps Kith's subjects apart."""
+    report = Report()
+    with open(args.values, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    with open(args.auth, encoding="utf-8") as f:
+        auth = "\n".join(strip_conf_comment(line) for line in f.read().splitlines())
+    where = args.values
+
+    includes = {k: v for k, v in (dig(values, "config", "merge", default={}) or {}).items()
+                if str(k).endswith("$include")}
+    report.check(list(includes.values()) == ["auth.conf"], where,
+                 f"config.merge must include auth.conf once (key ending in $include), not {includes}")
+    env = dig(values, "container", "env", default={}) or {}
+    variables = re.findall(r"password\s*[:=]\s*\$([A-Za-z_][A-Za-z0-9_]*)", auth)
+    literal = re.findall(r"password\s*[:=]\s*[^$\s]", auth)
+    report.check(not literal, args.auth, "every password must be a $VARIABLE, never a literal")
+    for var in variables:
+        ref = dig(env, var, "valueFrom", "secretKeyRef", default={})
+        report.check(bool(ref.get("name")) and bool(ref.get("key")), where,
+                     f"container.env.{var} (named by {args.auth}) must come from a secretKeyRef")
+    box = dig(values, "natsBox", "container", "env", default={}) or {}
+    if dig(values, "natsBox", "enabled", default=True):
+        report.check(bool(dig(box, "NATS_PASSWORD", "valueFrom", "secretKeyRef")), where,
+                     "natsBox.container.env.NATS_PASSWORD must come from a secretKeyRef")
+
+    # One block per user: from its `user:` to the next.
+    blocks = re.split(r"\buser\s*[:=]\s*", auth)[1:]
+    users: dict[str, str] = {}
+    for block in blocks:
+        m = re.match(r'"?([A-Za-z0-9_-]+)"?', block)
+        if m:
+            users[m.group(1)] = block
+    expected = {f"kith-{u}" for u in NATS_SERVICE_USERS | NATS_OTHER_USERS}
+    report.check(set(users) == expected, args.auth,
+                 f"users must be {sorted(expected)}, not {sorted(users)}")
+    report.check(len(variables) == len(users), args.auth, "every user needs a password variable")
+    for user, block in users.items():
+        uwhere = f"{args.auth} user {user}"
+        lists = {}
+        for kind in ("publish", "subscribe"):
+            m = re.search(kind + r"\s*[:=]\s*\{\s*allow\s*[:=]\s*\[([^\]]*)\]", block)
+            report.check(m is not None, uwhere, f"needs a {kind} allow list (deny by default)")
+            lists[kind] = re.findall(r'"([^"]+)"', m.group(1)) if m else []
+        report.check(re.search(r"\bdeny\s*[:=]", block) is None, uwhere,
+                     "allow lists only: a deny list lets through whatever it does not name")
+        publish = lists["publish"]
+        wide = [p for p in publish if p in (">", "*", "kith.>", "$JS.>") or p.startswith("_INBOX")]
+        report.check(not wide, uwhere, f"publish allows too much: {wide}")
+        report.check(lists["subscribe"] == ["_INBOX.>"], uwhere,
+                     f"may subscribe to its replies (_INBOX.>) only, not {lists['subscribe']}")
+        own = [p for p in publish if p.startswith("kith.")]
+        service = user.removeprefix("kith-")
+        want = [f"kith.{service}.>"] if service in NATS_SERVICE_USERS else []
+        report.check(own == want, uwhere,
+                     f"may publish on {want or 'no kith.> subject'} only among Kith's subjects, not {own}")
+        if service in NATS_SERVICE_USERS:
+            stream = f"KITH_{service.upper()}"
+            report.check(all(f"$JS.API.STREAM.{op}.{stream}" in publish
+                             for op in ("CREATE", "INFO", "DELETE", "MSG.GET")), uwhere,
+                         f"must manage its own stream {stream} (STREAM.CREATE|INFO|DELETE|MSG.GET)")
+            foreign = [p for p in publish
+                       if re.match(r"\$JS\.API\.STREAM\.(CREATE|UPDATE|DELETE|PURGE|MSG\.DELETE)\.", p)
+                       and not p.endswith(f".{stream}")]
+            report.check(not foreign, uwhere, f"may change its own stream only, not {foreign}")
+        if service == "analyst":
+            changes = [p for p in publish if re.search(
+                r"\.(DELETE|PURGE|UPDATE)\b|STREAM\.CREATE|DURABLE|^\$JS\.ACK|CONSUMER\.CREATE\.[^.]+\.", p)]
+            report.check(not changes, uwhere, f"reads only: {changes} would change something")
+    print(f"  {len(users)} users in {args.auth}; {len(variables)} password variables from Secrets")
+    return finish(report, "NATS values and users")
 
 
 def check_collector(args: argparse.Namespace) -> int:
@@ -480,7 +594,12 @@ def main() -> int:
     m.add_argument("--min-replicas", type=int, default=0)
     m.add_argument("--config", action="append", default=[])
     m.add_argument("--external-secret", action="append", default=[])
+    m.add_argument("--nats-url-secret")
     m.set_defaults(run=check_manifests)
+    n = sub.add_parser("nats")
+    n.add_argument("values")
+    n.add_argument("auth")
+    n.set_defaults(run=check_nats)
     c = sub.add_parser("collector")
     c.add_argument("file")
     c.set_defaults(run=check_collector)

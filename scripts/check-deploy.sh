@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks Kith's deployment files offline: renders every Kustomize overlay (k8s/overlays/*) and
 # validates each object against the Kubernetes schemas and Kith's own rules, lints
-# deploy/Dockerfile with hadolint, and checks the collector config, the NATS values and the
-# Grafana dashboards. Needs no cluster, no Docker and no network once its tools are installed.
+# deploy/Dockerfile with hadolint, and checks the collector config, the NATS values and users
+# (deploy/nats/auth.conf) and the Grafana dashboards. Needs no cluster, no Docker and no network
+# once its tools are installed.
 #
 #   bash scripts/check-deploy.sh
 #
@@ -137,6 +138,11 @@ check_collector() {
     "$PY" "$ROOT/scripts/check-deploy.py" collector "$ROOT/deploy/otel-collector.yaml"
 }
 
+check_nats() {
+    "$PY" "$ROOT/scripts/check-deploy.py" nats "$ROOT/deploy/nats/values-production.yaml" \
+        "$ROOT/deploy/nats/auth.conf"
+}
+
 check_dashboards() {
     local files=()
     mapfile -t files < <(find "$ROOT/deploy/grafana" -type f -name '*.json' | sort)
@@ -163,10 +169,12 @@ check_overlay() {
     for v in "${versions[@]}"; do k8s+=(--k8s "$v"); done
     case "$name" in
     production)
-        # No Secret in git; kith-secrets (the JWT public key) is created by the operator and the
-        # database secrets by CloudNativePG; at least three replicas; streams on three servers.
-        extra=(--forbid-secrets --external-secret kith-secrets --min-replicas 3
-            --config KITH_STREAM_REPLICAS=3)
+        # No Secret in git; kith-secrets (the JWT public key) and kith-nats (each service's NATS
+        # URL with its user and password, which every Deployment must use) are created by the
+        # operator and the database secrets by CloudNativePG; at least three replicas; streams on
+        # three servers.
+        extra=(--forbid-secrets --external-secret kith-secrets --nats-url-secret kith-nats
+            --min-replicas 3 --config KITH_STREAM_REPLICAS=3)
         ;;
     esac
     "$PY" "$ROOT/scripts/check-deploy.py" manifests "$rendered" --name "overlay $name" \
@@ -177,6 +185,7 @@ run "hadolint deploy/Dockerfile" lint_dockerfile
 run "shellcheck scripts/check-deploy.sh" lint_shell
 run "YAML parses: deploy/ and k8s/" parse_yaml
 run "OpenTelemetry collector config: deploy/otel-collector.yaml" check_collector
+run "NATS values and users: deploy/nats/values-production.yaml, deploy/nats/auth.conf" check_nats
 run "Grafana dashboards: deploy/grafana/*.json" check_dashboards
 overlays=()
 mapfile -t overlays < <(find "$ROOT/k8s/overlays" -mindepth 1 -maxdepth 1 -type d | sort)

@@ -8,7 +8,7 @@ mod codec;
 pub mod domain;
 mod error;
 mod projections;
-mod reactions;
+pub mod reactions;
 pub mod service;
 
 pub use api::Api;

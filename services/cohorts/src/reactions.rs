@@ -160,16 +160,7 @@ impl Reactions {
 
     /// Records expired invitations, cohort by cohort.
     async fn expire(&self) -> anyhow::Result<()> {
-        // An archived cohort keeps its last roster and hands nothing on (the decider records
-        // nothing there), so its lapsed invitations are not visited again and again.
-        let cohorts: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT p.cohort_id FROM cohort_places p JOIN cohorts c USING (cohort_id)
-             WHERE p.expires_at IS NOT NULL AND p.expires_at <= now() AND p.place = 'invitation'
-               AND c.status <> 'archived'",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for cohort in cohorts {
+        for cohort in cohorts_with_lapsed_invitations(&self.pool).await? {
             self.system_command(cohort, Action::ExpireInvitations)
                 .await?;
         }
@@ -202,4 +193,17 @@ impl Reactions {
             Err(Rejected::Platform(err)) => Err(err.into()),
         }
     }
+}
+
+/// The cohorts the expiry sweep visits: those holding an invitation past its expiry. An archived
+/// cohort keeps its last roster and hands nothing on (the decider records nothing there), so its
+/// lapsed invitations are left alone rather than visited again every second.
+pub async fn cohorts_with_lapsed_invitations(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT p.cohort_id FROM cohort_places p JOIN cohorts c USING (cohort_id)
+         WHERE p.expires_at IS NOT NULL AND p.expires_at <= now() AND p.place = 'invitation'
+           AND c.status <> 'archived'",
+    )
+    .fetch_all(pool)
+    .await
 }

@@ -61,9 +61,8 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Cohorts> {
     let progress = runtime
         .spawn_log_projection(&log, Arc::new(Roster::new(Arc::clone(&from_roster))))
         .await?;
-    let membership = runtime.args.nats.stream_for(MEMBERSHIP);
-    // The membership stream may not exist yet when cohorts starts first.
-    membership.ensure(&runtime.jetstream).await?;
+    // Membership's stream is membership's to create (in production cohorts may not): until it
+    // exists the consumer waits and says so.
     let communities = runtime
         .spawn_bus_projection(
             &pool,

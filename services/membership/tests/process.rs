@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use kith_platform::eventlog::EventLog;
 use kith_platform::testing::{
-    ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually, log_order, stream_order, with_token,
+    PrivatePostgres, ServiceProcess, TEST_JWT_SECRET, TestEnv, eventually, log_order, stream_order,
+    with_token,
 };
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use kith_proto::membership::{CreateCommunityRequest, ProfileInput};
@@ -289,4 +290,119 @@ async fn a_leader_stopped_with_sigterm_hands_the_relay_over_at_once() {
         handover < Duration::from_secs(3),
         "handover took {handover:?}"
     );
+}
+
+async fn readiness(addr: std::net::SocketAddr, service: &str) -> Option<i32> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let mut health = HealthClient::new(channel);
+    health
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()
+        .map(|reply| reply.into_inner().status)
+}
+
+const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_answers_unavailable_within_seconds_and_the_service_recovers_by_itself() {
+    use tonic_types::StatusExt;
+    let env = TestEnv::new().await;
+    let mut postgres = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .expect("a PostgreSQL of the test's own");
+    let process = ServiceProcess::spawn_on(
+        MEMBERSHIP,
+        &[],
+        &env,
+        &postgres.url("kith"),
+        &kith_platform::testing::nats_url(),
+    )
+    .await;
+    let mut client = MembershipServiceClient::connect(format!("http://{}", process.grpc))
+        .await
+        .expect("connect");
+    let member = Uuid::new_v4();
+    client
+        .create_community(create(member, 0))
+        .await
+        .expect("works while the database is up");
+
+    // The database dies under load.
+    postgres.kill();
+    let started = Instant::now();
+    let calls = (1..=20).map(|n| {
+        let mut client = client.clone();
+        async move { client.create_community(create(member, n)).await }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let took = started.elapsed();
+    for answer in answers {
+        let status = answer.expect_err("nothing can commit without the database");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        let reason = status.get_details_error_info().map(|info| info.reason);
+        assert_eq!(
+            reason.as_deref(),
+            Some("DATABASE_UNAVAILABLE"),
+            "{status:?}"
+        );
+    }
+    assert!(
+        took < Duration::from_secs(5),
+        "callers learn of the outage within seconds, not after a 10 s wait: {took:?}"
+    );
+    // Not ready (take it out of the load balancer), but alive (a restart would not help).
+    eventually(
+        Duration::from_secs(15),
+        "readiness to report the outage",
+        || async {
+            (readiness(process.grpc, "readiness").await == Some(NOT_SERVING)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(readiness(process.grpc, "").await, Some(SERVING));
+
+    postgres.restart();
+    eventually(
+        Duration::from_secs(30),
+        "commands to work again once the database is back",
+        || {
+            let mut client = client.clone();
+            async move { client.create_community(create(member, 100)).await.ok() }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "readiness to come back",
+        || async { (readiness(process.grpc, "readiness").await == Some(SERVING)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_started_together_on_a_new_database_all_start() {
+    let env = TestEnv::new().await;
+    let postgres = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .expect("a PostgreSQL of the test's own");
+    // Twice, on two new databases: a race has two chances to show.
+    let nats = kith_platform::testing::nats_url();
+    for database in ["kith_a", "kith_b"] {
+        let url = postgres.url(database);
+        let starting = (0..3).map(|_| ServiceProcess::spawn_on(MEMBERSHIP, &[], &env, &url, &nats));
+        let replicas = futures::future::join_all(starting).await;
+        for replica in &replicas {
+            assert_eq!(readiness(replica.grpc, "").await, Some(SERVING));
+        }
+    }
 }

@@ -86,15 +86,30 @@ impl StreamSpec {
     }
 }
 
-/// Connects to NATS with a name that shows in the server's connection list.
+/// Connects to NATS with a name that shows in the server's connection list. A user and password
+/// in the URL (`nats://kith-membership:<password>@host:4222`, production) log in as that user.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(Error::nats)
+        .connection_timeout(Duration::from_secs(5));
+    if let Some((user, password)) = url_credentials(url)? {
+        options = options.user_and_password(user, password);
+    }
+    options.connect(url).await.map_err(Error::nats)
+}
+
+/// The user and password of the first server of `url` (a comma-separated list) that names them.
+/// async-nats parses them out of the URL but never sends them (nats-io/nats.rs#1623), so they are
+/// handed over as connect options, which also apply to the servers the cluster advertises.
+fn url_credentials(url: &str) -> Result<Option<(String, String)>> {
+    for server in url.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let addr: async_nats::ServerAddr = server.parse().map_err(Error::nats)?;
+        if let (Some(user), Some(password)) = (addr.username(), addr.password()) {
+            return Ok(Some((user.to_owned(), password.to_owned())));
+        }
+    }
+    Ok(None)
 }
 
 /// A JetStream context that lets the relay keep many publishes in flight.
@@ -120,5 +135,23 @@ pub async fn delete_namespace(nats_url: &str, namespace: &str) {
         for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
             let _ = js.delete_stream(&name).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_credentials;
+
+    #[test]
+    fn credentials_come_from_the_url() {
+        assert_eq!(
+            url_credentials("nats://kith-cohorts:k0a1b2@nats.nats.svc.cluster.local:4222").unwrap(),
+            Some(("kith-cohorts".to_owned(), "k0a1b2".to_owned()))
+        );
+        assert_eq!(url_credentials("nats://127.0.0.1:4222").unwrap(), None);
+        assert_eq!(
+            url_credentials("nats://a:4222, nats://u:p@b:4222").unwrap(),
+            Some(("u".to_owned(), "p".to_owned()))
+        );
     }
 }

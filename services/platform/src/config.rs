@@ -43,6 +43,7 @@ pub struct DatabaseArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/kith"
     )]
     pub database_url: String,
@@ -55,8 +56,14 @@ pub struct DatabaseArgs {
 /// NATS JetStream.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    /// NATS URL; a user and password in it (`nats://kith-cohorts:<password>@host:4222`) log in
+    /// as that user (see k8s/README.md, NATS permissions).
+    #[arg(
+        long,
+        env = "NATS_URL",
+        hide_env_values = true,
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// Replicas of each service's JetStream stream (3 on a three-node cluster).
     #[arg(long, env = "KITH_STREAM_REPLICAS", default_value_t = 1, value_parser = replicas)]

@@ -228,6 +228,29 @@ impl Community {
         community
     }
 
+    /// A new member joins the community now; returns them and the community's version after.
+    pub(crate) async fn add_member(&mut self, app: &App) -> (Uuid, i64) {
+        let mut client = app.membership().await;
+        let invitation = client
+            .create_invitation(app.as_member(
+                self.owner,
+                mpb::CreateInvitationRequest {
+                    request_id: rid(),
+                    community_id: self.id.clone(),
+                    expires_at: Some(in_minutes(60)),
+                    max_uses: 1,
+                },
+            ))
+            .await
+            .expect("create invitation")
+            .into_inner()
+            .invitation_id;
+        let member = Uuid::new_v4();
+        self.accept(app, &mut client, &invitation, member).await;
+        self.members.push(member);
+        (member, self.version)
+    }
+
     async fn accept(&mut self, app: &App, client: &mut Membership, invitation: &str, member: Uuid) {
         let version = accept(app, client, &self.id, invitation, member).await;
         self.version = self.version.max(version);

@@ -468,6 +468,10 @@ async fn consume(
             received.push(message);
         }
         if batch.is_empty() {
+            // An empty fetch is also what a deleted consumer (or stream) looks like: make sure
+            // this one still exists, or start over from the checkpoint.
+            let mut consumer = consumer.clone();
+            consumer.info().await.map_err(Error::nats)?;
             metrics.projection_lag(&labels, 0, 0.0);
             continue;
         }

@@ -288,16 +288,28 @@ impl ServiceProcess {
     /// Starts `program args...` with the environment's database, NATS namespace and JWT secret,
     /// and waits until it announces its gRPC and metrics addresses on stdout.
     pub async fn spawn(program: &str, args: &[&str], env: &TestEnv) -> Self {
+        Self::spawn_on(program, args, env, &env.db.url, &nats_url()).await
+    }
+
+    /// The same, against the PostgreSQL database and NATS server given (a server of the test's
+    /// own, say), with the environment's NATS namespace and JWT secret.
+    pub async fn spawn_on(
+        program: &str,
+        args: &[&str],
+        env: &TestEnv,
+        database_url: &str,
+        nats_url: &str,
+    ) -> Self {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut child = tokio::process::Command::new(program)
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .env("DATABASE_URL", &env.db.url)
+            .env("DATABASE_URL", database_url)
             .env(
                 "KITH_NATS_NAMESPACE",
                 env.args.nats.nats_namespace.as_deref().unwrap_or_default(),
             )
-            .env("NATS_URL", nats_url())
+            .env("NATS_URL", nats_url)
             .env("KITH_JWT_SECRET", TEST_JWT_SECRET)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())

@@ -456,6 +456,20 @@ async fn a_consumer_refuses_a_stream_that_lost_its_first_messages_until_it_is_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_follow_a_republished_stream_without_applying_anything_twice() {
     let (_db, log, stream, js) = published(5).await;
+    // The service's relay runs throughout: republishing takes its leadership, and it publishes
+    // whatever commits after that.
+    let relay_shutdown = CancellationToken::new();
+    let relay_task = tokio::spawn(relay::run(
+        RelayConfig {
+            schema: Schema::parse(SCHEMA).unwrap(),
+            stream: stream.spec.clone(),
+            batch_size: 100,
+            poll_interval: Duration::from_millis(10),
+        },
+        log.clone(),
+        js.clone(),
+        relay_shutdown.clone(),
+    ));
     let pool = log.pool().clone();
     projection::create_tables(&pool, &Counting).await.unwrap();
     let source = source_of(&stream, 10);
@@ -480,6 +494,8 @@ async fn consumers_follow_a_republished_stream_without_applying_anything_twice()
     .await;
     shutdown.cancel();
     runner.await.unwrap();
+    relay_shutdown.cancel();
+    relay_task.await.unwrap();
     assert_eq!(
         counted(&pool).await,
         vec![

@@ -6,6 +6,7 @@ mod consumer;
 mod eventlog;
 mod helpers;
 mod leader;
+mod permissions;
 mod rebuild;
 mod relay;
 mod repository;
