@@ -406,3 +406,79 @@ async fn replicas_started_together_on_a_new_database_all_start() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_leader_whose_network_goes_silent_is_replaced_within_fifteen_seconds() {
+    let env = TestEnv::new().await;
+    let options = kith_platform::db::parse_url(&env.db.url).expect("url");
+    let server: std::net::SocketAddr = format!("{}:{}", options.get_host(), options.get_port())
+        .parse()
+        .expect("a numeric PostgreSQL address");
+    let proxy = kith_platform::testing::SilentProxy::start(server).await;
+    let nats = kith_platform::testing::nats_url();
+    // The leader reaches PostgreSQL through a path that will fall silent.
+    let far = ServiceProcess::spawn_on(
+        MEMBERSHIP,
+        &[],
+        &env,
+        &proxy.rewrite_url(&env.db.url, server),
+        &nats,
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the first process to lead", || {
+        let far = &far;
+        async move { is_leader(&far.scrape().await).then_some(()) }
+    })
+    .await;
+    let near = ServiceProcess::spawn(MEMBERSHIP, &[], &env).await;
+    assert!(!is_leader(&near.scrape().await));
+
+    // The leader's host vanishes from the network: nothing arrives, nothing is closed.
+    proxy.silence();
+    let silenced = Instant::now();
+    let mut client = MembershipServiceClient::connect(format!("http://{}", near.grpc))
+        .await
+        .expect("connect");
+    let member = Uuid::new_v4();
+    let last = client
+        .create_community(create(member, 0))
+        .await
+        .expect("the healthy replica takes commands")
+        .into_inner()
+        .committed
+        .expect("committed")
+        .position;
+    let log = log_of(&env).await;
+    let event: Uuid = sqlx::query_scalar("SELECT event_id FROM events WHERE position = $1")
+        .bind(last)
+        .fetch_one(log.pool())
+        .await
+        .expect("the event");
+    let js = async_nats::jetstream::new(kith_platform::testing::nats().await);
+    let stream = env.args.nats.stream_for("membership").name;
+    eventually(
+        Duration::from_secs(20),
+        "the other replica to relay",
+        || {
+            let (js, stream) = (&js, &stream);
+            async move {
+                stream_order(js, stream)
+                    .await
+                    .iter()
+                    .any(|(id, _, _)| *id == event)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let takeover = silenced.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(15),
+        "the relay was taken over after {takeover:?}"
+    );
+    assert!(is_leader(&near.scrape().await));
+    assert!(
+        !is_leader(&far.scrape().await),
+        "the silent replica stopped leading"
+    );
+}

@@ -23,6 +23,13 @@ use crate::db::Schema;
 /// How often a waiter re-reads its condition even without a notice.
 pub const RECHECK_EVERY: Duration = Duration::from_millis(250);
 
+/// How often the listener checks that its connection still delivers (it sends itself a notice).
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long that notice may take before the listener connects again.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// The payload of that notice; never a projection's (those hold a tab).
+const PING: &str = "ping";
+
 /// The channel a schema's checkpoint notices go to.
 pub fn channel(schema: &str) -> String {
     format!("kith_{schema}_checkpoints")
@@ -96,12 +103,37 @@ impl CheckpointNotices {
             backoff = Duration::from_millis(200);
             // Anything may have moved while no one listened.
             self.wake_all();
+            let mut next_ping = Instant::now() + PING_EVERY;
+            let mut echo_due: Option<Instant> = None;
             loop {
                 let received = tokio::select! {
                     () = shutdown.cancelled() => return,
                     received = listener.try_recv() => received,
+                    () = tokio::time::sleep_until(echo_due.unwrap_or(next_ping)) => {
+                        if echo_due.is_some() {
+                            // A connection a proxy or a dead path dropped without closing
+                            // delivers nothing and says nothing: listen again.
+                            tracing::warn!(%channel, "checkpoint notices went silent; listening again");
+                            self.wake_all();
+                            continue 'connect;
+                        }
+                        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
+                            .bind(&channel)
+                            .bind(PING)
+                            .execute(&pool)
+                            .await
+                        {
+                            tracing::debug!(%channel, error = %err, "could not ping the notice listener");
+                        }
+                        echo_due = Some(Instant::now() + PING_TIMEOUT);
+                        continue;
+                    }
                 };
                 match received {
+                    Ok(Some(notice)) if notice.payload() == PING => {
+                        echo_due = None;
+                        next_ping = Instant::now() + PING_EVERY;
+                    }
                     Ok(Some(notice)) => {
                         let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
                         if let Some(notify) = sources.get(notice.payload()) {

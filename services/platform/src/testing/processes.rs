@@ -211,32 +211,60 @@ impl PrivatePostgres {
     /// Starts the cluster again (after a kill it recovers from its WAL first).
     pub fn restart(&mut self) {
         use std::os::unix::process::CommandExt;
-        let child = as_server_user(&self.bin.join("postgres"))
-            .arg("-D")
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args([
-                "-c",
-                &format!("unix_socket_directories={}", self.dir.display()),
-            ])
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // A group of its own: a kill reaches every backend at once.
-            .process_group(0)
-            .spawn()
-            .expect("start postgres");
-        self.child = Some(child);
-        wait_listening(
-            "PostgreSQL",
-            SocketAddr::from(([127, 0, 0, 1], self.port)),
-            Duration::from_secs(30),
-        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut child = as_server_user(&self.bin.join("postgres"))
+                .arg("-D")
+                .arg(&self.dir)
+                .args(["-p", &self.port.to_string()])
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .args([
+                    "-c",
+                    &format!("unix_socket_directories={}", self.dir.display()),
+                ])
+                .args(["-c", "fsync=off", "-c", "max_connections=200"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("start postgres");
+            // Until it listens; a postmaster that exits at once (the backends of a killed one
+            // still going away) is started again.
+            loop {
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    self.child = Some(child);
+                    return;
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "PostgreSQL did not listen on {addr} within a minute"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgreSQL did not start on {addr} within a minute"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
-    /// Kills the postmaster and every backend at once (SIGKILL), as a crash would.
+    /// Kills the postmaster and every backend at once (SIGKILL), as a crash would. Backends lead
+    /// process groups of their own, so they are found as the postmaster's children, with the
+    /// postmaster stopped first so that it starts no new one meanwhile.
     pub fn kill(&mut self) {
+        let postmaster = std::fs::read_to_string(self.dir.join("postmaster.pid"))
+            .ok()
+            .and_then(|pidfile| pidfile.lines().next().map(str::to_owned));
+        if let Some(pid) = postmaster {
+            let _ = Command::new("kill").args(["-STOP", &pid]).status();
+            let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
         if let Some(mut child) = self.child.take() {
             let group = format!("-{}", child.id());
             let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
