@@ -61,20 +61,41 @@ impl Reactions {
     }
 
     /// Releases the places of the members that committed batches touched, as they are handed
-    /// over. Runs on every replica: each hands over what it applied itself.
+    /// over. Runs on every replica: each hands over what it applied itself. A release that fails
+    /// (the database out of reach, say) is tried again here, soon, not left to the next full scan.
     pub(crate) async fn release_touched(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut pending: Vec<Uuid> = Vec::new();
+        let mut retry = Duration::from_millis(200);
         loop {
             let woken = self.wake.notified();
-            let members: Vec<Uuid> = self.sources.iter().flat_map(|s| s.take()).collect();
-            if !members.is_empty()
-                && let Err(err) = self.release(Some(&members)).await
-            {
-                // The leader's next full scan releases them.
-                tracing::warn!(error = %err, members = members.len(), "release failed; the next full scan retries");
-            }
+            pending.extend(self.sources.iter().flat_map(|s| s.take()));
+            pending.sort_unstable();
+            pending.dedup();
+            let failed = !pending.is_empty()
+                && {
+                    match self.release(Some(&pending)).await {
+                        Ok(()) => {
+                            pending.clear();
+                            retry = Duration::from_millis(200);
+                            false
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, members = pending.len(), retry_in = ?retry, "release failed; trying again");
+                            true
+                        }
+                    }
+                };
+            let until = if failed {
+                let at = Instant::now() + retry;
+                retry = (retry * 2).min(Duration::from_secs(5));
+                at
+            } else {
+                Instant::now() + FULL_SCAN_EVERY
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = woken => {}
+                () = tokio::time::sleep_until(until) => {}
             }
         }
     }
@@ -160,9 +181,11 @@ impl Reactions {
 
     /// Records expired invitations, cohort by cohort.
     async fn expire(&self) -> anyhow::Result<()> {
+        // One cohort's trouble (a stream a newer version wrote, say) must not hold up the rest.
         for cohort in cohorts_with_lapsed_invitations(&self.pool).await? {
-            self.system_command(cohort, Action::ExpireInvitations)
-                .await?;
+            if let Err(err) = self.system_command(cohort, Action::ExpireInvitations).await {
+                tracing::warn!(%cohort, error = %err, "invitation expiry failed for a cohort; the next sweep tries again");
+            }
         }
         Ok(())
     }

@@ -213,9 +213,14 @@ impl<D: Decider, C: Codec<D> + 'static> Repository<D, C> {
                     .instrument(tracing::Span::current()),
             );
         }
-        outcome
-            .await
-            .unwrap_or(Err(Rejected::Platform(Error::ShuttingDown)))
+        outcome.await.unwrap_or_else(|_| {
+            // The batch's task dropped the reply: it panicked (a bug, logged), or the process
+            // is going down.
+            Err(Rejected::Platform(Error::Unavailable(
+                "the command's batch failed before answering; retry with the same request id"
+                    .into(),
+            )))
+        })
     }
 }
 
@@ -233,6 +238,7 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
 
     /// Decides and commits the stream's queue, batch by batch, until it is empty.
     async fn drain(&self, stream_id: &str, slot: &Slot<D>) {
+        use futures::FutureExt;
         let mut loaded = slot.loaded.lock().await;
         loop {
             let batch: Vec<Queued<D>> = {
@@ -244,7 +250,18 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
                 let take = queue.waiting.len().min(BATCH_LIMIT);
                 queue.waiting.drain(..take).collect()
             };
-            self.run_batch(stream_id, &mut loaded, batch).await;
+            // A panic (a bug in a decider or codec) fails its own batch, whose callers then hear
+            // the call failed; the stream goes on with the commands queued behind it.
+            let ran = std::panic::AssertUnwindSafe(self.run_batch(stream_id, &mut loaded, batch))
+                .catch_unwind()
+                .await;
+            if ran.is_err() {
+                tracing::error!(
+                    stream_id,
+                    "a command batch panicked; its callers were failed"
+                );
+                *loaded = None;
+            }
         }
     }
 
@@ -316,10 +333,8 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
                 }
                 Err(err) => {
                     // Committed after all (the reply was lost)? A command with a key says so.
-                    let batch = self.settle_committed(batch).await;
-                    let unreachable = matches!(&err, Error::Database(db)
-                        if crate::error::db_trouble(db) == crate::error::DbTrouble::Unreachable);
-                    if batch.len() > 1 && !unreachable {
+                    let batch = self.settle_committed(batch, &err).await;
+                    if batch.len() > 1 && !unreachable(&err) {
                         // One command's trouble (a key recorded meanwhile by another process, a
                         // row the database refuses) must not fail the others: run each alone.
                         tracing::debug!(stream_id, error = %err, "batch failed; running its commands one by one");
@@ -336,19 +351,27 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
     }
 
     /// Answers the commands of a failed batch whose key was recorded anyway (the commit went
-    /// through and only its reply was lost) with their result, and returns the others.
-    async fn settle_committed(&self, batch: Vec<Queued<D>>) -> Vec<Queued<D>> {
+    /// through and only its reply was lost) with their result, and returns the others. One
+    /// query for the whole batch; when the database is out of reach nobody can tell, and they
+    /// are all returned (to be answered UNAVAILABLE: a retry with the same key is safe).
+    async fn settle_committed(&self, batch: Vec<Queued<D>>, err: &Error) -> Vec<Queued<D>> {
+        if unreachable(err) {
+            return batch;
+        }
+        let keys: Vec<&str> = batch.iter().filter_map(|q| q.key.as_deref()).collect();
+        if keys.is_empty() {
+            return batch;
+        }
+        let Ok(found) = self.log.command_results(&keys).await else {
+            return batch;
+        };
         let mut rest = Vec::with_capacity(batch.len());
         for queued in batch {
-            let first = match &queued.key {
-                Some(key) => self.log.command_result(key).await.ok().flatten(),
-                None => None,
-            };
-            match first {
+            match queued.key.as_deref().and_then(|key| found.get(key)) {
                 Some(first) => {
                     let _ = queued.reply.send(Ok(Appended {
                         replayed: false,
-                        ..first
+                        ..*first
                     }));
                 }
                 None => rest.push(queued),
@@ -476,6 +499,15 @@ fn answer<D: Decider>(
                 .ok_or_else(missing),
         };
         let _ = queued.reply.send(outcome);
+    }
+}
+
+/// Whether the database was out of reach (or a failure shared from one that was).
+fn unreachable(err: &Error) -> bool {
+    match err {
+        Error::Database(db) => crate::error::db_trouble(db) == crate::error::DbTrouble::Unreachable,
+        Error::Unavailable(_) => true,
+        _ => false,
     }
 }
 

@@ -435,6 +435,12 @@ impl EventLog {
             self.appended.notify_waiters();
         }
         match result {
+            Err(Error::Database(ref db))
+                if crate::error::db_trouble(db) == crate::error::DbTrouble::Unreachable =>
+            {
+                // Out of reach: the key cannot be looked up either.
+                result
+            }
             Err(Error::Conflict { .. }) | Err(Error::Database(_))
                 if append.command_key.is_some() =>
             {
@@ -509,6 +515,32 @@ impl EventLog {
             }
             Err(_) => {}
         }
+    }
+
+    /// The first results of the commands with these keys that appended, by key.
+    pub async fn command_results(
+        &self,
+        command_keys: &[&str],
+    ) -> Result<std::collections::HashMap<String, Appended>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT command_key, version, position FROM commands WHERE command_key = ANY($1)",
+        )
+        .bind(command_keys)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, version, position)| {
+                (
+                    key,
+                    Appended {
+                        version,
+                        position,
+                        replayed: true,
+                    },
+                )
+            })
+            .collect())
     }
 
     /// The first result of the command with this key, if it appended.

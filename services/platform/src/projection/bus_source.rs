@@ -72,8 +72,6 @@ pub enum Delivered {
     NotAnEvent {
         /// What makes it not an event.
         why: String,
-        /// Its `Nats-Msg-Id`, when it has one that is a UUID.
-        message_id: Option<Uuid>,
     },
 }
 
@@ -82,21 +80,7 @@ impl Delivered {
     pub fn of(message: &async_nats::Message) -> Self {
         match event_from_message(message) {
             Ok(event) => Self::Event(event),
-            Err(why) => Self::NotAnEvent {
-                why,
-                message_id: message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("Nats-Msg-Id"))
-                    .and_then(|id| id.as_str().parse().ok()),
-            },
-        }
-    }
-
-    fn message_id(&self) -> Option<Uuid> {
-        match self {
-            Self::Event(event) => Some(event.event_id),
-            Self::NotAnEvent { message_id, .. } => *message_id,
+            Err(why) => Self::NotAnEvent { why },
         }
     }
 }
@@ -164,7 +148,7 @@ pub async fn apply_bus_batch(
     let mut tx = pool.begin().await?;
     let locked = lock_checkpoint(&mut tx, projection.name(), source_key).await?;
     let mut last = locked.position;
-    let mut last_id = None;
+    let mut last_event = None;
     let mut outcome = BatchOutcome::default();
     let mut stopped = None;
     for (sequence, delivered) in batch {
@@ -173,19 +157,22 @@ pub async fn apply_bus_batch(
         if sequence <= last {
             continue;
         }
-        if last != 0 && sequence != last + 1 {
-            return Err(Error::Projection {
-                projection: projection.name().to_owned(),
-                message: format!(
-                    "gap in {source_key}: expected sequence {}, got {sequence}",
-                    last + 1
-                ),
-            });
+        if sequence != last + 1 {
+            return Err(Error::Stuck(format!(
+                "gap in {source_key} for projection {}: expected sequence {}, got {sequence}; if \
+                 it persists, messages were removed from the stream: rebuild the stream from its \
+                 log with `kith republish`",
+                projection.name(),
+                last + 1
+            )));
         }
         match delivered {
             Delivered::Event(event) => {
                 match super::apply_traced(projection, &mut tx, event).await {
-                    Ok(()) => outcome.applied += 1,
+                    Ok(()) => {
+                        outcome.applied += 1;
+                        last_event = Some((event.event_id, sequence));
+                    }
                     // Nothing was written for it: keep what came before and stop right there.
                     Err(err @ Error::UnknownEventType { .. }) => {
                         stopped = Some(err);
@@ -200,7 +187,6 @@ pub async fn apply_bus_batch(
             }
         }
         last = sequence;
-        last_id = delivered.message_id();
     }
     if last == locked.position {
         // Nothing new: leave the row (and its event id) as it is.
@@ -214,7 +200,7 @@ pub async fn apply_bus_batch(
             transaction_id: 0,
             position: last,
         },
-        last_id,
+        last_event,
     )
     .await?;
     tx.commit().await?;
@@ -277,8 +263,8 @@ pub async fn run_bus_source(
 }
 
 /// The stream sequence to consume from: right after the checkpoint, once the stream is known to
-/// still hold what the checkpoint names. A checkpoint whose message moved (a republished stream)
-/// is moved to where that message now is.
+/// still hold the last event the checkpoint applied where it was. A checkpoint whose event moved
+/// (a rebuilt stream) follows it to its new sequence.
 async fn resume_after_checkpoint(
     pool: &PgPool,
     stream: &mut Stream,
@@ -286,7 +272,7 @@ async fn resume_after_checkpoint(
     projection: &dyn Projection,
 ) -> Result<u64> {
     let key = source.key();
-    let (sequence, event_id) = {
+    let (taken, last_event) = {
         let mut conn = pool.acquire().await?;
         read_bus_checkpoint(&mut conn, projection.name(), &key).await?
     };
@@ -295,7 +281,16 @@ async fn resume_after_checkpoint(
         "Run `kith republish --service {}` to rebuild the stream from its log",
         source.producer()
     );
-    if sequence == 0 {
+    let lost_after = |from: u64| {
+        Error::Stuck(format!(
+            "stream {} lost messages after sequence {from}, where projection {} stands (it now \
+             begins at {}). {republish}",
+            source.stream,
+            projection.name(),
+            state.first_sequence
+        ))
+    };
+    if taken == 0 {
         if state.first_sequence > 1 {
             return Err(Error::Stuck(format!(
                 "stream {} begins at sequence {}: its first messages were purged or aged out, \
@@ -307,69 +302,77 @@ async fn resume_after_checkpoint(
         }
         return Ok(1);
     }
-    let found = match stream.get_raw_message(sequence).await {
-        Ok(message) => Some(crate::bus::event_identity(&message.headers).map(|(id, _)| id)),
+    let Some((event_id, at)) = last_event else {
+        // Only messages that were not events so far, or a checkpoint from before events were
+        // named: all there is to go by is that the stream still reaches that far.
+        if state.first_sequence > taken + 1 {
+            return Err(lost_after(taken));
+        }
+        return Ok(taken + 1);
+    };
+    let here = match stream.get_raw_message(at).await {
+        Ok(message) => crate::bus::event_identity(&message.headers).map(|(id, _)| id),
         Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => None,
         Err(err) => return Err(Error::nats(err)),
     };
-    let same = match (found, event_id) {
-        (Some(here), Some(expected)) => here == Some(expected),
-        // Checkpoints written before event ids were kept: the message is there, trust it.
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    if same {
-        if state.first_sequence > sequence + 1 && state.last_sequence > sequence {
-            return Err(Error::Stuck(format!(
-                "stream {} lost the messages after sequence {sequence}, where projection {} \
-                 stands (it now begins at {}). {republish}",
-                source.stream,
-                projection.name(),
-                state.first_sequence
-            )));
+    if here == Some(event_id) {
+        if state.first_sequence > at + 1 {
+            return Err(lost_after(at));
         }
-        return Ok(sequence + 1);
+        if taken == at {
+            return Ok(taken + 1);
+        }
+        // It stepped over messages that were not events after its last event; in a rebuilt
+        // stream events may stand there now. Stepping over the others again is harmless.
+        move_checkpoint(pool, projection, &key, taken, at, event_id).await?;
+        return Ok(at + 1);
     }
-    let lost = || {
-        Error::Stuck(format!(
-            "stream {} no longer holds the message projection {} applied last (sequence \
-             {sequence}{}): it was purged or replaced. {republish}; if the log no longer holds \
+    let Some(moved_to) = find_message(stream, event_id).await? else {
+        return Err(Error::Stuck(format!(
+            "stream {} no longer holds event {event_id}, the last projection {} applied (at \
+             sequence {at}): it was purged or replaced. {republish}; if the log no longer holds \
              it either, rebuild the projection with `kith rebuild --service {}`",
             source.stream,
             projection.name(),
-            event_id
-                .map(|id| format!(", event {id}"))
-                .unwrap_or_default(),
             source.service
-        ))
+        )));
     };
-    let Some(event_id) = event_id else {
-        return Err(lost());
-    };
-    let Some(moved_to) = find_message(stream, event_id).await? else {
-        return Err(lost());
-    };
-    tracing::warn!(projection = projection.name(), stream = %source.stream, from = sequence, to = moved_to, %event_id, "the stream was rebuilt; the checkpoint follows its event to its new sequence");
+    tracing::warn!(projection = projection.name(), stream = %source.stream, from = at, to = moved_to, %event_id, "the stream was rebuilt; the checkpoint follows its last event to its new sequence");
+    move_checkpoint(pool, projection, &key, taken, moved_to, event_id).await?;
+    Ok(moved_to + 1)
+}
+
+/// Sets the checkpoint back (or over) to `to`, where its last event `event_id` now stands, if it
+/// is still at `from`.
+async fn move_checkpoint(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    key: &str,
+    from: u64,
+    to: u64,
+    event_id: Uuid,
+) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let locked = lock_checkpoint(&mut tx, projection.name(), &key).await?;
-    if locked.position != i64::try_from(sequence).unwrap_or(-1) {
+    let locked = lock_checkpoint(&mut tx, projection.name(), key).await?;
+    if u64::try_from(locked.position).ok() != Some(from) {
         return Err(Error::Unavailable(
             "the checkpoint moved while being relocated".into(),
         ));
     }
+    let to = i64::try_from(to).unwrap_or(i64::MAX);
     write_checkpoint(
         &mut tx,
         projection.name(),
-        &key,
+        key,
         Checkpoint {
             transaction_id: 0,
-            position: i64::try_from(moved_to).unwrap_or(i64::MAX),
+            position: to,
         },
-        Some(event_id),
+        Some((event_id, to)),
     )
     .await?;
     tx.commit().await?;
-    Ok(moved_to + 1)
+    Ok(())
 }
 
 /// The sequence of the message with `Nats-Msg-Id` = `event_id`, read through headers only.

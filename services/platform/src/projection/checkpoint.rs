@@ -59,41 +59,51 @@ pub(crate) async fn lock_checkpoint(
     })
 }
 
-/// Where `projection` stands in a bus source: the stream sequence it applied last and the event
-/// id of that message (`None` before the first, or for a checkpoint written before ids were kept).
+/// Where `projection` stands in a bus source: the last stream sequence it took, and the last
+/// event it applied with that event's sequence (`None` before the first, or for a checkpoint
+/// written before they were kept).
 pub async fn read_bus_checkpoint(
     conn: &mut PgConnection,
     projection: &str,
     source: &str,
-) -> Result<(u64, Option<uuid::Uuid>)> {
-    let row: Option<(i64, Option<uuid::Uuid>)> = sqlx::query_as(
-        "SELECT position, event_id FROM projection_checkpoints
+) -> Result<(u64, Option<(uuid::Uuid, u64)>)> {
+    let row: Option<(i64, Option<uuid::Uuid>, Option<i64>)> = sqlx::query_as(
+        "SELECT position, event_id, event_sequence FROM projection_checkpoints
          WHERE projection = $1 AND source = $2",
     )
     .bind(projection)
     .bind(source)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map_or((0, None), |(sequence, event_id)| {
-        (u64::try_from(sequence).unwrap_or(0), event_id)
-    }))
+    let sequence = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(
+        row.map_or((0, None), |(position, event_id, event_sequence)| {
+            (
+                sequence(position),
+                event_id.zip(event_sequence.map(sequence)),
+            )
+        }),
+    )
 }
 
 /// Moves the checkpoint (inside the caller's transaction, with the row locked by
-/// [`lock_checkpoint`]), and sends the notice waiters on every replica wake on.
+/// [`lock_checkpoint`]), and sends the notice waiters on every replica wake on. A bus source
+/// names the last event applied and its sequence; `None` keeps the ones recorded before (a batch
+/// of messages that were not events).
 pub(crate) async fn write_checkpoint(
     conn: &mut PgConnection,
     projection: &str,
     source: &str,
     checkpoint: Checkpoint,
-    event_id: Option<uuid::Uuid>,
+    last_event: Option<(uuid::Uuid, i64)>,
 ) -> Result<()> {
     // The notice goes out at commit, to waiters on every replica (see `notices`); the channel is
     // the schema the connection works in.
     sqlx::query(
         "WITH updated AS (
              UPDATE projection_checkpoints
-             SET transaction_id = $3, position = $4, event_id = $6, updated_at = now()
+             SET transaction_id = $3, position = $4, updated_at = now(),
+                 event_id = coalesce($6, event_id), event_sequence = coalesce($7, event_sequence)
              WHERE projection = $1 AND source = $2
              RETURNING 1)
          SELECT pg_notify('kith_' || current_schema() || '_checkpoints', $5) FROM updated",
@@ -103,7 +113,8 @@ pub(crate) async fn write_checkpoint(
     .bind(checkpoint.transaction_id)
     .bind(checkpoint.position)
     .bind(super::notices::payload(projection, source))
-    .bind(event_id)
+    .bind(last_event.map(|(id, _)| id))
+    .bind(last_event.map(|(_, sequence)| sequence))
     .execute(conn)
     .await?;
     Ok(())

@@ -96,14 +96,55 @@ pub(crate) async fn apply_traced(
     projection.apply(conn, event).instrument(span).await
 }
 
-/// Creates the projection's tables if they are missing. Replicas starting together take turns
-/// (`CREATE TABLE IF NOT EXISTS` is not safe against itself: two at once can both try to create).
+/// Creates the projection's tables if they are missing, or applies its DDL again when it changed
+/// (a new index, say). Replicas starting together take turns; a replica that starts beside
+/// running ones finds the DDL applied and touches nothing, so it takes no lock on the tables they
+/// write (an `IF NOT EXISTS` index statement would, and deadlock with them).
 pub async fn create_tables(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match apply_ddl(pool, projection).await {
+            Err(crate::Error::Database(err))
+                if attempt < 5
+                    && crate::error::db_trouble(&err) == crate::error::DbTrouble::Contention =>
+            {
+                attempt += 1;
+                tracing::warn!(projection = projection.name(), error = %err, "projection DDL lost a race; again");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn apply_ddl(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kith.migrate'))")
         .execute(&mut *tx)
         .await?;
+    let applied: Option<String> =
+        sqlx::query_scalar("SELECT ddl FROM projection_ddl WHERE projection = $1")
+            .bind(projection.name())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let missing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL",
+    )
+    .bind(projection.tables())
+    .fetch_one(&mut *tx)
+    .await?;
+    if applied.as_deref() == Some(projection.ddl()) && missing == 0 {
+        return Ok(());
+    }
     sqlx::raw_sql(projection.ddl()).execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO projection_ddl (projection, ddl) VALUES ($1, $2)
+         ON CONFLICT (projection) DO UPDATE SET ddl = EXCLUDED.ddl, applied_at = now()",
+    )
+    .bind(projection.name())
+    .bind(projection.ddl())
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -55,7 +55,8 @@ pub async fn rebuild_from_bus(
 /// Where the replay stands in the stream.
 struct Replayed {
     sequence: u64,
-    message_id: Option<Uuid>,
+    /// The last event applied, and its sequence.
+    last_event: Option<(Uuid, i64)>,
     applied: u64,
 }
 
@@ -85,7 +86,7 @@ async fn replay(
         .map_err(Error::nats)?;
     let mut done = Replayed {
         sequence: 0,
-        message_id: None,
+        last_event: None,
         applied: 0,
     };
     let mut head = stream
@@ -144,7 +145,7 @@ async fn replay(
         projection.name(),
         &source.key(),
         checkpoint,
-        done.message_id,
+        done.last_event,
     )
     .await?;
     tx.commit().await?;
@@ -186,16 +187,15 @@ async fn apply_batch(
         if sequence != done.sequence + 1 {
             return Err(gap(stream, projection, done.sequence + 1, sequence));
         }
-        let delivered = Delivered::of(&message);
-        if let Delivered::Event(event) = &delivered {
-            super::apply_traced(projection, &mut *tx, event).await?;
+        if let Delivered::Event(event) = Delivered::of(&message) {
+            super::apply_traced(projection, &mut *tx, &event).await?;
             done.applied += 1;
+            done.last_event = Some((
+                event.event_id,
+                i64::try_from(sequence).map_err(|_| Error::Codec("sequence overflow".into()))?,
+            ));
         }
         done.sequence = sequence;
-        done.message_id = match &delivered {
-            Delivered::Event(event) => Some(event.event_id),
-            Delivered::NotAnEvent { message_id, .. } => *message_id,
-        };
     }
     if received == 0 {
         // The head is ahead but nothing came: is the next message gone?

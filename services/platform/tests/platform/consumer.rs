@@ -641,3 +641,58 @@ async fn an_unknown_event_type_stops_a_projection_that_reads_its_stream_and_is_s
         "the unknown event of a stream it does not read is skipped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stepped_over_other_messages_misses_nothing_in_a_republished_stream() {
+    let (_db, log, stream, js) = published(5).await;
+    let pool = log.pool().clone();
+    projection::create_tables(&pool, &Counting).await.unwrap();
+    // The stream ends in something that is not an event: the consumer's checkpoint passes it.
+    js.publish(format!("{}.x", stream.spec.subject_prefix), "hi".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let source = source_of(&stream, 10);
+    let (shutdown, runner) = run(&pool, &js, &source, Arc::new(Counting));
+    eventually(
+        Duration::from_secs(20),
+        "the consumer to pass it",
+        || async { (checkpoint(&pool, &source).await == 16).then_some(()) },
+    )
+    .await;
+    // Rebuilt from the log, the stream no longer holds it: the next event takes sequence 16.
+    let schema = Schema::parse(SCHEMA).unwrap();
+    relay::republish(&stream.spec, &schema, &log, &js, |_, _| {})
+        .await
+        .expect("republish");
+    let relay_shutdown = CancellationToken::new();
+    let relay_task = tokio::spawn(relay::run(
+        RelayConfig {
+            schema: schema.clone(),
+            stream: stream.spec.clone(),
+            batch_size: 100,
+            poll_interval: Duration::from_millis(10),
+        },
+        log.clone(),
+        js.clone(),
+        relay_shutdown.clone(),
+    ));
+    append_n(&log, "stream-1", 5, 2).await;
+    eventually(Duration::from_secs(30), "both new events", || async {
+        (total(&pool).await == 17).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    runner.await.unwrap();
+    relay_shutdown.cancel();
+    relay_task.await.unwrap();
+    assert_eq!(
+        counted(&pool).await,
+        vec![
+            ("stream-0".into(), 5, 5),
+            ("stream-1".into(), 7, 7),
+            ("stream-2".into(), 5, 5)
+        ]
+    );
+}
