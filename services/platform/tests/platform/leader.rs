@@ -76,6 +76,7 @@ async fn a_leader_whose_connections_go_silent_stops_and_is_replaced_within_fifte
         took_over_after <= SESSION_IDLE_TIMEOUT + CAMPAIGN_EVERY + Duration::from_secs(2),
         "took over after {took_over_after:?}"
     );
+    println!("silent leader: stopped after {stopped_after:?}, replaced after {took_over_after:?}");
     assert!(!successor.is_lost());
     successor.release().await;
 }
