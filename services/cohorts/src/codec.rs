@@ -142,7 +142,7 @@ fn stored_date(date: Option<&pb::Date>) -> Result<Option<NaiveDate>> {
 fn details_from_pb(details: Option<&pb::CohortDetails>) -> Result<Details> {
     let d = details.ok_or_else(|| Error::Codec("cohort details missing".into()))?;
     Ok(Details {
-        name: stored(CohortName::parse(&d.name))?,
+        name: CohortName::from_stored(d.name.as_str()),
         kind: kind_from_pb(d.kind)
             .ok_or_else(|| Error::Codec(format!("unknown cohort kind {}", d.kind)))?,
         capacity: stored(Capacity::parse(d.capacity))?,
@@ -151,7 +151,7 @@ fn details_from_pb(details: Option<&pb::CohortDetails>) -> Result<Details> {
             stored_date(d.ends_on.as_ref())?,
         ))?,
         time_zone: stored(TimeZone::parse(&d.time_zone))?,
-        goal: stored(Goal::parse(&d.goal))?,
+        goal: Goal::from_stored(d.goal.as_str()),
     })
 }
 
@@ -464,7 +464,7 @@ pub(crate) fn decode_one(event: &RecordedEvent) -> Result<Event> {
             session_id: stored_id(&e.session_id)?,
             series_id: stored_opt_id(&e.series_id)?,
             occurrence: e.occurrence,
-            title: stored(SessionTitle::parse(&e.title))?,
+            title: SessionTitle::from_stored(e.title),
             starts_at: stored_time(e.starts_at.as_ref())?,
             duration: stored(Minutes::parse(e.duration_minutes))?,
             scheduled_by: stored_id(&e.scheduled_by)?,

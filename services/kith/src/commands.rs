@@ -36,7 +36,7 @@ const SERVICES: &[Service] = &[
     },
 ];
 
-fn service_names() -> Vec<&'static str> {
+pub(crate) fn service_names() -> Vec<&'static str> {
     SERVICES.iter().map(|s| s.name).collect()
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod bench_cohorts;
 mod commands;
 mod embedded;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,9 @@ enum Command {
     Token(commands::TokenArgs),
     /// Rebuild a service's projections from its event log, with progress, then exit.
     Rebuild(commands::RebuildArgs),
+    /// Show each service's relay, each projection's checkpoint, lag and why it is stopped if
+    /// it is, and the oldest open transaction; exits non-zero when something is stuck.
+    Status(status::StatusArgs),
     /// Rebuild a service's JetStream stream from its event log (after a purge, an age limit or a
     /// lost NATS store), with progress, then exit.
     Republish(commands::RepublishArgs),
@@ -58,6 +62,7 @@ fn main() -> std::process::ExitCode {
             Command::Token(args) => commands::token(args),
             Command::Rebuild(args) => commands::rebuild(args).await,
             Command::Republish(args) => commands::republish(args).await,
+            Command::Status(args) => status::status(args).await,
             Command::Bench(bench) => bench::run(bench).await,
         }
     });

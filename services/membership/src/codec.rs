@@ -104,10 +104,6 @@ fn path_to_pb(path: JoinPath) -> pb::JoinPath {
     }
 }
 
-fn text<T>(parsed: std::result::Result<T, crate::domain::InvalidValue>) -> Result<T> {
-    parsed.map_err(|err| Error::Codec(format!("stored value no longer parses: {err}")))
-}
-
 fn message<M: prost::Message + Name>(message: M) -> NewEvent {
     NewEvent::from_message(&message)
 }
@@ -317,14 +313,14 @@ async fn open_profile(
         return Ok(None);
     };
     Ok(Some(Profile {
-        display_name: text(DisplayName::parse(&display_name))?,
-        handle: text(Handle::parse(&handle))?,
-        bio: text(Bio::parse(&bio))?,
+        display_name: DisplayName::from_stored(display_name),
+        handle: Handle::from_stored(handle),
+        bio: Bio::from_stored(bio),
     }))
 }
 
 fn reason(value: &str) -> Result<Reason> {
-    text(Reason::parse(value))
+    Ok(Reason::from_stored(value))
 }
 
 fn role(value: i32) -> Result<Role> {
@@ -337,15 +333,15 @@ pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result
     Ok(if t == pb::CommunityCreated::full_name() {
         let e: pb::CommunityCreated = decode_payload(event)?;
         Event::CommunityCreated {
-            name: text(CommunityName::parse(&e.name))?,
-            description: text(Description::parse(&e.description))?,
+            name: CommunityName::from_stored(e.name),
+            description: Description::from_stored(e.description),
             created_by: stored_id(&e.created_by)?,
         }
     } else if t == pb::CommunityUpdated::full_name() {
         let e: pb::CommunityUpdated = decode_payload(event)?;
         Event::CommunityUpdated {
-            name: text(CommunityName::parse(&e.name))?,
-            description: text(Description::parse(&e.description))?,
+            name: CommunityName::from_stored(e.name),
+            description: Description::from_stored(e.description),
             updated_by: stored_id(&e.updated_by)?,
         }
     } else if t == pb::CommunityArchived::full_name() {
@@ -409,7 +405,7 @@ pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result
         let mut readable = true;
         for sealed in &e.answers {
             match opener.open(Some(sealed)).await? {
-                Some(answer) => answers.push(text(Answer::parse(&answer))?),
+                Some(answer) => answers.push(Answer::from_stored(answer)),
                 None => readable = false,
             }
         }

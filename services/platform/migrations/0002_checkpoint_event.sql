@@ -11,3 +11,10 @@ CREATE TABLE IF NOT EXISTS projection_ddl (
     ddl        text        NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- A projection that cannot apply an event stops at it and says so here, on every replica: which
+-- event, why, since when. Cleared by the next advance.
+ALTER TABLE projection_checkpoints ADD COLUMN IF NOT EXISTS stalled_position bigint;
+ALTER TABLE projection_checkpoints ADD COLUMN IF NOT EXISTS stalled_event uuid;
+ALTER TABLE projection_checkpoints ADD COLUMN IF NOT EXISTS stalled_error text;
+ALTER TABLE projection_checkpoints ADD COLUMN IF NOT EXISTS stalled_since timestamptz;

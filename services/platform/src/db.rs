@@ -111,7 +111,7 @@ pub const PLATFORM_MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        name: "bus checkpoints name their event; projection DDL applied",
+        name: "bus checkpoints name their event; projection DDL applied; stalls recorded",
         sql: include_str!("../migrations/0002_checkpoint_event.sql"),
     },
 ];

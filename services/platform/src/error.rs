@@ -43,6 +43,14 @@ pub enum Error {
         stream_id: String,
         event_type: String,
     },
+    /// A read waited for a projection that is stopped at an event it cannot apply.
+    #[error("projection {projection} is stopped at {at}: {reason}")]
+    ProjectionStalled {
+        projection: String,
+        /// The event: its log position or stream sequence, and id.
+        at: String,
+        reason: String,
+    },
     /// An event larger than the bus can carry.
     #[error("an event of {bytes} bytes is more than the {limit} bytes an event may have")]
     EventTooLarge { bytes: usize, limit: usize },
@@ -132,6 +140,7 @@ impl Error {
             | Self::Unavailable(_)
             | Self::ShuttingDown
             | Self::WaitTimeout(_)
+            | Self::ProjectionStalled { .. }
             | Self::UnknownEventType { .. } => true,
             _ => false,
         }

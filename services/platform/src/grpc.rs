@@ -150,6 +150,21 @@ pub fn status_from_platform(err: &Error) -> Status {
                 "NEWER_VERSION_REQUIRED",
             )
         }
+        Error::ProjectionStalled {
+            projection,
+            at,
+            reason,
+        } => {
+            tracing::warn!(%projection, %at, %reason, "a read waits for a stopped projection");
+            status_with_reason(
+                Code::Unavailable,
+                format!(
+                    "the read model {projection} is stopped at {at} and cannot answer this read \
+                     yet; operators see why in `kith status`"
+                ),
+                "PROJECTION_STALLED",
+            )
+        }
         Error::EventTooLarge { bytes, limit } => status_with_reason(
             Code::InvalidArgument,
             format!(

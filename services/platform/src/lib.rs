@@ -21,6 +21,7 @@ pub mod runtime;
 pub mod sealing;
 pub mod telemetry;
 pub mod testing;
+pub mod text;
 pub mod validation;
 pub mod wire;
 

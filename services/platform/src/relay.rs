@@ -107,6 +107,15 @@ pub async fn resync(
     js: &jetstream::Context,
 ) -> Result<StreamEnd> {
     let mut stream = spec.ensure(js).await?;
+    stream_end(spec, log, &mut stream).await
+}
+
+/// Where `stream` ends, as [`resync`] finds it, without creating anything (for `kith status`).
+pub async fn stream_end(
+    spec: &StreamSpec,
+    log: &EventLog,
+    stream: &mut Stream,
+) -> Result<StreamEnd> {
     let state = stream.info().await.map_err(Error::nats)?.state.clone();
     let last = state.last_sequence;
     if last == 0 {
@@ -124,7 +133,7 @@ pub async fn resync(
         );
     }
     let Some((sequence, event_id, position)) =
-        last_kith_event(&stream, state.first_sequence, last).await?
+        last_kith_event(stream, state.first_sequence, last).await?
     else {
         if state.first_sequence > 1 {
             return Err(Error::Stuck(format!(

@@ -159,7 +159,8 @@ impl Runtime {
         projection::create_tables(pool, projection.as_ref()).await?;
         let watch = self
             .notices(&source.service)
-            .watch(projection.name(), &source.key());
+            .watch(projection.name(), &source.key())
+            .reporting_stalls(pool, projection.name(), &source.key());
         self.tasks.spawn(projection::run_bus_source(
             pool.clone(),
             self.jetstream.clone(),

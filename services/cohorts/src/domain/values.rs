@@ -30,25 +30,15 @@ fn invalid(message: impl Into<String>) -> InvalidValue {
     InvalidValue(message.into())
 }
 
-/// Trims `raw` and checks its length in characters and that it holds no control characters.
-fn text(raw: &str, min: usize, max: usize) -> Result<String, InvalidValue> {
-    let text = raw.trim();
-    let chars = text.chars().count();
-    if chars < min || chars > max {
-        return Err(if min == 0 {
-            invalid(format!("must be at most {max} characters"))
-        } else {
-            invalid(format!("must be {min} to {max} characters"))
-        });
-    }
-    if text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(invalid("must not contain control characters"));
-    }
-    Ok(text.to_owned())
+/// Checks free text with the platform's one text check (NFC, trimmed, length in characters, no
+/// control characters but line breaks and tabs in multi-line fields, nothing that reorders text,
+/// something visible).
+fn text(raw: &str, rules: kith_platform::text::TextRules) -> Result<String, InvalidValue> {
+    kith_platform::text::parse(raw, rules).map_err(|err| invalid(err.to_string()))
 }
 
 macro_rules! text_value {
-    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr) => {
+    ($(#[$doc:meta])* $name:ident, $rules:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub struct $name(String);
@@ -56,7 +46,13 @@ macro_rules! text_value {
         impl $name {
             /// Parses and trims `raw`.
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-                text(raw, $min, $max).map(Self)
+                text(raw, $rules).map(Self)
+            }
+
+            /// The value as an event recorded it, taken as it is: the log is history, and a
+            /// value written under older rules must still read back.
+            pub fn from_stored(value: impl Into<String>) -> Self {
+                Self(value.into())
             }
 
             /// The parsed text.
@@ -74,16 +70,19 @@ macro_rules! text_value {
 }
 
 text_value!(
-    /// A cohort's name: 1 to 100 characters.
-    CohortName, 1, 100
+    /// A cohort's name: one line of 1 to 100 characters.
+    CohortName,
+    kith_platform::text::TextRules::line(1, 100)
 );
 text_value!(
-    /// The goal a cohort shares: up to 1,000 characters, may be empty.
-    Goal, 0, 1000
+    /// The goal a cohort shares: up to 1,000 characters on several lines, may be empty.
+    Goal,
+    kith_platform::text::TextRules::lines(0, 1000)
 );
 text_value!(
-    /// A session's title: 1 to 200 characters.
-    SessionTitle, 1, 200
+    /// A session's title: one line of 1 to 200 characters.
+    SessionTitle,
+    kith_platform::text::TextRules::line(1, 200)
 );
 
 /// What sort of group a cohort is; the kind suggests its capacity.

@@ -2,6 +2,7 @@
 //! seat counts; everyone's place in each cohort (the waitlist ordered by the log position of the
 //! event that put them there); sessions with their RSVPs and attendance.
 
+use kith_platform::text::storable;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -206,12 +207,12 @@ impl Apply<'_> {
              WHERE cohort_id = $1",
         )
         .bind(self.cohort)
-        .bind(details.name.as_str())
+        .bind(storable(details.name.as_str()))
         .bind(i32::try_from(details.capacity.get()).unwrap_or(i32::MAX))
         .bind(details.dates.start())
         .bind(details.dates.end())
         .bind(details.time_zone.name())
-        .bind(details.goal.as_str())
+        .bind(storable(details.goal.as_str()))
         .execute(&mut *self.conn)
         .await?;
         Ok(())
@@ -256,13 +257,13 @@ impl Projection for Roster {
                 )
                 .bind(cohort)
                 .bind(community_id)
-                .bind(details.name.as_str())
+                .bind(storable(details.name.as_str()))
                 .bind(kind_name(details.kind))
                 .bind(i32::try_from(details.capacity.get()).unwrap_or(i32::MAX))
                 .bind(details.dates.start())
                 .bind(details.dates.end())
                 .bind(details.time_zone.name())
-                .bind(details.goal.as_str())
+                .bind(storable(details.goal.as_str()))
                 .bind(recorded.recorded_at)
                 .bind(recorded.position)
                 .bind(recorded.version)
@@ -326,7 +327,7 @@ impl Projection for Roster {
                 .bind(cohort)
                 .bind(series_id)
                 .bind(i32::try_from(*occurrence).unwrap_or(i32::MAX))
-                .bind(title.as_str())
+                .bind(storable(title.as_str()))
                 .bind(starts_at)
                 .bind(i32::try_from(duration.get()).unwrap_or(i32::MAX))
                 .execute(&mut *at.conn)

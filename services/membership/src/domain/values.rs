@@ -23,36 +23,37 @@ impl fmt::Display for InvalidValue {
 
 impl std::error::Error for InvalidValue {}
 
-/// Trims `raw` and checks its length in characters (not bytes), and optionally that it holds no
-/// control characters.
+/// Checks free text with the platform's one text check (NFC, trimmed, length in characters, no
+/// control characters but line breaks and tabs where `multiline`, nothing that reorders text,
+/// something visible).
 fn trimmed_text(
     raw: &str,
     min: usize,
     max: usize,
-    allow_control: bool,
+    multiline: bool,
 ) -> Result<String, InvalidValue> {
-    let text = raw.trim();
-    let chars = text.chars().count();
-    if chars < min || chars > max {
-        let message = if min == 0 {
-            format!("must be at most {max} characters")
-        } else {
-            format!("must be {min} to {max} characters")
-        };
-        return Err(InvalidValue(message));
-    }
-    if !allow_control && text.chars().any(char::is_control) {
-        return Err(InvalidValue(
-            "must not contain control characters".to_owned(),
-        ));
-    }
-    Ok(text.to_owned())
+    kith_platform::text::parse(
+        raw,
+        kith_platform::text::TextRules {
+            min,
+            max,
+            multiline,
+        },
+    )
+    .map_err(|err| InvalidValue(err.to_string()))
 }
 
 /// Adds the read accessors every text newtype shares.
 macro_rules! text_accessors {
     ($name:ident) => {
         impl $name {
+            /// The value as an event recorded it, taken as it is: the log is history, and a value
+            /// written under older rules (or by another version) must still read back, never
+            /// stop a decision or a read model.
+            pub fn from_stored(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
             /// The parsed text.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -124,7 +125,9 @@ pub struct Handle(String);
 impl Handle {
     /// Parses a handle, lowercasing it.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let handle = raw.trim().to_ascii_lowercase();
+        use unicode_normalization::UnicodeNormalization;
+        // NFC first, so that what is compared is what was meant; only ASCII then passes.
+        let handle = raw.nfc().collect::<String>().trim().to_ascii_lowercase();
         let chars = handle.chars().count();
         if !(3..=30).contains(&chars) {
             return Err(InvalidValue("must be 3 to 30 characters".to_owned()));

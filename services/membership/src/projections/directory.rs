@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use kith_platform::Result;
 use kith_platform::eventlog::RecordedEvent;
 use kith_platform::projection::Projection;
+use kith_platform::text::storable;
 use kith_proto::membership as pb;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -90,9 +91,9 @@ CREATE INDEX IF NOT EXISTS join_requests_by_position ON join_requests (community
 fn profile_fields(profile: Option<&Profile>) -> (Option<String>, Option<String>, Option<String>) {
     match profile {
         Some(p) => (
-            Some(p.display_name.as_str().to_owned()),
-            Some(p.handle.as_str().to_owned()),
-            Some(p.bio.as_str().to_owned()),
+            Some(storable(p.display_name.as_str()).into_owned()),
+            Some(storable(p.handle.as_str()).into_owned()),
+            Some(storable(p.bio.as_str()).into_owned()),
         ),
         None => (None, None, None),
     }
@@ -167,8 +168,8 @@ impl Projection for Directory {
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 )
                 .bind(community)
-                .bind(name.as_str())
-                .bind(description.as_str())
+                .bind(storable(name.as_str()))
+                .bind(storable(description.as_str()))
                 .bind(recorded.recorded_at)
                 .bind(recorded.version)
                 .execute(&mut *conn)
@@ -181,8 +182,8 @@ impl Projection for Directory {
                     "UPDATE communities SET name = $2, description = $3 WHERE community_id = $1",
                 )
                 .bind(community)
-                .bind(name.as_str())
-                .bind(description.as_str())
+                .bind(storable(name.as_str()))
+                .bind(storable(description.as_str()))
                 .execute(&mut *conn)
                 .await?;
             }
@@ -287,7 +288,7 @@ impl Projection for Directory {
                 let answers: Vec<String> = answers
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|a| a.as_str().to_owned())
+                    .map(|a| storable(a.as_str()).into_owned())
                     .collect();
                 sqlx::query(
                     "INSERT INTO join_requests (community_id, member_id, display_name, handle, bio, answers, requested_at, position)

@@ -175,10 +175,15 @@ pub async fn apply_bus_batch(
                     }
                     // Nothing was written for it: keep what came before and stop right there.
                     Err(err @ Error::UnknownEventType { .. }) => {
-                        stopped = Some(err);
+                        stopped = Some((sequence, event, err));
                         break;
                     }
-                    Err(err) => return Err(err),
+                    Err(err) => {
+                        drop(tx);
+                        return Err(
+                            stop_at(pool, projection, source_key, sequence, event, err).await
+                        );
+                    }
                 }
             }
             Delivered::NotAnEvent { why, .. } => {
@@ -188,24 +193,69 @@ pub async fn apply_bus_batch(
         }
         last = sequence;
     }
-    if last == locked.position {
+    if last != locked.position {
+        write_checkpoint(
+            &mut tx,
+            projection.name(),
+            source_key,
+            Checkpoint {
+                transaction_id: 0,
+                position: last,
+            },
+            last_event,
+        )
+        .await?;
+        tx.commit().await?;
+        projection.committed();
+    } else {
         // Nothing new: leave the row (and its event id) as it is.
-        return stopped.map_or(Ok(outcome), Err);
+        drop(tx);
     }
-    write_checkpoint(
-        &mut tx,
+    match stopped {
+        Some((sequence, event, err)) => {
+            Err(stop_at(pool, projection, source_key, sequence, event, err).await)
+        }
+        None => Ok(outcome),
+    }
+}
+
+/// Records that the projection stops at the event at `sequence` because of `err` (unless the
+/// trouble is the database's own, which passes), for every replica, waiting reads and the
+/// operator; returns the error.
+async fn stop_at(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    source_key: &str,
+    sequence: i64,
+    event: &RecordedEvent,
+    err: Error,
+) -> Error {
+    if err.is_transient() && !matches!(err, Error::UnknownEventType { .. }) {
+        return err;
+    }
+    tracing::error!(
+        projection = projection.name(),
+        source = source_key,
+        sequence,
+        event_id = %event.event_id,
+        event_type = %event.event_type,
+        stream_id = %event.stream_id,
+        error = %err,
+        "projection stopped at an event it cannot apply"
+    );
+    if let Err(record) = super::checkpoint::record_stall(
+        pool,
         projection.name(),
         source_key,
-        Checkpoint {
-            transaction_id: 0,
-            position: last,
-        },
-        last_event,
+        sequence,
+        Some(event.event_id),
+        &err.to_string(),
     )
-    .await?;
-    tx.commit().await?;
-    projection.committed();
-    stopped.map_or(Ok(outcome), Err)
+    .await
+    {
+        tracing::warn!(projection = projection.name(), error = %record, "could not record the stall");
+    }
+    err
 }
 
 /// How long a consumer stood down for an event type it does not know waits before it asks to

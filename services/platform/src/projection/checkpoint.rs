@@ -103,7 +103,9 @@ pub(crate) async fn write_checkpoint(
         "WITH updated AS (
              UPDATE projection_checkpoints
              SET transaction_id = $3, position = $4, updated_at = now(),
-                 event_id = coalesce($6, event_id), event_sequence = coalesce($7, event_sequence)
+                 event_id = coalesce($6, event_id), event_sequence = coalesce($7, event_sequence),
+                 stalled_position = NULL, stalled_event = NULL, stalled_error = NULL,
+                 stalled_since = NULL
              WHERE projection = $1 AND source = $2
              RETURNING 1)
          SELECT pg_notify('kith_' || current_schema() || '_checkpoints', $5) FROM updated",
@@ -118,4 +120,86 @@ pub(crate) async fn write_checkpoint(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Why a projection stopped: the event it could not apply (its log position, or its stream
+/// sequence for a bus source), and the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    pub position: i64,
+    pub event_id: Option<uuid::Uuid>,
+    pub error: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+/// Records that `projection` stopped at an event in `source`, for every replica and the operator
+/// to see (the first time's `since` is kept while it stays stopped there).
+pub(crate) async fn record_stall(
+    pool: &sqlx::PgPool,
+    projection: &str,
+    source: &str,
+    position: i64,
+    event_id: Option<uuid::Uuid>,
+    error: &str,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    // The row may be held by a batch in flight; a stall record never waits long for it.
+    sqlx::query("SET LOCAL lock_timeout = '2s'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, source) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(projection)
+    .bind(source)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE projection_checkpoints
+         SET stalled_since = CASE WHEN stalled_position = $3 THEN stalled_since ELSE now() END,
+             stalled_position = $3, stalled_event = $4, stalled_error = $5
+         WHERE projection = $1 AND source = $2",
+    )
+    .bind(projection)
+    .bind(source)
+    .bind(position)
+    .bind(event_id)
+    .bind(crate::text::storable(error).as_ref())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A stall as stored: position, event, error, since.
+type StallRow = (
+    Option<i64>,
+    Option<uuid::Uuid>,
+    Option<String>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+/// Why `projection` is stopped in `source`, if it is.
+pub async fn read_stall(
+    conn: &mut PgConnection,
+    projection: &str,
+    source: &str,
+) -> Result<Option<Stall>> {
+    let row: Option<StallRow> = sqlx::query_as(
+        "SELECT stalled_position, stalled_event, stalled_error, stalled_since
+             FROM projection_checkpoints WHERE projection = $1 AND source = $2",
+    )
+    .bind(projection)
+    .bind(source)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.and_then(|(position, event_id, error, since)| {
+        Some(Stall {
+            position: position?,
+            event_id,
+            error: error?,
+            since: since?,
+        })
+    }))
 }

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Projection;
-use super::checkpoint::{LOG_SOURCE, lock_checkpoint, read_checkpoint, write_checkpoint};
+use super::checkpoint::{LOG_SOURCE, Stall, lock_checkpoint, read_checkpoint, write_checkpoint};
 use super::notices::CheckpointWatch;
 use crate::eventlog;
 use crate::{Error, Result};
@@ -61,6 +61,8 @@ impl LogProjector {
     /// A runner for `projection`, woken by `wake` (the log's append notifier) and by polling.
     pub fn new(pool: PgPool, projection: Arc<dyn Projection>, wake: Arc<Notify>) -> Self {
         let projection_name = projection.name();
+        let watch =
+            CheckpointWatch::unwatched().reporting_stalls(&pool, projection_name, LOG_SOURCE);
         Self {
             pool,
             projection,
@@ -68,14 +70,14 @@ impl LogProjector {
             batch_size: 1000,
             poll_interval: Duration::from_millis(50),
             lag: crate::metrics::SourceLabels::new("", projection_name, LOG_SOURCE),
-            watch: CheckpointWatch::unwatched(),
+            watch,
         }
     }
 
     /// Lets waiters on its progress wake on `watch` (its checkpoint's notices) rather than by
-    /// re-reading alone.
+    /// re-reading alone; they learn of a stall at once either way.
     pub fn watched_by(mut self, watch: CheckpointWatch) -> Self {
-        self.watch = watch;
+        self.watch = watch.reporting_stalls(&self.pool, self.projection.name(), LOG_SOURCE);
         self
     }
 
@@ -133,6 +135,54 @@ impl LogProjector {
         }
     }
 
+    /// Records that the projection stops at `event` because of `err` (unless the trouble is the
+    /// database's own, which passes), so every replica, waiting reads and the operator can say
+    /// which event and why; returns the error to retry with.
+    async fn stop_at(&self, event: &crate::eventlog::RecordedEvent, err: Error) -> Error {
+        if err.is_transient() && !matches!(err, Error::UnknownEventType { .. }) {
+            return err;
+        }
+        let name = self.projection.name();
+        crate::metrics::metrics()
+            .projection_stalled
+            .get_or_create(&self.lag)
+            .set(1);
+        tracing::error!(
+            projection = name,
+            position = event.position,
+            event_id = %event.event_id,
+            event_type = %event.event_type,
+            stream_id = %event.stream_id,
+            error = %err,
+            "projection stopped at an event it cannot apply"
+        );
+        if let Err(record) = super::checkpoint::record_stall(
+            &self.pool,
+            name,
+            LOG_SOURCE,
+            event.position,
+            Some(event.event_id),
+            &err.to_string(),
+        )
+        .await
+        {
+            tracing::warn!(projection = name, error = %record, "could not record the stall");
+        }
+        // Lagging, and by how much: the events from here to the end of the log.
+        if let Ok(end) = sqlx::query_scalar::<_, Option<i64>>("SELECT max(position) FROM events")
+            .fetch_one(&self.pool)
+            .await
+        {
+            let age = (chrono::Utc::now() - event.recorded_at).as_seconds_f64();
+            crate::metrics::metrics().projection_lag(
+                &self.lag,
+                end.unwrap_or(0) - event.position + 1,
+                age,
+            );
+        }
+        err
+    }
+
     /// Applies the next batch; returns how many events it read (0 when caught up).
     pub async fn step(&self) -> Result<usize> {
         let name = self.projection.name();
@@ -161,21 +211,29 @@ impl LogProjector {
                 Ok(()) => last = event.checkpoint(),
                 // Nothing was written for it: keep what came before and stop right there.
                 Err(err @ Error::UnknownEventType { .. }) => {
-                    stopped = Some(err);
+                    stopped = Some((event, err));
                     break;
                 }
-                Err(err) => return Err(err),
+                Err(err) => {
+                    drop(tx);
+                    return Err(self.stop_at(event, err).await);
+                }
             }
         }
-        if last == locked {
-            // Another replica applied this batch already, or it starts with what stops us.
-            return stopped.map_or(Ok(batch.len()), Err);
+        if last != locked {
+            write_checkpoint(&mut tx, name, LOG_SOURCE, last, None).await?;
+            tx.commit().await?;
+            self.projection.committed();
+        } else {
+            // Before recording a stall: the transaction holds the checkpoint row.
+            drop(tx);
         }
-        write_checkpoint(&mut tx, name, LOG_SOURCE, last, None).await?;
-        tx.commit().await?;
-        self.projection.committed();
-        if let Some(err) = stopped {
-            return Err(err);
+        if let Some((event, err)) = stopped {
+            return Err(self.stop_at(event, err).await);
+        }
+        if last == locked {
+            // Another replica applied this batch already.
+            return Ok(batch.len());
         }
         crate::metrics::metrics()
             .projection_stalled
@@ -196,5 +254,17 @@ impl LogProjector {
             );
         }
         Ok(batch.len())
+    }
+}
+
+/// The error of a read that needs a projection stopped at `stall`.
+pub(crate) fn stalled(projection: &str, stall: &Stall) -> Error {
+    Error::ProjectionStalled {
+        projection: projection.to_owned(),
+        at: match stall.event_id {
+            Some(event) => format!("position {} (event {event})", stall.position),
+            None => format!("position {}", stall.position),
+        },
+        reason: stall.error.clone(),
     }
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 pub use bus_source::{BusSource, Delivered, apply_bus_batch, event_from_message, run_bus_source};
-pub use checkpoint::{LOG_SOURCE, read_bus_checkpoint, read_checkpoint};
+pub use checkpoint::{LOG_SOURCE, Stall, read_bus_checkpoint, read_checkpoint, read_stall};
 pub use log_source::{LogProjector, Progress};
 pub use notices::{CheckpointNotices, CheckpointWatch};
 pub use rebuild::{RebuildReport, rebuild};

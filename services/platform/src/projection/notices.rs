@@ -62,6 +62,7 @@ impl CheckpointNotices {
     pub fn watch(&self, projection: &str, source: &str) -> CheckpointWatch {
         CheckpointWatch {
             notify: self.notify(&payload(projection, source)),
+            stalls: None,
         }
     }
 
@@ -157,6 +158,15 @@ impl CheckpointNotices {
 #[derive(Debug, Clone)]
 pub struct CheckpointWatch {
     notify: Arc<Notify>,
+    stalls: Option<Arc<StallSource>>,
+}
+
+/// Where a watch looks for a stall of its projection.
+#[derive(Debug)]
+struct StallSource {
+    pool: PgPool,
+    projection: String,
+    source: String,
 }
 
 impl CheckpointWatch {
@@ -165,11 +175,24 @@ impl CheckpointWatch {
     pub fn unwatched() -> Self {
         Self {
             notify: Arc::new(Notify::new()),
+            stalls: None,
         }
     }
 
+    /// Makes waits end at once with [`crate::Error::ProjectionStalled`] when the projection is
+    /// stopped at an event it cannot apply, instead of at their deadline.
+    pub fn reporting_stalls(mut self, pool: &PgPool, projection: &str, source: &str) -> Self {
+        self.stalls = Some(Arc::new(StallSource {
+            pool: pool.clone(),
+            projection: projection.to_owned(),
+            source: source.to_owned(),
+        }));
+        self
+    }
+
     /// Runs `check` until it returns `Some`, again after every advance (and every
-    /// [`RECHECK_EVERY`]); `None` when `deadline` passes first.
+    /// [`RECHECK_EVERY`]); `None` when `deadline` passes first. A stopped projection (see
+    /// [`CheckpointWatch::reporting_stalls`]) ends the wait with its reason.
     pub async fn wait_until<T, F, Fut>(&self, deadline: Instant, mut check: F) -> Result<Option<T>>
     where
         F: FnMut() -> Fut,
@@ -180,6 +203,15 @@ impl CheckpointWatch {
             let advanced = self.notify.notified();
             if let Some(found) = check().await? {
                 return Ok(Some(found));
+            }
+            if let Some(stalls) = &self.stalls {
+                let mut conn = stalls.pool.acquire().await?;
+                if let Some(stall) =
+                    super::checkpoint::read_stall(&mut conn, &stalls.projection, &stalls.source)
+                        .await?
+                {
+                    return Err(super::log_source::stalled(&stalls.projection, &stall));
+                }
             }
             let now = Instant::now();
             if now >= deadline {

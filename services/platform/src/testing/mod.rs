@@ -184,6 +184,13 @@ pub const TEST_JWT_SECRET: &str = "kith-test-secret";
 
 impl TestEnv {
     pub async fn new() -> Self {
+        // `KITH_TEST_LOG=kith_platform=debug` shows what the services in the test did.
+        if let Ok(filter) = std::env::var("KITH_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let db = TestDatabase::create().await;
         let namespace = format!("t{}", &Uuid::new_v4().simple().to_string()[..12]);
         let args = crate::config::ServiceArgs {

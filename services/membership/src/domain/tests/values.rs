@@ -30,7 +30,10 @@ fn a_community_name_counts_characters_not_bytes() {
 #[test]
 fn a_community_name_with_a_control_character_is_refused() {
     let refused = CommunityName::parse("Run\u{7}ners").unwrap_err();
-    assert_eq!(refused.to_string(), "must not contain control characters");
+    assert_eq!(
+        refused.to_string(),
+        "must be one line without control characters (found U+0007)"
+    );
     assert!(CommunityName::parse("Run\nners").is_err());
 }
 
@@ -103,8 +106,15 @@ fn a_handle_must_start_with_a_letter_or_a_digit() {
 
 #[test]
 fn a_handle_does_not_fold_look_alike_letters_into_ascii() {
-    // U+212A KELVIN SIGN lowercases to a plain `k` under Unicode rules.
-    assert!(Handle::parse("\u{212A}elvin").is_err());
+    // Cyrillic `к` and a fullwidth `ｋ` only look like `k`: refused, not folded.
+    assert!(Handle::parse("\u{43A}elvin").is_err());
+    assert!(Handle::parse("\u{FF4B}elvin").is_err());
+}
+
+#[test]
+fn a_handle_is_normalised_before_it_is_compared() {
+    // U+212A KELVIN SIGN is the same text as `K` (canonically equivalent): NFC makes it one.
+    assert_eq!(Handle::parse("\u{212A}elvin").unwrap().as_str(), "kelvin");
 }
 
 #[test]
