@@ -69,6 +69,9 @@ fn options(url: &str, schema: &Schema) -> Result<PgConnectOptions> {
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 
+/// How long a starting service waits for PostgreSQL to answer before it gives up.
+pub const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
 /// How long a call waits for a pooled connection before it is told the database is unavailable:
 /// long enough to ride out a burst, short enough that a caller learns of an outage at once.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -82,6 +85,32 @@ pub async fn connect(url: &str, schema: &Schema, max_connections: u32) -> Result
         .connect_with(options(url, schema)?)
         .await?;
     Ok(pool)
+}
+
+/// [`connect`], waiting up to `patience` while the database is unreachable or still starting
+/// up (a replica that starts beside a database that restarts, or before it is ready), so that a
+/// service starts by itself once the database answers rather than exit and be restarted.
+pub async fn connect_patiently(
+    url: &str,
+    schema: &Schema,
+    max_connections: u32,
+    patience: Duration,
+) -> Result<PgPool> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match connect(url, schema, max_connections).await {
+            Err(Error::Database(err))
+                if crate::error::db_trouble(&err) == crate::error::DbTrouble::Unreachable
+                    && tokio::time::Instant::now() + backoff < deadline =>
+            {
+                tracing::warn!(error = %err, retry_in = ?backoff, "waiting for PostgreSQL");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// One connection outside any pool, for work that must own its session (the relay's leadership
@@ -173,7 +202,22 @@ pub async fn ensure_database(url: &str) -> Result<()> {
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(());
     };
-    let mut conn = PgConnection::connect_with(&options.clone().database("postgres")).await?;
+    let admin = options.clone().database("postgres");
+    let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
+    let mut backoff = Duration::from_millis(200);
+    let mut conn = loop {
+        match PgConnection::connect_with(&admin).await {
+            Err(err)
+                if crate::error::db_trouble(&err) == crate::error::DbTrouble::Unreachable
+                    && tokio::time::Instant::now() + backoff < deadline =>
+            {
+                tracing::warn!(error = %err, retry_in = ?backoff, "waiting for PostgreSQL");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => break other?,
+        }
+    };
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)

@@ -91,10 +91,11 @@ impl Runtime {
         migrations: &[Migration],
     ) -> Result<(Schema, PgPool)> {
         let schema = Schema::parse(service)?;
-        let pool = db::connect(
+        let pool = db::connect_patiently(
             &self.args.database.database_url,
             &schema,
             self.args.database.database_max_connections,
+            db::STARTUP_PATIENCE,
         )
         .await?;
         db::migrate(&pool, &schema, service, migrations).await?;

@@ -229,10 +229,24 @@ impl PrivatePostgres {
                 .process_group(0)
                 .spawn()
                 .expect("start postgres");
-            // Until it listens; a postmaster that exits at once (the backends of a killed one
-            // still going away) is started again.
+            // Until it accepts connections (listening is not enough: it may still say it is
+            // starting up); a postmaster that exits at once (the backends of a killed one still
+            // going away) is started again.
             loop {
-                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                let ready = Command::new(self.bin.join("pg_isready"))
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &self.port.to_string(),
+                        "-U",
+                        "postgres",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success());
+                if ready {
                     self.child = Some(child);
                     return;
                 }
