@@ -164,15 +164,8 @@ async fn relay_status(
     log: &EventLog,
     js: &async_nats::jetstream::Context,
 ) -> anyhow::Result<RelayStatus> {
-    let leader_pid: Option<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_locks
-         WHERE locktype = 'advisory' AND objsubid = 1 AND granted
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND ((classid::bigint << 32) | objid::bigint) = hashtext($1)::bigint",
-    )
-    .bind(kith_platform::relay::lock_key(schema))
-    .fetch_optional(log.pool())
-    .await?;
+    let leader_pid =
+        kith_platform::leader::holder(log.pool(), &kith_platform::relay::lock_key(schema)).await?;
     let spec = nats.stream_for(service);
     let (lag_events, error) = match js.get_stream(&spec.name).await {
         Err(err) => (None, Some(format!("stream {}: {err}", spec.name))),

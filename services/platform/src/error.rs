@@ -19,9 +19,6 @@ pub enum Error {
     /// Configuration that cannot work.
     #[error("config: {0}")]
     Config(String),
-    /// A projection failed to apply an event.
-    #[error("projection {projection}: {message}")]
-    Projection { projection: String, message: String },
     /// A position that no event of this log has.
     #[error("no event at position {0}")]
     UnknownPosition(i64),

@@ -111,13 +111,9 @@ impl LeaderLock {
         let evict = async {
             loop {
                 // Once this session queues, the holder is the only session granted the lock.
-                let ended = sqlx::query_scalar::<_, bool>(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks
-                     WHERE locktype = 'advisory' AND objsubid = 1 AND granted AND pid <> $2
-                       AND database = (SELECT oid FROM pg_database
-                                       WHERE datname = current_database())
-                       AND ((classid::bigint << 32) | objid::bigint) = hashtext($1)::bigint",
-                )
+                let ended = sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(format!(
+                    "SELECT pg_terminate_backend(pid) FROM ({HOLDERS}) holder WHERE pid <> $2"
+                )))
                 .bind(&self.key)
                 .bind(me)
                 .fetch_all(&mut other)
@@ -185,6 +181,22 @@ impl LeaderLock {
         }
         Ok(conn)
     }
+}
+
+/// The backends holding the advisory lock `$1` in this database (a session lock on
+/// `hashtext(key)` shows in `pg_locks` split into its high and low halves).
+const HOLDERS: &str = "SELECT pid FROM pg_locks
+     WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND ((classid::bigint << 32) | objid::bigint) = hashtext($1)::bigint";
+
+/// The backend that holds the lock `key` in the database of `executor`, if one does (for
+/// `kith status`).
+pub async fn holder<'e>(executor: impl sqlx::PgExecutor<'e>, key: &str) -> Result<Option<i32>> {
+    Ok(sqlx::query_scalar(HOLDERS)
+        .bind(key)
+        .fetch_optional(executor)
+        .await?)
 }
 
 async fn try_lock(conn: &mut PgConnection, key: &str) -> Result<bool> {

@@ -11,11 +11,11 @@ use kith_platform::bus;
 use kith_platform::db::Schema;
 use kith_platform::eventlog::{Append, EventLog, Metadata, NewEvent};
 use kith_platform::projection::{self, BusSource, Delivered, Projection, apply_bus_batch};
-use kith_platform::relay::{self, RelayConfig};
+use kith_platform::relay;
 use kith_platform::testing::{TestStream, eventually, nats};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Counting, SCHEMA, append_n, counted, log};
+use crate::helpers::{Counting, SCHEMA, append_n, counted, log, spawn_relay};
 
 /// Appends `per_stream` events to three streams and relays them to a fresh test stream.
 async fn published(
@@ -32,19 +32,7 @@ async fn published(
     for s in 0..3 {
         append_n(&log, &format!("stream-{s}"), 0, per_stream).await;
     }
-    let shutdown = CancellationToken::new();
-    let config = RelayConfig {
-        schema: Schema::parse(SCHEMA).unwrap(),
-        stream: stream.spec.clone(),
-        batch_size: 100,
-        poll_interval: Duration::from_millis(10),
-    };
-    let relay = tokio::spawn(relay::run(
-        config,
-        log.clone(),
-        js.clone(),
-        shutdown.clone(),
-    ));
+    let (shutdown, relay) = spawn_relay(&log, &js, &stream.spec);
     let total = (per_stream * 3) as u64;
     eventually(Duration::from_secs(30), "relayed events", || async {
         let mut s = js.get_stream(&stream.spec.name).await.ok()?;
@@ -458,18 +446,7 @@ async fn consumers_follow_a_republished_stream_without_applying_anything_twice()
     let (_db, log, stream, js) = published(5).await;
     // The service's relay runs throughout: republishing takes its leadership, and it publishes
     // whatever commits after that.
-    let relay_shutdown = CancellationToken::new();
-    let relay_task = tokio::spawn(relay::run(
-        RelayConfig {
-            schema: Schema::parse(SCHEMA).unwrap(),
-            stream: stream.spec.clone(),
-            batch_size: 100,
-            poll_interval: Duration::from_millis(10),
-        },
-        log.clone(),
-        js.clone(),
-        relay_shutdown.clone(),
-    ));
+    let (relay_shutdown, relay_task) = spawn_relay(&log, &js, &stream.spec);
     let pool = log.pool().clone();
     projection::create_tables(&pool, &Counting).await.unwrap();
     let source = source_of(&stream, 10);
@@ -604,18 +581,7 @@ async fn an_unknown_event_type_stops_a_projection_that_reads_its_stream_and_is_s
     append_typed(&log, "thing", "t1", "kith.test.v1.Happened").await;
     append_typed(&log, "thing", "t1", "kith.test.v2.Newer").await;
     append_typed(&log, "thing", "t1", "kith.test.v1.Happened").await;
-    let relay_shutdown = CancellationToken::new();
-    let relay_task = tokio::spawn(relay::run(
-        RelayConfig {
-            schema: Schema::parse(SCHEMA).unwrap(),
-            stream: stream.spec.clone(),
-            batch_size: 100,
-            poll_interval: Duration::from_millis(10),
-        },
-        log.clone(),
-        js.clone(),
-        relay_shutdown.clone(),
-    ));
+    let (relay_shutdown, relay_task) = spawn_relay(&log, &js, &stream.spec);
     let source = source_of(&stream, 10);
     let (shutdown, runner) = run(&pool, &js, &source, Arc::new(ThingsOnly));
     eventually(
@@ -666,18 +632,7 @@ async fn a_consumer_that_stepped_over_other_messages_misses_nothing_in_a_republi
     relay::republish(&stream.spec, &schema, &log, &js, |_, _| {})
         .await
         .expect("republish");
-    let relay_shutdown = CancellationToken::new();
-    let relay_task = tokio::spawn(relay::run(
-        RelayConfig {
-            schema: schema.clone(),
-            stream: stream.spec.clone(),
-            batch_size: 100,
-            poll_interval: Duration::from_millis(10),
-        },
-        log.clone(),
-        js.clone(),
-        relay_shutdown.clone(),
-    ));
+    let (relay_shutdown, relay_task) = spawn_relay(&log, &js, &stream.spec);
     append_n(&log, "stream-1", 5, 2).await;
     eventually(Duration::from_secs(30), "both new events", || async {
         (total(&pool).await == 17).then_some(())

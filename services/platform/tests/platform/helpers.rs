@@ -103,3 +103,27 @@ pub(crate) async fn counted(pool: &sqlx::PgPool) -> Vec<(String, i64, i64)> {
         .await
         .expect("read counted")
 }
+
+/// A relay of `log` to the stream of `spec`, running until the token is cancelled.
+pub(crate) fn spawn_relay(
+    log: &EventLog,
+    js: &async_nats::jetstream::Context,
+    spec: &kith_platform::bus::StreamSpec,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(kith_platform::relay::run(
+        kith_platform::relay::RelayConfig {
+            schema: kith_platform::db::Schema::parse(SCHEMA).expect("schema"),
+            stream: spec.clone(),
+            batch_size: 100,
+            poll_interval: std::time::Duration::from_millis(10),
+        },
+        log.clone(),
+        js.clone(),
+        shutdown.clone(),
+    ));
+    (shutdown, relay)
+}

@@ -6,13 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kith_platform::bus::{self, StreamSpec};
-use kith_platform::db::Schema;
 use kith_platform::projection::{self, BusSource};
-use kith_platform::relay::{self, RelayConfig};
 use kith_platform::testing::{PrivateNats, eventually, stream_order};
-use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Counting, SCHEMA, append_n, counted, log};
+use crate::helpers::{Counting, append_n, counted, log, spawn_relay};
 
 const USERS: [(&str, &str); 6] = [
     ("membership", "KITH_MEMBERSHIP_NATS_PASSWORD"),
@@ -49,18 +46,7 @@ async fn only_a_services_relay_publishes_on_its_subjects_and_consumers_only_read
     let (_db, log) = log().await;
     append_n(&log, "community-1", 0, 3).await;
     let spec = StreamSpec::for_service("membership");
-    let shutdown = CancellationToken::new();
-    let relay_task = tokio::spawn(relay::run(
-        RelayConfig {
-            schema: Schema::parse(SCHEMA).unwrap(),
-            stream: spec.clone(),
-            batch_size: 100,
-            poll_interval: Duration::from_millis(10),
-        },
-        log.clone(),
-        as_membership.clone(),
-        shutdown.clone(),
-    ));
+    let (shutdown, relay_task) = spawn_relay(&log, &as_membership, &spec);
 
     // Cohorts consumes it.
     let pool = log.pool().clone();
