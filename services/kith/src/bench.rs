@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use kith_platform::db::{self, Schema};
-use kith_platform::eventlog::{Append, Checkpoint, EventLog, Metadata, NewEvent};
+use kith_platform::eventlog::{Append, Checkpoint, CommandKey, EventLog, Metadata, NewEvent};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -181,7 +181,7 @@ async fn append_rate(log: &EventLog, workers: usize, seconds: f64) -> anyhow::Re
     measure(workers, seconds, move |worker, n| {
         let log = log.clone();
         let stream_id = format!("append-{run}-{worker}");
-        let key = format!("bench:{run}:{worker}:{n}");
+        let key = CommandKey::new(format!("bench:{run}:{worker}:{n}"), Vec::new());
         async move {
             let metadata = Metadata::default();
             log.append(Append {

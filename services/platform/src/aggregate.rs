@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use async_trait::async_trait;
 use tokio::sync::{Mutex, oneshot};
 
-use crate::eventlog::{Append, Appended, EventLog, Metadata, NewEvent, RecordedEvent};
+use crate::eventlog::{Append, Appended, CommandKey, EventLog, Metadata, NewEvent, RecordedEvent};
 use crate::{Error, Result};
 
 /// An aggregate's pure decision logic.
@@ -70,7 +70,7 @@ struct Loaded<S> {
 
 /// A command waiting for its stream.
 struct Queued<D: Decider> {
-    key: Option<String>,
+    key: Option<CommandKey>,
     metadata: Metadata,
     command: D::Command,
     reply: oneshot::Sender<Outcome<D>>,
@@ -175,7 +175,8 @@ impl<D: Decider, C: Codec<D> + 'static> Repository<D, C> {
         &self.inner.log
     }
 
-    /// Runs `command` on `stream_id`. With a `command_key`, a repeat returns the first result.
+    /// Runs `command` on `stream_id`. With a `command_key`, a repeat returns the first result,
+    /// and the key reused for a different request is refused with [`Error::RequestReused`].
     ///
     /// The command joins its stream's queue; a task of its own (not the caller's) decides and
     /// commits the queue batch by batch, so a caller that goes away mid-call affects no one
@@ -183,7 +184,7 @@ impl<D: Decider, C: Codec<D> + 'static> Repository<D, C> {
     pub async fn execute(
         &self,
         stream_id: &str,
-        command_key: Option<&str>,
+        command_key: Option<&CommandKey>,
         metadata: &Metadata,
         command: &D::Command,
     ) -> Result<Appended, Rejected<D::Error>> {
@@ -197,7 +198,7 @@ impl<D: Decider, C: Codec<D> + 'static> Repository<D, C> {
         let start_drain = {
             let mut queue = lock(&slot.queue);
             queue.waiting.push(Queued {
-                key: command_key.map(str::to_owned),
+                key: command_key.cloned(),
                 metadata: metadata.clone(),
                 command: command.clone(),
                 reply,
@@ -300,7 +301,7 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
                         expected_version: *expected,
                         events: std::mem::take(events),
                         metadata: &batch[*command].metadata,
-                        command_key: batch[*command].key.as_deref(),
+                        command_key: batch[*command].key.as_ref(),
                         erase_subjects: erased,
                     },
                 )
@@ -358,7 +359,7 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
         if unreachable(err) {
             return batch;
         }
-        let keys: Vec<&str> = batch.iter().filter_map(|q| q.key.as_deref()).collect();
+        let keys: Vec<&CommandKey> = batch.iter().filter_map(|q| q.key.as_ref()).collect();
         if keys.is_empty() {
             return batch;
         }
@@ -367,12 +368,15 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
         };
         let mut rest = Vec::with_capacity(batch.len());
         for queued in batch {
-            match queued.key.as_deref().and_then(|key| found.get(key)) {
-                Some(first) => {
+            match queued.key.as_ref().and_then(|key| found.get(&key.key)) {
+                Some(Ok(first)) => {
                     let _ = queued.reply.send(Ok(Appended {
                         replayed: false,
                         ..*first
                     }));
+                }
+                Some(Err(err)) => {
+                    let _ = queued.reply.send(Err(Rejected::Platform(err.shared())));
                 }
                 None => rest.push(queued),
             }
@@ -395,11 +399,22 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
         let mut planned = Vec::new();
         for (index, queued) in batch.iter().enumerate() {
             if let Some(key) = &queued.key
-                && let Some(first) = batch[..index]
-                    .iter()
-                    .position(|earlier| earlier.key.as_deref() == Some(key))
+                && let Some(first) = batch[..index].iter().position(|earlier| {
+                    earlier
+                        .key
+                        .as_ref()
+                        .is_some_and(|earlier| earlier.key == key.key)
+                })
             {
-                decided.push(Decided::SameAs(first));
+                let same = batch[first]
+                    .key
+                    .as_ref()
+                    .is_some_and(|earlier| earlier.same_request(key));
+                decided.push(if same {
+                    Decided::SameAs(first)
+                } else {
+                    Decided::Failed(Error::RequestReused(key.key.clone()))
+                });
                 continue;
             }
             let events = match D::decide(&state, &queued.command) {

@@ -5,7 +5,7 @@ use tonic::{Request, Status};
 use uuid::Uuid;
 
 use crate::aggregate::Rejected;
-use crate::eventlog::{Appended, Metadata};
+use crate::eventlog::{Appended, CommandKey, Metadata};
 use crate::grpc::status_from_platform;
 use crate::telemetry;
 use kith_proto::platform::Committed;
@@ -67,15 +67,31 @@ pub fn status_from_rejected<E: Refusal>(rejected: &Rejected<E>) -> Status {
 }
 
 /// Idempotency keys are scoped per caller, so two callers cannot collide on a request id.
-pub fn command_key(caller: Uuid, request_id: &str) -> String {
+fn key_text(caller: Uuid, request_id: &str) -> String {
     format!("{caller}:{request_id}")
+}
+
+/// The idempotency key of a call: the caller's request id, with a fingerprint of the request (its
+/// message type and every field, as encoded) so that the same id sent with a different request is
+/// refused rather than answered with the first one's result (AIP-155).
+pub fn command_key<T: prost::Message + prost::Name>(
+    request: &Request<T>,
+    caller: Uuid,
+    request_id: &str,
+) -> CommandKey {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(T::full_name().as_bytes());
+    hash.update([0]);
+    hash.update(request.get_ref().encode_to_vec());
+    CommandKey::new(key_text(caller, request_id), hash.finalize().to_vec())
 }
 
 /// An id derived from the caller's request id, stable across retries of the same request.
 pub fn derived_id(namespace: &Uuid, caller: Uuid, request_id: &str, kind: &str) -> Uuid {
     Uuid::new_v5(
         namespace,
-        format!("{kind}:{}", command_key(caller, request_id)).as_bytes(),
+        format!("{kind}:{}", key_text(caller, request_id)).as_bytes(),
     )
 }
 
@@ -98,7 +114,7 @@ pub fn metadata<T>(
         command_id: Some(request_id.to_owned()),
         correlation_id: Some(Uuid::new_v5(
             namespace,
-            command_key(caller, request_id).as_bytes(),
+            key_text(caller, request_id).as_bytes(),
         )),
         traceparent,
         ..Default::default()

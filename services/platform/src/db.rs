@@ -143,6 +143,11 @@ pub const PLATFORM_MIGRATIONS: &[Migration] = &[
         name: "bus checkpoints name their event; projection DDL applied; stalls recorded",
         sql: include_str!("../migrations/0002_checkpoint_event.sql"),
     },
+    Migration {
+        version: 3,
+        name: "command keys remember the request they were used for",
+        sql: include_str!("../migrations/0003_command_fingerprint.sql"),
+    },
 ];
 
 /// Creates the schema if needed and applies the platform's migrations and then `component`'s, each

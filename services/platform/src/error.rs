@@ -48,6 +48,9 @@ pub enum Error {
         at: String,
         reason: String,
     },
+    /// A request id already used by the same caller for a different request.
+    #[error("request id {0} was already used for a different request")]
+    RequestReused(String),
     /// An event larger than the bus can carry.
     #[error("an event of {bytes} bytes is more than the {limit} bytes an event may have")]
     EventTooLarge { bytes: usize, limit: usize },
@@ -123,6 +126,7 @@ impl Error {
                 limit: *limit,
             },
             Self::ShuttingDown => Self::ShuttingDown,
+            Self::RequestReused(key) => Self::RequestReused(key.clone()),
             other => Self::Unavailable(other.to_string()),
         }
     }

@@ -165,6 +165,23 @@ pub fn status_from_platform(err: &Error) -> Status {
                 "PROJECTION_STALLED",
             )
         }
+        Error::RequestReused(_) => {
+            use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+            let mut details = ErrorDetails::with_bad_request(vec![FieldViolation::new(
+                "request_id",
+                "was already used for a different request; a retry must repeat the request exactly, a new request needs a new id",
+            )]);
+            details.set_error_info(
+                "REQUEST_ID_REUSED",
+                ERROR_DOMAIN,
+                std::collections::HashMap::new(),
+            );
+            Status::with_error_details(
+                Code::InvalidArgument,
+                "request_id was already used for a different request",
+                details,
+            )
+        }
         Error::EventTooLarge { bytes, limit } => status_with_reason(
             Code::InvalidArgument,
             format!(

@@ -15,7 +15,7 @@ use crate::domain::{Action, Place};
 type Reply<T> = Result<Response<T>, Status>;
 
 /// A request that runs one command on an existing cohort.
-pub(super) trait CohortCommand {
+pub(super) trait CohortCommand: prost::Message + prost::Name {
     fn request_id(&self) -> &str;
     fn cohort_id(&self) -> &str;
     /// A membership version of the cohort's community to wait for; 0 waits for nothing.

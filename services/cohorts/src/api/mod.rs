@@ -197,7 +197,7 @@ impl Api {
 
     /// Runs one command on a cohort of `origin` (`None` when the cohort does not exist, which
     /// the decider refuses) and answers with where it landed.
-    async fn run<T>(
+    async fn run<T: prost::Message + prost::Name>(
         &self,
         request: &Request<T>,
         caller: Uuid,
@@ -206,7 +206,7 @@ impl Api {
         origin: Option<Origin>,
         mut action: Action,
     ) -> Result<Committed, Status> {
-        let key = command_key(caller, request_id);
+        let key = command_key(request, caller, request_id);
         let metadata = command::metadata(request, &ID_NAMESPACE, caller, request_id);
         let mut caught_up = false;
         loop {

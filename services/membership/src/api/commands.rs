@@ -14,7 +14,7 @@ use crate::domain::{Action, CommunityName, Description, MAX_INVITATION_USES, Rea
 type Reply<T> = Result<Response<T>, Status>;
 
 /// A request that runs one command on an existing community.
-pub(super) trait CommunityCommand {
+pub(super) trait CommunityCommand: prost::Message + prost::Name {
     fn request_id(&self) -> &str;
     fn community_id(&self) -> &str;
 }

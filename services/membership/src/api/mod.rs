@@ -61,7 +61,7 @@ impl Api {
     }
 
     /// Runs one command on a community and answers with where it landed.
-    async fn run<T>(
+    async fn run<T: prost::Message + prost::Name>(
         &self,
         request: &Request<T>,
         caller: Uuid,
@@ -69,7 +69,7 @@ impl Api {
         community_id: Uuid,
         action: Action,
     ) -> Result<Committed, Status> {
-        let key = command_key(caller, request_id);
+        let key = command_key(request, caller, request_id);
         let metadata = command::metadata(request, &ID_NAMESPACE, caller, request_id);
         let command = Command {
             actor: caller,

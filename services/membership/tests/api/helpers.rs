@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use kith_platform::grpc;
 use kith_platform::runtime::{self, Runtime};
 use kith_platform::testing::TestEnv;
-pub(crate) use kith_platform::testing::{assert_code, violated_fields, with_token};
+pub(crate) use kith_platform::testing::{assert_code, error_reason, violated_fields, with_token};
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use kith_proto::membership::{self as pb};
 use tokio_util::sync::CancellationToken;

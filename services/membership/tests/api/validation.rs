@@ -172,3 +172,77 @@ async fn malformed_requests_name_each_wrong_field_and_write_nothing() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_reused_for_a_different_request_is_refused_and_changes_nothing() {
+    use crate::helpers::{assert_code, error_reason};
+    let app = App::spawn().await;
+    let mut client = app.client().await;
+    let owner = Uuid::new_v4();
+    let (community, _) = create_community(&app, &mut client, owner, "Reuse").await;
+    let update = |name: &str| pb::UpdateCommunityRequest {
+        request_id: "reuse-1".into(),
+        community_id: community.clone(),
+        name: name.into(),
+        description: String::new(),
+    };
+    let first = client
+        .update_community(app.as_member(owner, update("Renamed")))
+        .await
+        .unwrap()
+        .into_inner()
+        .committed
+        .unwrap();
+    assert!(!first.replayed);
+    let pool = app.pool().await;
+    let events = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = events().await;
+
+    // Another method under the same id, and the same method with other content.
+    let archive = client
+        .archive_community(app.as_member(
+            owner,
+            pb::ArchiveCommunityRequest {
+                request_id: "reuse-1".into(),
+                community_id: community.clone(),
+            },
+        ))
+        .await;
+    let archive = assert_code(archive, tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&archive), ["request_id"]);
+    assert_eq!(error_reason(&archive).as_deref(), Some("REQUEST_ID_REUSED"));
+    let rename = client
+        .update_community(app.as_member(owner, update("Renamed again")))
+        .await;
+    let rename = assert_code(rename, tonic::Code::InvalidArgument);
+    assert_eq!(error_reason(&rename).as_deref(), Some("REQUEST_ID_REUSED"));
+    assert_eq!(events().await, before, "nothing appended");
+
+    // The same request again is a retry: the first result, replayed.
+    let retry = client
+        .update_community(app.as_member(owner, update("Renamed")))
+        .await
+        .unwrap()
+        .into_inner()
+        .committed
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.position, first.position);
+    // Another caller's request id is their own.
+    let other = Uuid::new_v4();
+    let other_archive = client
+        .archive_community(app.as_member(
+            other,
+            pb::ArchiveCommunityRequest {
+                request_id: "reuse-1".into(),
+                community_id: community.clone(),
+            },
+        ))
+        .await;
+    assert_code(other_archive, tonic::Code::PermissionDenied);
+}

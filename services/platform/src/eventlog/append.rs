@@ -48,6 +48,52 @@ pub struct Appended {
     pub replayed: bool,
 }
 
+/// A command's idempotency key and the fingerprint of the request that first used it: the same
+/// key with the same fingerprint is a retry (answered with the first result), with another
+/// fingerprint a mistake (refused with [`Error::RequestReused`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommandKey {
+    pub key: String,
+    /// A hash of what the command was asked to do; empty when there is nothing to compare (a key
+    /// derived from an event, say), which matches any request.
+    pub fingerprint: Vec<u8>,
+}
+
+impl CommandKey {
+    pub fn new(key: impl Into<String>, fingerprint: Vec<u8>) -> Self {
+        Self {
+            key: key.into(),
+            fingerprint,
+        }
+    }
+
+    /// The first result recorded under this key, or the refusal of a different request reusing it.
+    /// A row without a fingerprint (written before they were kept) matches any request.
+    pub fn first_result(&self, recorded: Option<&[u8]>, first: Appended) -> Result<Appended> {
+        match recorded {
+            Some(recorded)
+                if !recorded.is_empty()
+                    && !self.fingerprint.is_empty()
+                    && recorded != self.fingerprint.as_slice() =>
+            {
+                Err(Error::RequestReused(self.key.clone()))
+            }
+            _ => Ok(Appended {
+                replayed: true,
+                ..first
+            }),
+        }
+    }
+
+    /// Whether `other` is the same request under the same key.
+    pub fn same_request(&self, other: &CommandKey) -> bool {
+        self.key == other.key
+            && (self.fingerprint.is_empty()
+                || other.fingerprint.is_empty()
+                || self.fingerprint == other.fingerprint)
+    }
+}
+
 /// What to append: `events` to `stream_id` right after `expected_version`.
 #[derive(Debug, Clone)]
 pub struct Append<'a> {
@@ -58,7 +104,7 @@ pub struct Append<'a> {
     pub events: Vec<NewEvent>,
     pub metadata: &'a Metadata,
     /// The command's idempotency key; a second append with the same key appends nothing.
-    pub command_key: Option<&'a str>,
+    pub command_key: Option<&'a CommandKey>,
     /// Subjects whose sealing keys are destroyed in the same statement (erasure), so that no
     /// reader can ever see the erasure event while the data is still readable.
     pub erase_subjects: &'a [String],
@@ -72,7 +118,7 @@ struct Owned {
     expected_version: i64,
     events: Vec<NewEvent>,
     metadata: String,
-    command_key: Option<String>,
+    command_key: Option<CommandKey>,
     erase_subjects: Vec<String>,
 }
 
@@ -96,7 +142,7 @@ impl Owned {
             events: append.events.clone(),
             metadata: serde_json::to_string(append.metadata)
                 .map_err(|err| Error::Codec(err.to_string()))?,
-            command_key: append.command_key.map(str::to_owned),
+            command_key: append.command_key.cloned(),
             erase_subjects: append.erase_subjects.to_vec(),
         })
     }
@@ -114,9 +160,10 @@ WITH appended AS (
         AS x(t, s, v, e, y, p, m)
     RETURNING stream_id, version, position
 ), command AS (
-    INSERT INTO commands (command_key, stream_id, version, position)
-    SELECT k.command_key, a.stream_id, a.version, a.position
-    FROM unnest($8::text[], $9::text[], $10::bigint[]) AS k(command_key, stream_id, version)
+    INSERT INTO commands (command_key, stream_id, version, position, fingerprint)
+    SELECT k.command_key, a.stream_id, a.version, a.position, k.fingerprint
+    FROM unnest($8::text[], $9::text[], $10::bigint[], $12::bytea[])
+        AS k(command_key, stream_id, version, fingerprint)
     JOIN appended a ON a.stream_id = k.stream_id AND a.version = k.version
 ), erased AS (
     DELETE FROM sealing_keys WHERE subject = ANY($11::text[])
@@ -133,8 +180,8 @@ WITH appended AS (
 ), last AS (
     SELECT max(version) AS version, max(position) AS position FROM appended
 ), command AS (
-    INSERT INTO commands (command_key, stream_id, version, position)
-    SELECT $8, $2, version, position FROM last WHERE $8::text IS NOT NULL
+    INSERT INTO commands (command_key, stream_id, version, position, fingerprint)
+    SELECT $8, $2, version, position, $10 FROM last WHERE $8::text IS NOT NULL
 ), erased AS (
     DELETE FROM sealing_keys WHERE subject = ANY($9::text[])
 )
@@ -149,8 +196,8 @@ WITH appended AS (
     FROM unnest($4::uuid[], $5::text[], $6::bytea[]) WITH ORDINALITY AS x(e, y, p, n)
     RETURNING version, position
 )
-INSERT INTO commands (command_key, stream_id, version, position)
-SELECT $8, $2, max(version), max(position) FROM appended
+INSERT INTO commands (command_key, stream_id, version, position, fingerprint)
+SELECT $8, $2, max(version), max(position), $9 FROM appended
 RETURNING version, position";
 
 async fn write_one<'e>(executor: impl PgExecutor<'e>, append: &Owned) -> Result<Appended> {
@@ -174,11 +221,15 @@ async fn write_one<'e>(executor: impl PgExecutor<'e>, append: &Owned) -> Result<
     .bind(types)
     .bind(payloads)
     .bind(&append.metadata)
-    .bind(append.command_key.as_deref());
+    .bind(append.command_key.as_ref().map(|key| key.key.as_str()));
+    let fingerprint = append
+        .command_key
+        .as_ref()
+        .map(|key| key.fingerprint.as_slice());
     let query = if lean {
-        query
+        query.bind(fingerprint)
     } else {
-        query.bind(&append.erase_subjects)
+        query.bind(&append.erase_subjects).bind(fingerprint)
     };
     let (version, position): (i64, i64) = query
         .fetch_one(executor)
@@ -206,6 +257,7 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
     let mut keys = Vec::new();
     let mut key_streams = Vec::new();
     let mut key_versions = Vec::new();
+    let mut fingerprints: Vec<&[u8]> = Vec::new();
     let mut erased = Vec::new();
     for append in group {
         for (n, event) in append.events.iter().enumerate() {
@@ -218,7 +270,8 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
             metadata.push(append.metadata.as_str());
         }
         if let Some(key) = &append.command_key {
-            keys.push(key.as_str());
+            keys.push(key.key.as_str());
+            fingerprints.push(&key.fingerprint);
             key_streams.push(append.stream_id.as_str());
             key_versions.push(append.expected_version + append.events.len() as i64);
         }
@@ -236,6 +289,7 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
         .bind(key_streams)
         .bind(key_versions)
         .bind(erased)
+        .bind(fingerprints)
         .fetch_all(executor)
         .await
         .map_err(|err| conflict_or(err, group))?;
@@ -446,9 +500,11 @@ impl EventLog {
             {
                 // The key may have been recorded by a concurrent or earlier call of the same
                 // command; its first result is then the answer.
-                let key = append.command_key.unwrap_or_default();
-                match self.command_result(key).await? {
-                    Some(first) => Ok(first),
+                match append.command_key {
+                    Some(key) => match self.command_result(key).await? {
+                        Some(first) => Ok(first),
+                        None => result,
+                    },
                     None => result,
                 }
             }
@@ -520,41 +576,50 @@ impl EventLog {
     /// The first results of the commands with these keys that appended, by key.
     pub async fn command_results(
         &self,
-        command_keys: &[&str],
-    ) -> Result<std::collections::HashMap<String, Appended>> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT command_key, version, position FROM commands WHERE command_key = ANY($1)",
+        keys: &[&CommandKey],
+    ) -> Result<std::collections::HashMap<String, Result<Appended>>> {
+        let texts: Vec<&str> = keys.iter().map(|key| key.key.as_str()).collect();
+        let rows: Vec<(String, i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT command_key, version, position, fingerprint FROM commands \
+             WHERE command_key = ANY($1)",
         )
-        .bind(command_keys)
+        .bind(texts)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(key, version, position)| {
-                (
-                    key,
-                    Appended {
-                        version,
-                        position,
-                        replayed: true,
-                    },
-                )
+            .filter_map(|(text, version, position, fingerprint)| {
+                let key = keys.iter().find(|key| key.key == text)?;
+                let first = Appended {
+                    version,
+                    position,
+                    replayed: true,
+                };
+                Some((text, key.first_result(fingerprint.as_deref(), first)))
             })
             .collect())
     }
 
-    /// The first result of the command with this key, if it appended.
-    pub async fn command_result(&self, command_key: &str) -> Result<Option<Appended>> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT version, position FROM commands WHERE command_key = $1")
-                .bind(command_key)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(version, position)| Appended {
-            version,
-            position,
-            replayed: true,
-        }))
+    /// The first result of the command with this key, if it appended; [`Error::RequestReused`]
+    /// if it was a different request.
+    pub async fn command_result(&self, key: &CommandKey) -> Result<Option<Appended>> {
+        let row: Option<(i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT version, position, fingerprint FROM commands WHERE command_key = $1",
+        )
+        .bind(&key.key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(version, position, fingerprint)| {
+            key.first_result(
+                fingerprint.as_deref(),
+                Appended {
+                    version,
+                    position,
+                    replayed: true,
+                },
+            )
+        })
+        .transpose()
     }
 }
 

@@ -514,3 +514,12 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
 }
+
+/// The `reason` of a status's `google.rpc.ErrorInfo`, checking its domain is Kith's.
+#[track_caller]
+pub fn error_reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    let info = status.get_details_error_info()?;
+    assert_eq!(info.domain, crate::grpc::ERROR_DOMAIN, "{status:?}");
+    Some(info.reason)
+}

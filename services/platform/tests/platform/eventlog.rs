@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kith_platform::Error;
-use kith_platform::eventlog::{Append, Checkpoint, Metadata, append_with};
+use kith_platform::eventlog::{Append, Checkpoint, CommandKey, Metadata, append_with};
 use rand::Rng;
 use uuid::Uuid;
 
@@ -69,13 +69,14 @@ async fn a_multi_event_append_gets_consecutive_versions_and_reports_the_last() {
 async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let (_db, log) = log().await;
     let metadata = Metadata::default();
+    let key = CommandKey::new("member-1:req-1", b"request A".to_vec());
     let append = |version| Append {
         stream_type: "thing",
         stream_id: "s1",
         expected_version: version,
         events: vec![event(0)],
         metadata: &metadata,
-        command_key: Some("member-1:req-1"),
+        command_key: Some(&key),
         erase_subjects: &[],
     };
     let first = log.append(append(0)).await.unwrap();
@@ -91,6 +92,45 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let third = log.append(append(0)).await.unwrap();
     assert!(third.replayed);
     assert_eq!(log.read_stream("s1", 0).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_reused_for_a_different_request_is_refused_and_appends_nothing() {
+    let (_db, log) = log().await;
+    let metadata = Metadata::default();
+    let first_key = CommandKey::new("member-1:req-1", b"request A".to_vec());
+    let other_key = CommandKey::new("member-1:req-1", b"request B".to_vec());
+    let append = |stream_id, version, key| Append {
+        stream_type: "thing",
+        stream_id,
+        expected_version: version,
+        events: vec![event(0)],
+        metadata: &metadata,
+        command_key: Some(key),
+        erase_subjects: &[],
+    };
+    log.append(append("s1", 0, &first_key)).await.unwrap();
+    // On the same stream (a conflict first) and on another stream (the key's own row).
+    for (stream_id, version) in [("s1", 1), ("s2", 0)] {
+        let refused = log.append(append(stream_id, version, &other_key)).await;
+        assert!(
+            matches!(refused, Err(Error::RequestReused(_))),
+            "{stream_id}: {refused:?}"
+        );
+    }
+    assert!(matches!(
+        log.command_result(&other_key).await,
+        Err(Error::RequestReused(_))
+    ));
+    assert!(
+        log.command_result(&first_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .replayed
+    );
+    assert_eq!(log.read_stream("s1", 0).await.unwrap().len(), 1);
+    assert!(log.read_stream("s2", 0).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -238,7 +278,7 @@ async fn concurrent_appends_share_commits_and_a_conflict_fails_only_its_own_appe
                 (format!("fresh-{n}"), 0)
             };
             let metadata = Metadata::default();
-            let key = format!("cmd-{n}");
+            let key = CommandKey::new(format!("cmd-{n}"), Vec::new());
             let result = log
                 .append(Append {
                     stream_type: "thing",

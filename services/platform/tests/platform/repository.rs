@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::join_all;
 use kith_platform::aggregate::{Codec, Decider, Rejected, Repository};
-use kith_platform::eventlog::{EventLog, Metadata, NewEvent, RecordedEvent};
+use kith_platform::eventlog::{CommandKey, EventLog, Metadata, NewEvent, RecordedEvent};
 use kith_platform::{Error, Result};
 use uuid::Uuid;
 
@@ -83,8 +83,10 @@ async fn run(
     value: u64,
     key: Option<String>,
 ) -> Result<kith_platform::eventlog::Appended, Rejected<&'static str>> {
+    // The request's content is the value: the same key with another value is another request.
+    let key = key.map(|key| CommandKey::new(key, value.to_be_bytes().to_vec()));
     repository
-        .execute("total-1", key.as_deref(), &Metadata::default(), &value)
+        .execute("total-1", key.as_ref(), &Metadata::default(), &value)
         .await
 }
 
@@ -178,6 +180,38 @@ async fn a_request_id_in_flight_many_times_appends_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_id_reused_for_different_requests_appends_the_first_and_refuses_the_rest() {
+    let (_db, log) = log().await;
+    let repository = Arc::new(Repository::new(log.clone(), Bytes));
+    // In flight together (one batch, or racing batches), then once more after the commit.
+    let mut results = join_all((1..=20u64).map(|value| {
+        let repository = Arc::clone(&repository);
+        async move { (value, run(&repository, value, Some("reused".into())).await) }
+    }))
+    .await;
+    results.push((99, run(&repository, 99, Some("reused".into())).await));
+    let appended: Vec<u64> = results
+        .iter()
+        .filter(|(_, result)| result.is_ok())
+        .map(|(value, _)| *value)
+        .collect();
+    assert_eq!(appended.len(), 1, "{results:?}");
+    for (value, result) in &results {
+        if *value != appended[0] {
+            assert!(
+                matches!(result, Err(Rejected::Platform(Error::RequestReused(_)))),
+                "{value}: {result:?}"
+            );
+        }
+    }
+    let (values, _, _) = stored(&log).await;
+    assert_eq!(values, appended);
+    // The first request itself still replays.
+    let again = run(&repository, appended[0], Some("reused".into())).await;
+    assert!(again.expect("replayed").replayed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_stream_lose_races_and_decide_again() {
     let (_db, log) = log().await;
     let first = Arc::new(Repository::new(log.clone(), Bytes));
@@ -226,7 +260,7 @@ async fn callers_that_go_away_do_not_fail_the_commands_batched_with_theirs() {
                 repository
                     .execute(
                         "total-1",
-                        Some(&format!("k{value}")),
+                        Some(&CommandKey::new(format!("k{value}"), Vec::new())),
                         &Metadata::default(),
                         &value,
                     )
