@@ -5,6 +5,18 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 use uuid::Uuid;
 
+/// The first day a date or time in a command may fall on: nothing Kith schedules happened before.
+pub const EARLIEST: chrono::NaiveDate = match chrono::NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(date) => date,
+    None => panic!("2000-01-01 is a date"),
+};
+/// The last day a date or time in a command may fall on: far enough for any plan a person makes,
+/// near enough that every client's date type holds it.
+pub const LATEST: chrono::NaiveDate = match chrono::NaiveDate::from_ymd_opt(2199, 12, 31) {
+    Some(date) => date,
+    None => panic!("2199-12-31 is a date"),
+};
+
 /// The problems found in one request.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<(String, String)>);
@@ -73,18 +85,63 @@ impl Violations {
         value
     }
 
-    /// A required timestamp.
+    /// A required time a person means (a session's start, an expiry): a valid protobuf
+    /// Timestamp within [`EARLIEST`] and [`LATEST`].
     pub fn time(
         &mut self,
         field: &str,
         value: Option<&prost_types::Timestamp>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         let value = self.required(field, value)?;
+        let time = self.timestamp(field, value)?;
+        if time.date_naive() < EARLIEST || time.date_naive() > LATEST {
+            self.add(
+                field,
+                format!("must be between {EARLIEST} and {LATEST} (UTC)"),
+            );
+            return None;
+        }
+        Some(time)
+    }
+
+    /// Any valid protobuf Timestamp (a filter's bound, a moment to look back at): seconds from
+    /// 0001-01-01 to 9999-12-31, nanos from 0 to 999,999,999.
+    pub fn timestamp(
+        &mut self,
+        field: &str,
+        value: &prost_types::Timestamp,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
         let time = crate::wire::time_of(Some(value));
         if time.is_none() {
-            self.add(field, "is not a valid timestamp");
+            self.add(
+                field,
+                "is not a valid timestamp (seconds from 0001-01-01 to 9999-12-31, nanos 0 to 999999999)",
+            );
         }
         time
+    }
+
+    /// A calendar date a person means (a cohort's first or last day), within [`EARLIEST`] and
+    /// [`LATEST`].
+    pub fn date(
+        &mut self,
+        field: &str,
+        year: i32,
+        month: u32,
+        day: u32,
+    ) -> Option<chrono::NaiveDate> {
+        let Some(date) = chrono::NaiveDate::from_ymd_opt(year, month, day) else {
+            self.add(
+                field,
+                format!("{year}-{month:02}-{day:02} is not a calendar date"),
+            );
+            return None;
+        };
+        if date < EARLIEST || date > LATEST {
+            self.add(field, format!("must be between {EARLIEST} and {LATEST}"));
+            return None;
+        }
+        Some(date)
     }
 
     /// Ok when nothing was wrong, otherwise the INVALID_ARGUMENT status.

@@ -7,17 +7,43 @@ use uuid::Uuid;
 use crate::eventlog::RecordedEvent;
 use crate::{Error, Result};
 
-/// The wire form of a time.
+/// The earliest and latest instants a `google.protobuf.Timestamp` may hold
+/// (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z); clients refuse anything else.
+pub const TIMESTAMP_MIN_SECONDS: i64 = -62_135_596_800;
+pub const TIMESTAMP_MAX_SECONDS: i64 = 253_402_300_799;
+
+/// The wire form of a time. A time outside what a Timestamp may hold (only an event written
+/// before the rules of [`crate::validation`] can carry one) is clamped to the nearest end, so
+/// that a reply never holds a value its client cannot parse.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    let seconds = at.timestamp();
+    if seconds > TIMESTAMP_MAX_SECONDS {
+        return prost_types::Timestamp {
+            seconds: TIMESTAMP_MAX_SECONDS,
+            nanos: 999_999_999,
+        };
+    }
+    if seconds < TIMESTAMP_MIN_SECONDS {
+        return prost_types::Timestamp {
+            seconds: TIMESTAMP_MIN_SECONDS,
+            nanos: 0,
+        };
+    }
     prost_types::Timestamp {
-        seconds: at.timestamp(),
+        seconds,
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
     }
 }
 
-/// A time from its wire form; `None` when absent or out of range.
+/// A time from its wire form; `None` when absent or not a valid protobuf Timestamp.
 pub fn time_of(at: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    at.and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+    let at = at?;
+    if !(TIMESTAMP_MIN_SECONDS..=TIMESTAMP_MAX_SECONDS).contains(&at.seconds)
+        || !(0..1_000_000_000).contains(&at.nanos)
+    {
+        return None;
+    }
+    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
 }
 
 /// A time stored in an event; missing or bad is a codec error.
@@ -73,4 +99,29 @@ pub fn is_known_event_type(full_name: &str) -> bool {
                 .collect()
         })
         .contains(full_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_valid_protobuf_timestamps_are_read_and_replies_never_hold_others() {
+        let at = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        assert!(time_of(Some(&at(TIMESTAMP_MAX_SECONDS, 999_999_999))).is_some());
+        assert!(time_of(Some(&at(TIMESTAMP_MIN_SECONDS, 0))).is_some());
+        assert!(time_of(Some(&at(TIMESTAMP_MAX_SECONDS + 1, 0))).is_none());
+        assert!(time_of(Some(&at(TIMESTAMP_MIN_SECONDS - 1, 0))).is_none());
+        assert!(time_of(Some(&at(0, -1))).is_none());
+        assert!(time_of(Some(&at(0, 1_000_000_000))).is_none());
+
+        // chrono holds years beyond 9999; the wire form does not.
+        let year_10000 = DateTime::from_timestamp(TIMESTAMP_MAX_SECONDS + 86_400, 5).unwrap();
+        assert_eq!(
+            timestamp(year_10000),
+            at(TIMESTAMP_MAX_SECONDS, 999_999_999)
+        );
+        let now = DateTime::from_timestamp(1_900_000_000, 7).unwrap();
+        assert_eq!(time_of(Some(&timestamp(now))), Some(now));
+    }
 }

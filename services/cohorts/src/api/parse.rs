@@ -3,7 +3,7 @@
 use kith_platform::validation::Violations;
 use kith_proto::cohorts as pb;
 
-use crate::codec::{date_from_pb, kind_from_pb, rsvp_from_pb};
+use crate::codec::{kind_from_pb, rsvp_from_pb};
 use crate::domain::{
     Capacity, CohortName, Dates, Details, Goal, Kind, Minutes, Recurrence, Rsvp, TimeZone,
 };
@@ -38,19 +38,7 @@ fn date(
 ) -> Option<Option<chrono::NaiveDate>> {
     match value {
         None => Some(None),
-        Some(d) => match date_from_pb(d) {
-            Some(date) => Some(Some(date)),
-            None => {
-                v.add(
-                    field,
-                    format!(
-                        "{}-{:02}-{:02} is not a calendar date",
-                        d.year, d.month, d.day
-                    ),
-                );
-                None
-            }
-        },
+        Some(d) => v.date(field, d.year, d.month, d.day).map(Some),
     }
 }
 

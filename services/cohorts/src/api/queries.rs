@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use kith_platform::paging::{min_position, page, page_token, status_from_db};
 use kith_platform::validation::{Violations, page_size};
-use kith_platform::wire::{time_of, timestamp};
+use kith_platform::wire::timestamp;
 use kith_proto::cohorts as pb;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -355,11 +355,7 @@ impl Api {
                 None
             }
             Some(pb::get_roster_at_request::Moment::At(at)) => {
-                let at = time_of(Some(at));
-                if at.is_none() {
-                    v.add("at", "is not a valid timestamp");
-                }
-                at.map(Moment::At)
+                v.timestamp("at", at).map(Moment::At)
             }
             Some(pb::get_roster_at_request::Moment::SessionId(id)) => {
                 v.uuid("session_id", id).map(Moment::Session)
@@ -477,13 +473,7 @@ impl Api {
         let cohort_id = v.uuid("cohort_id", &r.cohort_id);
         let from = match r.from.as_ref() {
             None => Some(Utc::now()),
-            Some(at) => {
-                let at = time_of(Some(at));
-                if at.is_none() {
-                    v.add("from", "is not a valid timestamp");
-                }
-                at
-            }
+            Some(at) => v.timestamp("from", at),
         };
         let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
         // Sessions are few per cohort; the token is the number already served.

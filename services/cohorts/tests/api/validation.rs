@@ -78,6 +78,23 @@ async fn every_malformed_field_is_named() {
             vec!["starts_on"],
         ),
         (
+            "year -5",
+            pb::CreateCohortRequest {
+                starts_on: date(-5, 1, 1),
+                ..create(&community)
+            },
+            vec!["starts_on"],
+        ),
+        (
+            "year 1 and 99999",
+            pb::CreateCohortRequest {
+                starts_on: date(1, 1, 1),
+                ends_on: date(99999, 1, 1),
+                ..create(&community)
+            },
+            vec!["starts_on", "ends_on"],
+        ),
+        (
             "bad community id",
             pb::CreateCohortRequest {
                 community_id: "not-a-uuid".into(),
@@ -192,6 +209,49 @@ async fn every_malformed_field_is_named() {
             "weekly_occurrences"
         ]
     );
+
+    // Outside what a protobuf Timestamp may hold, or what a person could mean.
+    for (what, starts_at) in [
+        (
+            "year 10000",
+            prost_types::Timestamp {
+                seconds: 253_402_300_800,
+                nanos: 0,
+            },
+        ),
+        (
+            "negative nanos",
+            prost_types::Timestamp {
+                seconds: 1_900_000_000,
+                nanos: -1,
+            },
+        ),
+        (
+            "year 2300",
+            prost_types::Timestamp {
+                seconds: 10_413_792_000,
+                nanos: 0,
+            },
+        ),
+    ] {
+        let status = assert_code(
+            client
+                .schedule_session(app.as_member(
+                    community.coach,
+                    pb::ScheduleSessionRequest {
+                        request_id: rid(),
+                        cohort_id: cohort.clone(),
+                        title: "Kickoff".into(),
+                        starts_at: Some(starts_at),
+                        duration_minutes: 60,
+                        weekly_occurrences: 1,
+                    },
+                ))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), ["starts_at"], "{what}");
+    }
 
     // Ranges only the decider can check against its clock are named the same way.
     let status = assert_code(
