@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use kith_platform::paging::{min_position, page, page_token, status_from_db};
+use kith_platform::paging::{
+    min_position, page, page_keyed, page_keys, page_token, status_from_db,
+};
 use kith_platform::validation::{Violations, page_size};
 use kith_platform::wire::timestamp;
 use kith_proto::cohorts as pb;
@@ -262,7 +264,8 @@ impl Api {
             }
         };
         let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let token = page_token(&mut v, &r.page_token);
+        let query = kith_platform::page_query!(caller, r);
+        let token = page_token(&mut v, &r.page_token, &query);
         let min = min_position(&mut v, r.min_position);
         v.finish()?;
         let community = community.ok_or_else(incomplete)?;
@@ -286,7 +289,7 @@ impl Api {
         .fetch_all(&self.pool)
         .await
         .map_err(status_from_db)?;
-        let (cohorts, next_page_token) = page(&rows, limit, 16, cohort)?;
+        let (cohorts, next_page_token) = page(&rows, limit, 16, &query, cohort)?;
         Ok(Response::new(pb::ListCohortsResponse {
             cohorts,
             next_page_token,
@@ -302,7 +305,8 @@ impl Api {
         let mut v = Violations::new();
         let cohort_id = v.uuid("cohort_id", &r.cohort_id);
         let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let token = page_token(&mut v, &r.page_token);
+        let query = kith_platform::page_query!(caller, r);
+        let token = page_token(&mut v, &r.page_token, &query);
         let min = min_position(&mut v, r.min_position);
         v.finish()?;
         let cohort_id = cohort_id.ok_or_else(incomplete)?;
@@ -324,7 +328,7 @@ impl Api {
         .fetch_all(&self.pool)
         .await
         .map_err(status_from_db)?;
-        let (entries, next_page_token) = page(&rows, limit, 5, |row| {
+        let (entries, next_page_token) = page(&rows, limit, 5, &query, |row| {
             let member: Uuid = row.try_get(0)?;
             let expires_at: Option<DateTime<Utc>> = row.try_get(4)?;
             Ok(pb::RosterEntry {
@@ -423,7 +427,8 @@ impl Api {
             );
         }
         let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let token = page_token(&mut v, &r.page_token);
+        let query = kith_platform::page_query!(caller, r);
+        let token = page_token(&mut v, &r.page_token, &query);
         let min = min_position(&mut v, r.min_position);
         v.finish()?;
         let member = member.ok_or_else(incomplete)?;
@@ -451,7 +456,7 @@ impl Api {
         .fetch_all(&self.pool)
         .await
         .map_err(status_from_db)?;
-        let (cohorts, next_page_token) = page(&rows, limit, 18, |row| {
+        let (cohorts, next_page_token) = page(&rows, limit, 18, &query, |row| {
             Ok(pb::MemberCohort {
                 cohort: Some(cohort(row)?),
                 place: stored_place(row.try_get::<&str, _>(17)?) as i32,
@@ -476,8 +481,19 @@ impl Api {
             Some(at) => v.timestamp("from", at),
         };
         let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
-        // Sessions are few per cohort; the token is the number already served.
-        let offset = page_token(&mut v, &r.page_token).unwrap_or(0);
+        // Sessions are few per cohort; the token holds the number already served, and the start
+        // the first page used, so that a default start ("now") does not move between pages.
+        let query = kith_platform::page_query!(caller, r);
+        let (from, offset) = match page_keys::<2>(&mut v, &r.page_token, &query) {
+            Some([micros, offset]) if offset >= 0 => {
+                (DateTime::from_timestamp_micros(micros), offset)
+            }
+            Some(_) => {
+                v.add("page_token", "is not a token from an earlier reply");
+                (None, 0)
+            }
+            None => (from, 0),
+        };
         let min = min_position(&mut v, r.min_position);
         v.finish()?;
         let (Some(cohort_id), Some(from)) = (cohort_id, from) else {
@@ -524,7 +540,8 @@ impl Api {
                 response: stored_rsvp(response) as i32,
             });
         }
-        let (sessions, next_page_token) = page(&rows, limit, 8, |row| {
+        let next = |row: &sqlx::postgres::PgRow| Ok(vec![from.timestamp_micros(), row.try_get(8)?]);
+        let (sessions, next_page_token) = page_keyed(&rows, limit, &query, next, |row| {
             let session: Uuid = row.try_get(0)?;
             let series: Option<Uuid> = row.try_get(1)?;
             let present: Option<Vec<Uuid>> = row.try_get(7)?;

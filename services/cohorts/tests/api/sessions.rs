@@ -9,7 +9,9 @@ use kith_platform::wire::{time_of, timestamp};
 use kith_proto::cohorts as pb;
 use tonic::Code;
 
-use crate::helpers::{App, Community, assert_code, in_minutes, in_place, join, open_cohort, rid};
+use crate::helpers::{
+    App, Community, assert_code, in_minutes, in_place, join, open_cohort, rid, violated_fields,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_weekly_series_keeps_its_local_time_and_collects_rsvps() {
@@ -165,7 +167,7 @@ async fn a_weekly_series_keeps_its_local_time_and_collects_rsvps() {
                 cohort_id: cohort.clone(),
                 include_cancelled: true,
                 page_size: 2,
-                page_token: with_cancelled.next_page_token,
+                page_token: with_cancelled.next_page_token.clone(),
                 ..Default::default()
             },
         ))
@@ -175,6 +177,39 @@ async fn a_weekly_series_keeps_its_local_time_and_collects_rsvps() {
     assert_eq!(rest.sessions.len(), 1);
     assert!(rest.sessions[0].cancelled);
     assert!(rest.next_page_token.is_empty());
+
+    // The token is bound to its query (here: without cancelled sessions) and cannot be forged
+    // into a negative offset.
+    let misuse = client
+        .list_sessions(app.as_member(
+            m[0],
+            pb::ListSessionsRequest {
+                cohort_id: cohort.clone(),
+                page_size: 2,
+                page_token: with_cancelled.next_page_token.clone(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let status = assert_code(misuse, tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["page_token"]);
+    let mut forged = hex::decode(&with_cancelled.next_page_token).expect("hex token");
+    let at = forged.len() - 8;
+    forged[at..].copy_from_slice(&(-5i64).to_be_bytes());
+    let forged = client
+        .list_sessions(app.as_member(
+            m[0],
+            pb::ListSessionsRequest {
+                cohort_id: cohort.clone(),
+                include_cancelled: true,
+                page_size: 2,
+                page_token: hex::encode(forged),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let status = assert_code(forged, tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["page_token"]);
     app.stop().await;
 }
 

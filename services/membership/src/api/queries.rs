@@ -2,7 +2,7 @@
 //! read the directory.
 
 use chrono::{DateTime, Utc};
-use kith_platform::paging::{min_position, page, page_token, status_from_db};
+use kith_platform::paging::{PageQuery, min_position, page, page_token, status_from_db};
 use kith_platform::validation::{Violations, page_size};
 use kith_proto::membership as pb;
 use sqlx::Row;
@@ -51,6 +51,7 @@ struct Listing {
     limit: i64,
     /// The position the page token continues from, if any.
     token: Option<i64>,
+    query: PageQuery,
 }
 
 /// The fields every list request has.
@@ -59,6 +60,8 @@ struct ListFields<'a> {
     page_size: u32,
     page_token: &'a str,
     min_position: i64,
+    /// What the page token must have been issued for.
+    query: PageQuery,
 }
 
 impl Api {
@@ -75,7 +78,7 @@ impl Api {
     ) -> Result<Listing, Status> {
         let community = v.uuid("community_id", fields.community_id);
         let limit = page_size(&mut v, fields.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let token = page_token(&mut v, fields.page_token);
+        let token = page_token(&mut v, fields.page_token, &fields.query);
         let min_position = min_position(&mut v, fields.min_position);
         v.finish()?;
         let community =
@@ -87,6 +90,7 @@ impl Api {
             community,
             limit,
             token,
+            query: fields.query,
         })
     }
 
@@ -222,6 +226,7 @@ impl Api {
             community,
             limit,
             token,
+            query,
         } = self
             .listing(
                 caller,
@@ -231,6 +236,7 @@ impl Api {
                     page_size: r.page_size,
                     page_token: &r.page_token,
                     min_position: r.min_position,
+                    query: kith_platform::page_query!(caller, r),
                 },
                 &[],
                 "members",
@@ -252,7 +258,7 @@ impl Api {
         .fetch_all(&self.pool)
         .await
         .map_err(status_from_db)?;
-        let (members, next_page_token) = page(&rows, limit, 9, member)?;
+        let (members, next_page_token) = page(&rows, limit, 9, &query, member)?;
         Ok(Response::new(pb::ListMembersResponse {
             members,
             next_page_token,
@@ -269,6 +275,7 @@ impl Api {
             community,
             limit,
             token,
+            query,
         } = self
             .listing(
                 caller,
@@ -278,6 +285,7 @@ impl Api {
                     page_size: r.page_size,
                     page_token: &r.page_token,
                     min_position: r.min_position,
+                    query: kith_platform::page_query!(caller, r),
                 },
                 &[Role::Owner, Role::Host],
                 "owners and hosts",
@@ -319,7 +327,7 @@ impl Api {
                 status: status as i32,
             })
         };
-        let (invitations, next_page_token) = page(&rows, limit, 6, read)?;
+        let (invitations, next_page_token) = page(&rows, limit, 6, &query, read)?;
         Ok(Response::new(pb::ListInvitationsResponse {
             invitations,
             next_page_token,
@@ -336,6 +344,7 @@ impl Api {
             community,
             limit,
             token,
+            query,
         } = self
             .listing(
                 caller,
@@ -345,6 +354,7 @@ impl Api {
                     page_size: r.page_size,
                     page_token: &r.page_token,
                     min_position: r.min_position,
+                    query: kith_platform::page_query!(caller, r),
                 },
                 &[Role::Owner, Role::Host, Role::Moderator],
                 "owners, hosts and moderators",
@@ -375,7 +385,7 @@ impl Api {
                 requested_at: Some(timestamp(row.try_get(5)?)),
             })
         };
-        let (join_requests, next_page_token) = page(&rows, limit, 6, read)?;
+        let (join_requests, next_page_token) = page(&rows, limit, 6, &query, read)?;
         Ok(Response::new(pb::ListJoinRequestsResponse {
             join_requests,
             next_page_token,

@@ -163,6 +163,95 @@ async fn members_are_listed_oldest_first_in_pages_and_filtered_by_role() {
     assert_eq!(pages, 3);
     assert_eq!(seen, joined, "every member once, in joining order");
 
+    // A token continues only the query that issued it.
+    let first = client
+        .list_members(app.as_member(
+            owner,
+            pb::ListMembersRequest {
+                community_id: community.clone(),
+                page_size: 1,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (other, _) = create_community(&app, &mut client, owner, "Other").await;
+    let misuses = [
+        // Another community.
+        client
+            .list_members(app.as_member(
+                owner,
+                pb::ListMembersRequest {
+                    community_id: other.clone(),
+                    page_token: first.next_page_token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|_| ()),
+        // Another filter.
+        client
+            .list_members(app.as_member(
+                owner,
+                pb::ListMembersRequest {
+                    community_id: community.clone(),
+                    role: pb::MemberRole::Coach as i32,
+                    page_token: first.next_page_token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|_| ()),
+        // Another method.
+        client
+            .list_join_requests(app.as_member(
+                owner,
+                pb::ListJoinRequestsRequest {
+                    community_id: community.clone(),
+                    page_token: first.next_page_token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|_| ()),
+        // Another caller.
+        client
+            .list_members(app.as_member(
+                joined[5],
+                pb::ListMembersRequest {
+                    community_id: community.clone(),
+                    page_token: first.next_page_token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|_| ()),
+    ];
+    for (n, misuse) in misuses.into_iter().enumerate() {
+        let status = crate::helpers::assert_code(misuse, tonic::Code::InvalidArgument);
+        assert_eq!(
+            crate::helpers::violated_fields(&status),
+            ["page_token"],
+            "misuse {n}"
+        );
+    }
+    // The same query with another page size continues.
+    let second = client
+        .list_members(app.as_member(
+            owner,
+            pb::ListMembersRequest {
+                community_id: community.clone(),
+                page_size: 50,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.members.len() + 1, joined.len());
+
     let coaches = client
         .list_members(app.as_member(
             owner,
