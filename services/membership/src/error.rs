@@ -9,6 +9,10 @@ impl Refusal for DomainError {
         DomainError::kind(self)
     }
 
+    fn reason(&self) -> &'static str {
+        DomainError::reason(self)
+    }
+
     fn field(&self) -> Option<&'static str> {
         match self {
             DomainError::InvalidExpiry(_) => Some("expires_at"),

@@ -25,9 +25,19 @@ pub enum ErrorKind {
     InvalidArgument,
 }
 
-/// A domain's refusal: its message says what is wrong, its kind picks the status code.
+/// A domain's refusal: its message says what is wrong, its kind picks the status code, and its
+/// reason (a stable `UPPER_SNAKE_CASE` name) goes to the caller in a `google.rpc.ErrorInfo`, so
+/// that callers branch on the reason, never on the message.
+///
+/// The rule for the kind, the same in every service: a refusal that rests on **who the caller
+/// is** (not a member, banned, lacking the role) is `PermissionDenied`; one that rests on **the
+/// state of the resource** (full, closed, expired, the member acted on has left) is
+/// `FailedPrecondition`; a thing that does not exist is `NotFound`; a thing or state that exists
+/// already is `AlreadyExists`; an argument out of range whatever the state is `InvalidArgument`.
 pub trait Refusal: std::fmt::Display {
     fn kind(&self) -> ErrorKind;
+    /// The stable, machine-readable reason, e.g. `COHORT_FULL` or `NOT_A_MEMBER`.
+    fn reason(&self) -> &'static str;
     /// For an argument the domain refused (a range only the decider can check, say an expiry
     /// against the command's clock), the request field it came from.
     fn field(&self) -> Option<&'static str> {
@@ -37,25 +47,40 @@ pub trait Refusal: std::fmt::Display {
 
 /// The status a domain refusal answers with.
 pub fn status_from_refusal(err: &impl Refusal) -> Status {
-    let message = err.to_string();
-    match err.kind() {
-        ErrorKind::NotFound => Status::not_found(message),
-        ErrorKind::AlreadyExists => Status::already_exists(message),
-        ErrorKind::PermissionDenied => Status::permission_denied(message),
-        ErrorKind::FailedPrecondition => Status::failed_precondition(message),
-        ErrorKind::InvalidArgument => match err.field() {
-            // The same shape as every other bad input: BadRequest naming the field.
-            Some(field) => {
-                let mut violations = crate::validation::Violations::new();
-                violations.add(field, message.clone());
-                violations
-                    .finish()
-                    .err()
-                    .unwrap_or_else(|| Status::invalid_argument(message))
-            }
-            None => Status::invalid_argument(message),
-        },
-    }
+    refusal(err.kind(), err.reason(), err.to_string(), err.field())
+}
+
+/// A refusal's status: the code of `kind`, the message, a `google.rpc.ErrorInfo` with `reason`,
+/// and for an argument a `BadRequest` naming `field`. Query handlers that refuse on their own
+/// (a caller who may not read) answer through this too.
+pub fn refusal(
+    kind: ErrorKind,
+    reason: &str,
+    message: impl Into<String>,
+    field: Option<&str>,
+) -> Status {
+    use tonic::Code;
+    use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+    let message = message.into();
+    let code = match kind {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+    };
+    let mut details = match (kind, field) {
+        (ErrorKind::InvalidArgument, Some(field)) => {
+            ErrorDetails::with_bad_request(vec![FieldViolation::new(field, message.clone())])
+        }
+        _ => ErrorDetails::new(),
+    };
+    details.set_error_info(
+        reason,
+        crate::grpc::ERROR_DOMAIN,
+        std::collections::HashMap::new(),
+    );
+    Status::with_error_details(code, message, details)
 }
 
 /// The status of a command that did not append.

@@ -160,10 +160,16 @@ impl Violations {
             .into_iter()
             .map(|(field, description)| FieldViolation::new(field, description))
             .collect::<Vec<_>>();
+        let mut details = ErrorDetails::with_bad_request(violations);
+        details.set_error_info(
+            "INVALID_FIELD",
+            crate::grpc::ERROR_DOMAIN,
+            std::collections::HashMap::new(),
+        );
         Err(Status::with_error_details(
             Code::InvalidArgument,
             format!("invalid request: {summary}"),
-            ErrorDetails::with_bad_request(violations),
+            details,
         ))
     }
 }

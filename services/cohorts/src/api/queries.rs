@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use kith_platform::command::{ErrorKind, refusal};
 use kith_platform::paging::{
     min_position, page, page_keyed, page_keys, page_token, status_from_db,
 };
@@ -161,7 +162,7 @@ impl Api {
         let community = self
             .community_of(cohort)
             .await?
-            .ok_or_else(|| Status::not_found("cohort not found"))?;
+            .ok_or_else(cohort_not_found)?;
         let role = self.role_of(community, caller).await?;
         let place: Option<String> = sqlx::query_scalar(
             "SELECT place FROM cohort_places WHERE cohort_id = $1 AND member_id = $2",
@@ -177,9 +178,15 @@ impl Api {
     /// The viewer, refused unless they may see the roster.
     async fn roster_viewer(&self, cohort: Uuid, caller: Uuid) -> Result<Viewer, Status> {
         let viewer = self.viewer(cohort, caller).await?;
+        if !viewer.member_of_community() {
+            return Err(not_a_member());
+        }
         if !viewer.sees_roster() {
-            return Err(Status::permission_denied(
+            return Err(refusal(
+                ErrorKind::PermissionDenied,
+                "NOT_PERMITTED",
                 "only the cohort's facilitators and members, and the community's owners and hosts, see its roster and sessions",
+                None,
             ));
         }
         Ok(viewer)
@@ -199,9 +206,7 @@ impl Api {
         self.wait(min).await?;
         let viewer = self.viewer(cohort_id, caller).await?;
         if !viewer.member_of_community() {
-            return Err(Status::permission_denied(
-                "only active members of the cohort's community see it",
-            ));
+            return Err(not_a_member());
         }
         let read = || async {
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -225,9 +230,7 @@ impl Api {
                 .await
                 .map_err(status_from_db)?;
                 self.wait(created.unwrap_or(0)).await?;
-                read()
-                    .await?
-                    .ok_or_else(|| Status::not_found("cohort not found"))?
+                read().await?.ok_or_else(cohort_not_found)?
             }
         };
         Ok(Response::new(pb::GetCohortResponse {
@@ -271,9 +274,7 @@ impl Api {
         let community = community.ok_or_else(incomplete)?;
         self.wait(min).await?;
         if self.role_of(community, caller).await?.is_none() {
-            return Err(Status::permission_denied(
-                "only active members of the community list its cohorts",
-            ));
+            return Err(not_a_member());
         }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COHORT_COLUMNS} FROM cohorts c
@@ -389,9 +390,14 @@ impl Api {
                     .fold(domain::initial(), |state, (_, _, event)| {
                         domain::evolve(state, event)
                     });
-                now.session(session)
-                    .map(|s| s.starts_at)
-                    .ok_or_else(|| Status::not_found("session not found in this cohort"))?
+                now.session(session).map(|s| s.starts_at).ok_or_else(|| {
+                    refusal(
+                        ErrorKind::NotFound,
+                        "SESSION_NOT_FOUND",
+                        "session not found in this cohort",
+                        None,
+                    )
+                })?
             }
         };
         let past = RosterAt::fold(events.iter().filter(|(at, _, _)| *at <= as_of));
@@ -437,9 +443,15 @@ impl Api {
             let community = community.ok_or_else(incomplete)?;
             let role = self.role_of(community, caller).await?;
             if !role.is_some_and(CommunityRole::manages_cohorts) {
-                return Err(Status::permission_denied(
-                    "only the member themselves, or the community's owners and hosts, list a member's cohorts",
-                ));
+                return Err(match role {
+                    None => not_a_member(),
+                    Some(_) => refusal(
+                        ErrorKind::PermissionDenied,
+                        "NOT_PERMITTED",
+                        "only the member themselves, or the community's owners and hosts, list a member's cohorts",
+                        None,
+                    ),
+                });
             }
         }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -580,6 +592,25 @@ impl Api {
             next_page_token,
         }))
     }
+}
+
+fn cohort_not_found() -> Status {
+    refusal(
+        ErrorKind::NotFound,
+        "COHORT_NOT_FOUND",
+        "cohort not found",
+        None,
+    )
+}
+
+/// The refusal of a caller outside the community: who they are, not the cohort's state.
+fn not_a_member() -> Status {
+    refusal(
+        ErrorKind::PermissionDenied,
+        "NOT_A_MEMBER",
+        "only active members of the community see its cohorts",
+        None,
+    )
 }
 
 enum Moment {

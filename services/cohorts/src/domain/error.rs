@@ -20,7 +20,11 @@ pub enum DomainError {
     /// The cohort is archived and takes no more commands.
     #[error("the cohort is archived and takes no more commands")]
     CohortArchived,
-    /// The person (the actor, or the member acted on) is not an active member of the community.
+    /// The caller is not an active member of the community (who they are: permission denied).
+    #[error("you are not a member of the community")]
+    CallerNotAMember,
+    /// The member acted on is not an active member of the community (the community's state: a
+    /// failed precondition).
     #[error("{0} is not a member of the community")]
     NotACommunityMember(Uuid),
     /// The actor lacks the authority; the message says who may do it.
@@ -139,7 +143,7 @@ impl DomainError {
             Self::NotACommunityMember(member) | Self::NotEligibleFacilitator(member) => {
                 Some(*member)
             }
-            Self::Forbidden(_) => Some(actor),
+            Self::Forbidden(_) | Self::CallerNotAMember => Some(actor),
             _ => None,
         }
     }
@@ -156,7 +160,7 @@ impl DomainError {
             | Self::AlreadyInCohort { .. }
             | Self::AlreadyInvited(_)
             | Self::SessionExists(_) => ErrorKind::AlreadyExists,
-            Self::Forbidden(_) => ErrorKind::PermissionDenied,
+            Self::Forbidden(_) | Self::CallerNotAMember => ErrorKind::PermissionDenied,
             Self::ExpiryNotInFuture
             | Self::ExpiryTooFar
             | Self::SessionInPast
@@ -183,6 +187,51 @@ impl DomainError {
             | Self::SessionCancelled(_)
             | Self::SessionStarted(_)
             | Self::SessionNotStarted(_) => ErrorKind::FailedPrecondition,
+        }
+    }
+}
+
+impl DomainError {
+    /// The stable, machine-readable name of the refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::CohortNotFound => "COHORT_NOT_FOUND",
+            Self::CohortExists => "COHORT_EXISTS",
+            Self::CohortArchived => "COHORT_ARCHIVED",
+            Self::CallerNotAMember => "NOT_A_MEMBER",
+            Self::NotACommunityMember(_) => "MEMBER_NOT_ACTIVE",
+            Self::Forbidden(_) => "NOT_PERMITTED",
+            Self::CohortEnded(_) => "COHORT_ENDED",
+            Self::KindChange { .. } => "KIND_IMMUTABLE",
+            Self::CapacityBelowSeatsTaken { .. } => "CAPACITY_BELOW_SEATS_TAKEN",
+            Self::InvalidTransition { .. } => "INVALID_STATUS_TRANSITION",
+            Self::NotClosed(_) => "COHORT_NOT_CLOSED",
+            Self::AlreadyInStatus(_) => "ALREADY_IN_STATUS",
+            Self::NoFacilitator => "NO_FACILITATOR",
+            Self::NotEligibleFacilitator(_) => "NOT_ELIGIBLE_FACILITATOR",
+            Self::AlreadyFacilitator(_) => "ALREADY_FACILITATOR",
+            Self::NotAFacilitator(_) => "NOT_A_FACILITATOR",
+            Self::LastFacilitator => "LAST_FACILITATOR",
+            Self::HoldsPlace { .. } => "HOLDS_PLACE",
+            Self::IsFacilitator(_) => "IS_FACILITATOR",
+            Self::RemoveFacilitatorInstead(_) => "REMOVE_FACILITATOR_INSTEAD",
+            Self::AlreadyInCohort { .. } => "ALREADY_IN_COHORT",
+            Self::AlreadyInvited(_) => "ALREADY_INVITED",
+            Self::NotOpen(_) => "COHORT_NOT_OPEN",
+            Self::CohortFull { .. } => "COHORT_FULL",
+            Self::ExpiryNotInFuture => "EXPIRY_NOT_IN_FUTURE",
+            Self::ExpiryTooFar => "EXPIRY_TOO_FAR",
+            Self::NoInvitation(_) => "INVITATION_NOT_FOUND",
+            Self::InvitationExpired(_) => "INVITATION_EXPIRED",
+            Self::NotInCohort(_) => "NOT_IN_COHORT",
+            Self::SessionInPast => "SESSION_IN_PAST",
+            Self::SessionOutOfRange => "SESSION_OUT_OF_RANGE",
+            Self::InvalidOccurrences(_) => "INVALID_OCCURRENCES",
+            Self::SessionExists(_) => "SESSION_EXISTS",
+            Self::SessionNotFound(_) => "SESSION_NOT_FOUND",
+            Self::SessionCancelled(_) => "SESSION_CANCELLED",
+            Self::SessionStarted(_) => "SESSION_STARTED",
+            Self::SessionNotStarted(_) => "SESSION_NOT_STARTED",
         }
     }
 }

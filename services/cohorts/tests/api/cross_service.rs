@@ -10,7 +10,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::helpers::{
-    App, BUS_TIMEOUT, Community, assert_code, in_place, join, open_cohort, rid, roster,
+    App, BUS_TIMEOUT, Community, assert_code, error_reason, in_place, join, open_cohort, rid,
+    roster,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,7 +92,8 @@ async fn a_banned_member_leaves_every_cohort_of_the_community_and_the_waitlist_m
             },
         ))
         .await;
-    assert_code(again, Code::FailedPrecondition);
+    let again = assert_code(again, Code::PermissionDenied);
+    assert_eq!(error_reason(&again).as_deref(), Some("NOT_A_MEMBER"));
     app.stop().await;
 }
 
@@ -240,7 +242,7 @@ async fn someone_who_joined_the_community_a_moment_ago_joins_a_cohort_at_once() 
                 },
             ))
             .await,
-        Code::FailedPrecondition,
+        Code::PermissionDenied,
     );
     app.stop().await;
 }

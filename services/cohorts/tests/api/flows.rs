@@ -28,7 +28,7 @@ async fn lifecycle_with_refusals_and_who_may_manage() {
     // Plain members and strangers do not create cohorts; hosts, owners and coaches do.
     for (who, code) in [
         (member, Code::PermissionDenied),
-        (Uuid::new_v4(), Code::FailedPrecondition),
+        (Uuid::new_v4(), Code::PermissionDenied),
     ] {
         let refused = client
             .create_cohort(app.as_member(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kith_platform::grpc;
 use kith_platform::runtime::{self, Runtime};
 use kith_platform::testing::TestEnv;
-pub(crate) use kith_platform::testing::{assert_code, violated_fields, with_token};
+pub(crate) use kith_platform::testing::{assert_code, error_reason, violated_fields, with_token};
 use kith_proto::cohorts::cohorts_service_client::CohortsServiceClient;
 use kith_proto::cohorts::{self as pb};
 use kith_proto::membership as mpb;

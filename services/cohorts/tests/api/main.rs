@@ -4,6 +4,7 @@
 
 mod capacity;
 mod cross_service;
+mod error_rule;
 mod faults;
 mod flows;
 mod helpers;

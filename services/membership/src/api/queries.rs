@@ -2,6 +2,7 @@
 //! read the directory.
 
 use chrono::{DateTime, Utc};
+use kith_platform::command::{ErrorKind, refusal};
 use kith_platform::paging::{PageQuery, min_position, page, page_token, status_from_db};
 use kith_platform::validation::{Violations, page_size};
 use kith_proto::membership as pb;
@@ -43,6 +44,15 @@ fn member(row: &PgRow) -> Result<pb::Member, sqlx::Error> {
         joined_at: Some(timestamp(row.try_get(7)?)),
         erased: row.try_get(8)?,
     })
+}
+
+fn community_not_found() -> Status {
+    refusal(
+        ErrorKind::NotFound,
+        "COMMUNITY_NOT_FOUND",
+        "community not found",
+        None,
+    )
 }
 
 /// A list request that passed validation and authorization.
@@ -118,11 +128,17 @@ impl Api {
     ) -> Result<Role, Status> {
         match self.role_in(community, caller).await? {
             Some(role) if roles.is_empty() || roles.contains(&role) => Ok(role),
-            Some(_) => Err(Status::permission_denied(format!(
-                "only {what} may do this"
-            ))),
-            None => Err(Status::permission_denied(
+            Some(_) => Err(refusal(
+                ErrorKind::PermissionDenied,
+                "NOT_PERMITTED",
+                format!("only {what} may do this"),
+                None,
+            )),
+            None => Err(refusal(
+                ErrorKind::PermissionDenied,
+                "NOT_A_MEMBER",
                 "only members of the community may see this",
+                None,
             )),
         }
     }
@@ -134,9 +150,7 @@ impl Api {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(status_from_db)?;
-        found
-            .map(|_| ())
-            .ok_or_else(|| Status::not_found("community not found"))
+        found.map(|_| ()).ok_or_else(community_not_found)
     }
 
     pub(super) async fn get_community(
@@ -158,7 +172,7 @@ impl Api {
         .fetch_optional(&self.pool)
         .await
         .map_err(status_from_db)?
-        .ok_or_else(|| Status::not_found("community not found"))?;
+        .ok_or_else(community_not_found)?;
         let read = || -> Result<pb::Community, sqlx::Error> {
             Ok(pb::Community {
                 community_id: community.to_string(),
@@ -204,7 +218,14 @@ impl Api {
         .fetch_optional(&self.pool)
         .await
         .map_err(status_from_db)?
-        .ok_or_else(|| Status::not_found("member not found"))?;
+        .ok_or_else(|| {
+            refusal(
+                ErrorKind::NotFound,
+                "MEMBER_NOT_FOUND",
+                "member not found",
+                None,
+            )
+        })?;
         Ok(Response::new(pb::GetMemberResponse {
             member: Some(member(&row).map_err(status_from_db)?),
         }))

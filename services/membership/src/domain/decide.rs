@@ -20,7 +20,7 @@ use guards::{
     HANDLE_JOIN_REQUESTS, HOST_ASSIGNS, HOST_REVOKES, JOIN_REQUEST_HANDLERS, LAST_OWNER_ERASE,
     LAST_OWNER_LEAVE, LAST_OWNER_ROLE, MODERATORS, REMOVE_MEMBERS, REMOVE_RANK, REMOVE_SELF,
     REVOKE_ROLES, UPDATE_COMMUNITY, ensure_handle_free, ensure_may_join, ensure_not_last_owner,
-    require_active, require_role,
+    require_active, require_caller, require_role,
 };
 
 /// The state before any event: a community not yet created.
@@ -95,7 +95,7 @@ pub fn decide(state: &Community, command: &Command) -> Result<Vec<Event>, Domain
             reject_join_request(state, actor, *member_id, reason)
         }
         Action::Leave => {
-            require_active(state, actor)?;
+            require_caller(state, actor)?;
             ensure_not_last_owner(state, actor, LAST_OWNER_LEAVE)?;
             Ok(vec![Event::MemberLeft { member_id: actor }])
         }
@@ -138,7 +138,7 @@ fn update_profile(
     actor: Uuid,
     profile: &Profile,
 ) -> Result<Vec<Event>, DomainError> {
-    require_active(state, actor)?;
+    require_caller(state, actor)?;
     ensure_handle_free(state, &profile.handle, Some(actor))?;
     Ok(vec![Event::ProfileUpdated {
         member_id: actor,
@@ -152,7 +152,7 @@ fn assign_role(
     member_id: Uuid,
     role: Role,
 ) -> Result<Vec<Event>, DomainError> {
-    let actor_role = require_active(state, actor)?.role;
+    let actor_role = require_caller(state, actor)?.role;
     if !matches!(actor_role, Role::Owner | Role::Host) {
         return Err(DomainError::forbidden(ASSIGN_ROLES));
     }
@@ -184,7 +184,7 @@ fn revoke_role(
     if role == Role::Member {
         return Err(DomainError::MembershipNotRevocable);
     }
-    let actor_role = require_active(state, actor)?.role;
+    let actor_role = require_caller(state, actor)?.role;
     match actor_role {
         Role::Owner => {}
         Role::Host if matches!(role, Role::Coach | Role::Moderator) => {}

@@ -18,7 +18,11 @@ pub enum DomainError {
     /// The community is archived and takes no more commands.
     #[error("community is archived")]
     CommunityArchived,
-    /// The person is not an active member.
+    /// The caller is not an active member (who they are: permission denied).
+    #[error("you are not a member of the community")]
+    CallerNotAMember,
+    /// The member acted on is not an active member (the community's state: a failed
+    /// precondition).
     #[error("{0} is not a member of the community")]
     NotAMember(Uuid),
     /// The actor is an active member already.
@@ -102,7 +106,9 @@ impl DomainError {
             | Self::AlreadyBanned
             | Self::InvitationExists
             | Self::JoinRequestPending => ErrorKind::AlreadyExists,
-            Self::Forbidden(_) | Self::Banned => ErrorKind::PermissionDenied,
+            Self::CallerNotAMember | Self::Forbidden(_) | Self::Banned => {
+                ErrorKind::PermissionDenied
+            }
             Self::InvalidExpiry(_) | Self::InvalidMaxUses(_) | Self::TooManyAnswers { .. } => {
                 ErrorKind::InvalidArgument
             }
@@ -116,6 +122,37 @@ impl DomainError {
             | Self::InvitationExpired
             | Self::InvitationExhausted
             | Self::InvitationRevoked => ErrorKind::FailedPrecondition,
+        }
+    }
+
+    /// The stable, machine-readable name of the refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::CommunityNotFound => "COMMUNITY_NOT_FOUND",
+            Self::CommunityExists => "COMMUNITY_EXISTS",
+            Self::CommunityArchived => "COMMUNITY_ARCHIVED",
+            Self::CallerNotAMember => "NOT_A_MEMBER",
+            Self::NotAMember(_) => "MEMBER_NOT_ACTIVE",
+            Self::AlreadyMember => "ALREADY_A_MEMBER",
+            Self::HandleTaken(_) => "HANDLE_TAKEN",
+            Self::Forbidden(_) => "NOT_PERMITTED",
+            Self::Banned => "BANNED",
+            Self::AlreadyBanned => "ALREADY_BANNED",
+            Self::AlreadyErased => "ALREADY_ERASED",
+            Self::LastOwner(_) => "LAST_OWNER",
+            Self::RoleUnchanged => "ROLE_UNCHANGED",
+            Self::RoleNotHeld => "ROLE_NOT_HELD",
+            Self::MembershipNotRevocable => "ROLE_NOT_REVOCABLE",
+            Self::InvitationNotFound => "INVITATION_NOT_FOUND",
+            Self::InvitationExists => "INVITATION_EXISTS",
+            Self::InvitationExpired => "INVITATION_EXPIRED",
+            Self::InvitationExhausted => "INVITATION_EXHAUSTED",
+            Self::InvitationRevoked => "INVITATION_REVOKED",
+            Self::JoinRequestNotFound => "JOIN_REQUEST_NOT_FOUND",
+            Self::JoinRequestPending => "JOIN_REQUEST_PENDING",
+            Self::InvalidExpiry(_) => "INVALID_EXPIRY",
+            Self::InvalidMaxUses(_) => "INVALID_MAX_USES",
+            Self::TooManyAnswers { .. } => "TOO_MANY_ANSWERS",
         }
     }
 

@@ -26,9 +26,7 @@ pub(super) const RECORD_ATTENDANCE: &str =
 
 /// The actor's community role; someone outside the community acts on none of its cohorts.
 pub(super) fn require_member(command: &Command) -> Result<CommunityRole, DomainError> {
-    command
-        .actor_role
-        .ok_or(DomainError::NotACommunityMember(command.actor))
+    command.actor_role.ok_or(DomainError::CallerNotAMember)
 }
 
 /// Lets through the cohort's facilitators and the community's owners and hosts; anyone else is

@@ -140,6 +140,8 @@ pub(super) fn respond(
     response: Rsvp,
 ) -> Result<(), DomainError> {
     let actor = command.actor;
+    // Someone outside the community is refused for who they are, before the cohort's state.
+    super::guards::require_member(command)?;
     if !takes_part(draft, actor) {
         return Err(DomainError::NotInCohort(actor));
     }

@@ -225,7 +225,7 @@ fn accepting_an_expired_invitation_is_refused_and_records_nothing() {
 fn someone_who_left_the_community_cannot_accept() {
     given(&held())
         .when(by(member(2), None, Action::AcceptInvitation))
-        .then_error(DomainError::NotACommunityMember(member(2)));
+        .then_error(DomainError::CallerNotAMember);
 }
 
 #[test]

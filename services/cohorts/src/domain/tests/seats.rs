@@ -73,7 +73,7 @@ fn joining_a_full_cohort_waits_last_in_line() {
 fn someone_outside_the_community_cannot_join() {
     given(&opened(2))
         .when(by(OUTSIDER, None, Action::JoinCohort))
-        .then_error(DomainError::NotACommunityMember(OUTSIDER));
+        .then_error(DomainError::CallerNotAMember);
 }
 
 #[test]

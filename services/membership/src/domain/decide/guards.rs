@@ -36,7 +36,17 @@ pub(super) const LAST_OWNER_ERASE: &str =
 pub(super) const MODERATORS: &[Role] = &[Role::Owner, Role::Host, Role::Moderator];
 pub(super) const JOIN_REQUEST_HANDLERS: &[Role] = MODERATORS;
 
-/// The active member `id`, or a refusal naming them.
+/// The caller as an active member; a banned caller is told so, anyone else that they are not a
+/// member. Both rest on who the caller is.
+pub(super) fn require_caller(state: &Community, actor: Uuid) -> Result<&Member, DomainError> {
+    state.active_member(actor).ok_or(if state.is_banned(actor) {
+        DomainError::Banned
+    } else {
+        DomainError::CallerNotAMember
+    })
+}
+
+/// The active member `id` (someone acted on), or a refusal naming them.
 pub(super) fn require_active(state: &Community, id: Uuid) -> Result<&Member, DomainError> {
     state.active_member(id).ok_or(DomainError::NotAMember(id))
 }

@@ -170,7 +170,7 @@ fn an_outsider_cannot_update_a_profile() {
     };
     given(&staffed())
         .when(by(OUTSIDER, action))
-        .then_error(DomainError::NotAMember(OUTSIDER));
+        .then_error(DomainError::CallerNotAMember);
 }
 
 #[test]

@@ -213,5 +213,5 @@ fn a_host_who_was_erased_no_longer_counts_as_active() {
     let events = plus(staffed(), [erased(HOST, true)]);
     given(&events)
         .when(by(HOST, Action::Leave))
-        .then_error(DomainError::NotAMember(HOST));
+        .then_error(DomainError::CallerNotAMember);
 }

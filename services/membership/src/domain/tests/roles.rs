@@ -130,7 +130,7 @@ fn a_coach_cannot_assign_roles() {
 fn an_outsider_cannot_assign_roles() {
     given(&staffed())
         .when(by(OUTSIDER, assign(MEMBER, Role::Coach)))
-        .then_error(DomainError::NotAMember(OUTSIDER));
+        .then_error(DomainError::CallerNotAMember);
 }
 
 #[test]
