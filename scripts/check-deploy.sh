@@ -2,8 +2,9 @@
 # Checks Kith's deployment files offline: renders every Kustomize overlay (k8s/overlays/*) and
 # validates each object against the Kubernetes schemas and Kith's own rules, lints
 # deploy/Dockerfile with hadolint, and checks the collector config, the NATS values and users
-# (deploy/nats/auth.conf) and the Grafana dashboards. Needs no cluster, no Docker and no network
-# once its tools are installed.
+# (deploy/nats/auth.conf) and the Grafana dashboards, and how each overlay wires token checking
+# (JWKS file, issuer and audience, no development auth in production). Needs no cluster, no Docker
+# and no network once its tools are installed.
 #
 #   bash scripts/check-deploy.sh
 #
@@ -169,7 +170,7 @@ check_overlay() {
     for v in "${versions[@]}"; do k8s+=(--k8s "$v"); done
     case "$name" in
     production)
-        # No Secret in git; kith-secrets (the JWT public key) and kith-nats (each service's NATS
+        # No Secret in git; kith-secrets (the JWKS, key jwt-jwks.json) and kith-nats (each service's NATS
         # URL with its user and password, which every Deployment must use) are created by the
         # operator and the database secrets by CloudNativePG; at least three replicas; streams on
         # three servers.
@@ -179,6 +180,135 @@ check_overlay() {
     esac
     "$PY" "$ROOT/scripts/check-deploy.py" manifests "$rendered" --name "overlay $name" \
         "${k8s[@]}" "${extra[@]}"
+}
+
+# check_jwt DIR: how the overlay's workloads check tokens, on the render check_overlay made:
+#   - no container sets both KITH_JWT_JWKS_FILE and KITH_JWT_PUBLIC_KEY_FILE (a startup error);
+#   - every Deployment has a JWKS file, a public key file or a secret: KITH_LISTEN is 0.0.0.0, where
+#     a server without one refuses to start (the development secret is for loopback only, unless
+#     KITH_INSECURE_DEV_AUTH=true, which production never sets);
+#   - KITH_JWT_JWKS_FILE names key jwt-jwks.json of a Secret volume mounted as a directory, without
+#     subPath: kubelet updates a Secret's files in place only then, which is what makes key
+#     rotation restart-free (a KITH_JWT_PUBLIC_KEY_FILE must be on a Secret volume as well);
+#   - every jwt-secret in a rendered Secret is at least 16 bytes (shorter ones are refused);
+#   - production: every Deployment uses KITH_JWT_JWKS_FILE, kith-config sets KITH_JWT_ISSUER and
+#     KITH_JWT_AUDIENCE (not empty), and no workload or ConfigMap sets KITH_INSECURE_DEV_AUTH.
+# Environment variables count from `env` and from the ConfigMaps of `envFrom`.
+check_jwt() {
+    local dir="$1" name
+    name="$(basename "$dir")"
+    local rendered="$WORK/$name.yaml"
+    [ -s "$rendered" ] || {
+        echo "  no render of $dir (its kubectl kustomize check failed)"
+        return 1
+    }
+    "$PY" - "$rendered" "$name" <<'PY'
+import base64, posixpath, sys
+import yaml
+
+rendered, name = sys.argv[1], sys.argv[2]
+production = name == "production"
+objects = [o for o in yaml.safe_load_all(open(rendered, encoding="utf-8")) if o]
+errors = []
+def where(o):
+    return f"{o.get('kind')}/{(o.get('metadata') or {}).get('name')}"
+def pod_spec(o):
+    spec = o.get("spec") or {}
+    if o.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return (spec.get("template") or {}).get("spec") if "template" in spec else None
+configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objects if o.get("kind") == "ConfigMap"}
+
+for o in objects:
+    if o.get("kind") == "Secret":
+        raw = (o.get("data") or {}).get("jwt-secret")
+        value = base64.b64decode(raw) if raw is not None else (o.get("stringData") or {}).get("jwt-secret", "").encode()
+        if (raw is not None or "jwt-secret" in (o.get("stringData") or {})) and len(value) < 16:
+            errors.append(f"{where(o)}: jwt-secret is {len(value)} bytes; the services need at least 16")
+    if o.get("kind") == "ConfigMap" and production and "KITH_INSECURE_DEV_AUTH" in (o.get("data") or {}):
+        errors.append(f"{where(o)}: sets KITH_INSECURE_DEV_AUTH (anyone could mint tokens)")
+
+deployments = 0
+for o in objects:
+    spec = pod_spec(o)
+    if spec is None:
+        continue
+    volumes = {v.get("name"): v for v in spec.get("volumes") or []}
+    for c in spec.get("containers") or []:
+        at = f"{where(o)} container {c.get('name')}"
+        env = {}
+        for source in c.get("envFrom") or []:
+            ref = (source.get("configMapRef") or {}).get("name")
+            env.update({k: str(v) for k, v in configmaps.get(ref, {}).items()})
+        for e in c.get("env") or []:
+            env[e.get("name")] = "<valueFrom>" if "valueFrom" in e else str(e.get("value", ""))
+        if production and "KITH_INSECURE_DEV_AUTH" in env:
+            errors.append(f"{at}: sets KITH_INSECURE_DEV_AUTH (anyone could mint tokens)")
+        if "KITH_JWT_JWKS_FILE" in env and "KITH_JWT_PUBLIC_KEY_FILE" in env:
+            errors.append(f"{at}: sets both KITH_JWT_JWKS_FILE and KITH_JWT_PUBLIC_KEY_FILE (refused at startup)")
+        if o.get("kind") != "Deployment":
+            continue
+        deployments += 1
+        keyed = any(env.get(k) for k in ("KITH_JWT_JWKS_FILE", "KITH_JWT_PUBLIC_KEY_FILE", "KITH_JWT_SECRET"))
+        if not keyed and env.get("KITH_INSECURE_DEV_AUTH", "").lower() not in ("true", "1", "yes", "on"):
+            errors.append(f"{at}: no KITH_JWT_JWKS_FILE, KITH_JWT_PUBLIC_KEY_FILE or KITH_JWT_SECRET "
+                          "(a server listening beyond loopback then refuses to start)")
+        if production and not env.get("KITH_JWT_JWKS_FILE"):
+            errors.append(f"{at}: production checks tokens with KITH_JWT_JWKS_FILE (restart-free key rotation)")
+        for var, key in (("KITH_JWT_JWKS_FILE", "jwt-jwks.json"), ("KITH_JWT_PUBLIC_KEY_FILE", None)):
+            path = env.get(var)
+            if not path:
+                continue
+            if path == "<valueFrom>":
+                errors.append(f"{at}: {var} must be a literal path to a mounted file")
+                continue
+            found = False
+            for m in c.get("volumeMounts") or []:
+                mount = m.get("mountPath", "").rstrip("/")
+                volume = volumes.get(m.get("name")) or {}
+                secret = volume.get("secret")
+                if m.get("subPath") or m.get("subPathExpr"):
+                    if secret is not None and (path == mount or path.startswith(mount + "/")):
+                        errors.append(f"{at}: {var} is on volume {m.get('name')!r} mounted with subPath: "
+                                      "kubelet never updates it, so keys cannot rotate without a restart")
+                        found = True
+                    continue
+                if posixpath.dirname(path) != mount:
+                    continue
+                found = True
+                if secret is None:
+                    errors.append(f"{at}: {var} {path} is not on a Secret volume")
+                    continue
+                items = secret.get("items")
+                base = posixpath.basename(path)
+                keys = [i.get("key") for i in items if i.get("path") == base] if items else [base]
+                if not keys:
+                    errors.append(f"{at}: {var} {path}: volume {m.get('name')!r} has no item with path {base}")
+                elif key and keys[0] != key:
+                    errors.append(f"{at}: {var} {path} is key {keys[0]!r} of Secret "
+                                  f"{secret.get('secretName')!r}, expected {key!r}")
+                else:
+                    print(f"  {where(o)}: {var} {path} = key {keys[0]} of Secret "
+                          f"{secret.get('secretName')}, directory mount (no subPath)")
+            if not found:
+                errors.append(f"{at}: {var} {path} is on no mounted volume")
+
+if production:
+    config = [d for n, d in configmaps.items() if n.startswith("kith-config")]
+    for var in ("KITH_JWT_ISSUER", "KITH_JWT_AUDIENCE"):
+        if len(config) != 1 or not str(config[0].get(var) or "").strip():
+            errors.append(f"kith-config: production must set {var} (tokens without a matching claim are refused)")
+        else:
+            print(f"  kith-config: {var}={config[0][var]}")
+if deployments == 0:
+    errors.append("no Deployment in the render")
+for e in errors:
+    print(f"  error: {e}")
+if errors:
+    print(f"  FAILED: token checking in overlay {name}: {len(errors)} problem(s)")
+    sys.exit(1)
+print(f"  ok: token checking in overlay {name} ({deployments} Deployments)")
+PY
 }
 
 run "hadolint deploy/Dockerfile" lint_dockerfile
@@ -195,6 +325,7 @@ fi
 for overlay in "${overlays[@]}"; do
     run "overlay ${overlay#"$ROOT"/}: kubectl kustomize + validate (Kubernetes $KITH_K8S_VERSIONS)" \
         check_overlay "$overlay"
+    run "overlay ${overlay#"$ROOT"/}: token checking (JWKS file, issuer, audience)" check_jwt "$overlay"
 done
 
 step "summary ($((SECONDS - START)) s)"

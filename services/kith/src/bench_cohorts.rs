@@ -166,6 +166,10 @@ async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyh
         auth: AuthArgs {
             jwt_secret: Some(SECRET.parse().unwrap_or_else(|never| match never {})),
             jwt_public_key_file: None,
+            jwt_jwks_file: None,
+            jwt_issuer: Vec::new(),
+            jwt_audience: Vec::new(),
+            insecure_dev_auth: false,
         },
     };
     let runtime = Runtime::connect(service_args).await?;

@@ -124,35 +124,84 @@ fn namespace(value: &str) -> Result<String, String> {
 /// Token checking.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthArgs {
-    /// HS256 shared secret (development). Ignored when a public key is given.
+    /// HS256 shared secret. Ignored when a public key or JWKS file is given.
     #[arg(long, env = "KITH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
-    /// PEM file with the RS256 public key that checks tokens (production).
-    #[arg(long, env = "KITH_JWT_PUBLIC_KEY_FILE")]
+    /// PEM file with the RS256 public key that checks tokens.
+    #[arg(
+        long,
+        env = "KITH_JWT_PUBLIC_KEY_FILE",
+        conflicts_with = "jwt_jwks_file"
+    )]
     pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS file (JSON Web Key Set) whose keys check tokens, picked by the token's `kid`. The file
+    /// is re-read when it changes, so keys rotate without a restart: add the new key, switch the
+    /// issuer to it, remove the old one once its tokens have expired.
+    #[arg(long, env = "KITH_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Accept only tokens from this issuer (`iss`); repeat or separate with commas for several.
+    #[arg(long, env = "KITH_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+    /// Accept only tokens for this audience (`aud`); repeat or separate with commas for several.
+    #[arg(long, env = "KITH_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// With no secret, key or JWKS file, accept tokens signed with the well-known development
+    /// secret even when listening beyond loopback. Anyone can then mint a token for any member:
+    /// never in production.
+    #[arg(long, env = "KITH_INSECURE_DEV_AUTH")]
+    pub insecure_dev_auth: bool,
 }
 
 impl AuthArgs {
-    /// The authenticator these flags describe; falls back to the development secret, loudly.
+    /// The authenticator these flags describe; without a secret, key or JWKS file, the development
+    /// secret, loudly (and [`AuthArgs::check_exposure`] refuses it beyond loopback).
     pub fn authenticator(&self) -> Result<Authenticator> {
-        if let Some(path) = &self.jwt_public_key_file {
-            let pem = std::fs::read(path).map_err(|err| {
-                Error::Config(format!("--jwt-public-key-file {}: {err}", path.display()))
-            })?;
-            return Authenticator::rs256(&pem).map_err(|err| {
-                Error::Config(format!("--jwt-public-key-file {}: {err}", path.display()))
-            });
-        }
-        let secret = match &self.jwt_secret {
-            Some(secret) => secret.expose().to_owned(),
-            None => {
-                tracing::warn!(
-                    "no --jwt-secret or --jwt-public-key-file: accepting tokens signed with the development secret"
-                );
-                DEV_JWT_SECRET.to_owned()
-            }
+        let config = |flag: &str, path: &std::path::Path, err: &dyn std::fmt::Display| {
+            Error::Config(format!("{flag} {}: {err}", path.display()))
         };
-        Ok(Authenticator::hs256(secret.as_bytes()))
+        let authenticator = if let Some(path) = &self.jwt_jwks_file {
+            Authenticator::jwks_file(path).map_err(|err| config("--jwt-jwks-file", path, &err))?
+        } else if let Some(path) = &self.jwt_public_key_file {
+            let pem =
+                std::fs::read(path).map_err(|err| config("--jwt-public-key-file", path, &err))?;
+            Authenticator::rs256(&pem).map_err(|err| config("--jwt-public-key-file", path, &err))?
+        } else if let Some(secret) = &self.jwt_secret {
+            if secret.expose().len() < 16 {
+                return Err(Error::Config(
+                    "--jwt-secret must be at least 16 bytes".to_owned(),
+                ));
+            }
+            Authenticator::hs256(secret.expose().as_bytes())
+        } else {
+            tracing::warn!(
+                "no --jwt-secret, --jwt-public-key-file or --jwt-jwks-file: accepting tokens signed \
+                 with the well-known development secret (loopback only)"
+            );
+            Authenticator::hs256(DEV_JWT_SECRET.as_bytes()).development()
+        };
+        Ok(authenticator
+            .with_issuers(self.jwt_issuer.clone())
+            .with_audiences(self.jwt_audience.clone()))
+    }
+
+    /// Refuses to serve tokens anyone can mint on an address other hosts reach, unless
+    /// `--insecure-dev-auth` says so.
+    pub fn check_exposure(&self, authenticator: &Authenticator, listen: SocketAddr) -> Result<()> {
+        if !authenticator.is_development() || listen.ip().is_loopback() {
+            return Ok(());
+        }
+        if self.insecure_dev_auth {
+            tracing::warn!(
+                %listen,
+                "--insecure-dev-auth: anyone who can reach this address can act as any member"
+            );
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "refusing to listen on {listen} with the development token secret: anyone could act \
+             as any member. Set --jwt-jwks-file, --jwt-public-key-file or --jwt-secret (see \
+             k8s/README.md), listen on 127.0.0.1, or pass --insecure-dev-auth for a throwaway setup"
+        )))
     }
 
     /// The HS256 secret in force (for minting development tokens).

@@ -228,5 +228,5 @@ pub fn status_from_platform(err: &Error) -> Status {
 
 /// UNAUTHENTICATED with the reason.
 pub fn status_from_auth(err: &AuthError) -> Status {
-    Status::new(Code::Unauthenticated, err.to_string())
+    status_with_reason(Code::Unauthenticated, err.to_string(), err.reason())
 }

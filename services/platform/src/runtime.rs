@@ -197,6 +197,10 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
+    runtime
+        .args
+        .auth
+        .check_exposure(&runtime.authenticator, listen)?;
     let (router, health) = grpc::with_standard_services(router)?;
     let (listener, addr) = grpc::bind(listen).await?;
     for service in services.iter().copied().chain(["", READINESS]) {

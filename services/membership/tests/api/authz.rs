@@ -49,6 +49,8 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
             exp: unix_now() - 3600,
             iat: unix_now() - 7200,
             iss: None,
+            nbf: None,
+            aud: None,
         },
         Algorithm::HS256,
         &EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),

@@ -150,6 +150,18 @@ pub async fn nats() -> async_nats::Client {
     })
 }
 
+/// Polls `check` from a plain thread until it holds, failing the test after `timeout`.
+pub fn eventually_sync(timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `timeout`. For conditions that
 /// have no notification to wait on (state in another process, on the bus).
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
@@ -211,6 +223,10 @@ impl TestEnv {
                         .unwrap_or_else(|never| match never {}),
                 ),
                 jwt_public_key_file: None,
+                jwt_jwks_file: None,
+                jwt_issuer: Vec::new(),
+                jwt_audience: Vec::new(),
+                insecure_dev_auth: false,
             },
         };
         Self {

@@ -51,8 +51,8 @@ pub(super) fn require_active(state: &Community, id: Uuid) -> Result<&Member, Dom
     state.active_member(id).ok_or(DomainError::NotAMember(id))
 }
 
-/// The actor's role if they are an active member holding one of `allowed`; anyone else is
-/// refused with `message`, which says who may.
+/// The actor's role if they are an active member holding one of `allowed`; another member is
+/// refused with `message`, which says who may, and a non-member as [`require_caller`] does.
 pub(super) fn require_role(
     state: &Community,
     actor: Uuid,
@@ -61,7 +61,9 @@ pub(super) fn require_role(
 ) -> Result<Role, DomainError> {
     match state.role_of(actor) {
         Some(role) if allowed.contains(&role) => Ok(role),
-        _ => Err(DomainError::forbidden(message)),
+        Some(_) => Err(DomainError::forbidden(message)),
+        // Not a member at all: say that, rather than which role it takes.
+        None => require_caller(state, actor).map(|member| member.role),
     }
 }
 

@@ -110,9 +110,7 @@ fn a_coach_cannot_update_the_community() {
 fn an_outsider_cannot_update_the_community() {
     given(&staffed())
         .when(by(OUTSIDER, update()))
-        .then_error(DomainError::Forbidden(
-            "only owners and hosts may update the community".to_owned(),
-        ));
+        .then_error(DomainError::CallerNotAMember);
 }
 
 #[test]
