@@ -89,5 +89,66 @@ async fn the_metrics_endpoint_shows_projection_lag_for_every_source_and_counts_c
         ),
         Some(1.0)
     );
+
+    // Anyone can send any path: it counts as `unknown`, never as a series of its own.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", kith.grpc))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    for n in 0..20 {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.expect("ready");
+        let path = format!("/random{n}.Service/Method{n}")
+            .parse()
+            .expect("path");
+        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+        let answer = grpc.unary(tonic::Request::new(()), path, codec).await;
+        assert_eq!(
+            answer.expect_err("no such method").code(),
+            tonic::Code::Unimplemented
+        );
+    }
+    // A request over the size limit is a limit reached, not a value out of range.
+    let huge = with_token(
+        &env.token(Uuid::new_v4()),
+        CreateCommunityRequest {
+            request_id: "huge".into(),
+            name: "Huge".into(),
+            description: "x".repeat(5 * 1024 * 1024),
+            founder: None,
+        },
+    );
+    let refused = client.create_community(huge).await.expect_err("too large");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("4 MiB"), "{refused:?}");
+
+    let page = eventually(Duration::from_secs(10), "the unknown calls counted", || {
+        let kith = &kith;
+        async move {
+            let page = kith.scrape().await;
+            (ServiceProcess::series_value(
+                &page,
+                r#"kith_grpc_requests_total{service="unknown",method="unknown",code="UNIMPLEMENTED"}"#,
+            ) == Some(20.0))
+            .then_some(page)
+        }
+    })
+    .await;
+    assert!(
+        !page.contains("random"),
+        "a raw path became a label:\n{page}"
+    );
+    assert_eq!(
+        ServiceProcess::series_value(
+            &page,
+            r#"kith_grpc_requests_total{service="kith.membership.v1.MembershipService",method="CreateCommunity",code="RESOURCE_EXHAUSTED"}"#
+        ),
+        Some(1.0)
+    );
     kith.signal("TERM");
 }

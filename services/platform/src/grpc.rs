@@ -226,6 +226,50 @@ pub fn status_from_platform(err: &Error) -> Status {
     }
 }
 
+/// Records how a call ended on the current span (its handler's): the status code and, for a
+/// refusal, its ErrorInfo reason, never the message (which may hold what the caller sent: a
+/// handle, a name). Logs server-side failures at WARN and a caller's mistakes and refusals at
+/// DEBUG: bad input is not the operator's error. Returns the reply unchanged.
+pub fn observed<T>(reply: Result<T, Status>) -> Result<T, Status> {
+    let span = tracing::Span::current();
+    match &reply {
+        Ok(_) => {
+            span.record("grpc.code", "OK");
+        }
+        Err(status) => {
+            use tonic_types::StatusExt;
+            let code = crate::metrics::code_label(status.code());
+            let reason = status
+                .get_details_error_info()
+                .map(|info| info.reason)
+                .unwrap_or_default();
+            span.record("grpc.code", code);
+            span.record("kith.reason", reason.as_str());
+            if is_server_side(status.code()) {
+                tracing::warn!(grpc.code = code, kith.reason = %reason, "call failed");
+            } else {
+                tracing::debug!(grpc.code = code, kith.reason = %reason, "call refused");
+            }
+        }
+    }
+    reply
+}
+
+/// Whether a status means the server (or something behind it) failed, as opposed to the caller
+/// asking for something it may not have.
+fn is_server_side(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Internal
+            | Code::Unknown
+            | Code::DataLoss
+            | Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::Unimplemented
+    )
+}
+
 /// UNAUTHENTICATED with the reason.
 pub fn status_from_auth(err: &AuthError) -> Status {
     status_with_reason(Code::Unauthenticated, err.to_string(), err.reason())

@@ -359,10 +359,11 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = std::time::Instant::now();
-        let (service, method) = split_path(request.uri().path());
+        let (service, method) = known_method(request.uri().path());
         let future = self.inner.call(request);
         Box::pin(async move {
-            let response = future.await?;
+            let mut response = future.await?;
+            too_large_is_resource_exhausted(response.headers_mut());
             let code = response
                 .headers()
                 .get("grpc-status")
@@ -385,11 +386,70 @@ where
     }
 }
 
-fn split_path(path: &str) -> (String, String) {
+/// The service and method of a call's path when it names a method this server has; any other
+/// path (anyone can send any) counts as `unknown`, so that metrics series stay bounded.
+fn known_method(path: &str) -> (String, String) {
+    static KNOWN: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let mut known = std::collections::HashSet::new();
+        for set in [
+            kith_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = <prost_types::FileDescriptorSet as prost::Message>::decode(set) else {
+                continue;
+            };
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        known.insert(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        for reflection in ["grpc.reflection.v1", "grpc.reflection.v1alpha"] {
+            known.insert(format!(
+                "/{reflection}.ServerReflection/ServerReflectionInfo"
+            ));
+        }
+        known
+    });
+    if !known.contains(path) {
+        return ("unknown".to_owned(), "unknown".to_owned());
+    }
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let service = parts.next().unwrap_or_default().to_owned();
     let method = parts.next().unwrap_or_default().to_owned();
     (service, method)
+}
+
+/// The most a request message may be, as tonic decodes it (its default).
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// A request larger than the server decodes is a limit reached, RESOURCE_EXHAUSTED in gRPC's
+/// convention; tonic answers OUT_OF_RANGE with its own wording (in the headers of a
+/// trailers-only reply, or in the trailers), rewritten here.
+fn too_large_is_resource_exhausted(headers: &mut http::HeaderMap) {
+    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            // grpc-message is percent-encoded on the wire.
+            .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
+    if too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static(
+                "request%20too%20large%3A%20requests%20are%20limited%20to%204%20MiB",
+            ),
+        );
+    }
 }
 
 #[derive(Debug)]
@@ -423,6 +483,11 @@ impl Call {
 }
 
 /// The canonical name of a numeric gRPC status code.
+/// The name of a status code, as the metrics label it.
+pub fn code_label(code: tonic::Code) -> &'static str {
+    code_name(&(code as i32).to_string())
+}
+
 fn code_name(code: &str) -> &'static str {
     match code {
         "0" => "OK",
@@ -463,10 +528,11 @@ impl<B: http_body::Body + Unpin> http_body::Body for MeteredBody<B> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Self::Data>, Self::Error>>>
     {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
+        let mut polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &mut polled {
             std::task::Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
+                if let Some(trailers) = frame.trailers_mut() {
+                    too_large_is_resource_exhausted(trailers);
                     let code = trailers
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())

@@ -13,9 +13,9 @@ macro_rules! delegate {
         #[tonic::async_trait]
         impl CohortsService for Api {
             $(
-                #[tracing::instrument(skip_all, err)]
+                #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
                 async fn $method(&self, request: Request<$request>) -> Reply<$response> {
-                    Api::$method(self, request).await
+                    kith_platform::grpc::observed(Api::$method(self, request).await)
                 }
             )*
         }

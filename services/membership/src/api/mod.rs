@@ -121,151 +121,151 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl MembershipService for Api {
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn create_community(
         &self,
         request: Request<pb::CreateCommunityRequest>,
     ) -> Reply<pb::CreateCommunityResponse> {
-        Api::create_community(self, request).await
+        kith_platform::grpc::observed(Api::create_community(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn update_community(
         &self,
         request: Request<pb::UpdateCommunityRequest>,
     ) -> Reply<pb::UpdateCommunityResponse> {
-        Api::update_community(self, request).await
+        kith_platform::grpc::observed(Api::update_community(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn archive_community(
         &self,
         request: Request<pb::ArchiveCommunityRequest>,
     ) -> Reply<pb::ArchiveCommunityResponse> {
-        Api::archive_community(self, request).await
+        kith_platform::grpc::observed(Api::archive_community(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn get_community(
         &self,
         request: Request<pb::GetCommunityRequest>,
     ) -> Reply<pb::GetCommunityResponse> {
-        Api::get_community(self, request).await
+        kith_platform::grpc::observed(Api::get_community(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn update_profile(
         &self,
         request: Request<pb::UpdateProfileRequest>,
     ) -> Reply<pb::UpdateProfileResponse> {
-        Api::update_profile(self, request).await
+        kith_platform::grpc::observed(Api::update_profile(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn assign_role(
         &self,
         request: Request<pb::AssignRoleRequest>,
     ) -> Reply<pb::AssignRoleResponse> {
-        Api::assign_role(self, request).await
+        kith_platform::grpc::observed(Api::assign_role(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn revoke_role(
         &self,
         request: Request<pb::RevokeRoleRequest>,
     ) -> Reply<pb::RevokeRoleResponse> {
-        Api::revoke_role(self, request).await
+        kith_platform::grpc::observed(Api::revoke_role(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn get_member(
         &self,
         request: Request<pb::GetMemberRequest>,
     ) -> Reply<pb::GetMemberResponse> {
-        Api::get_member(self, request).await
+        kith_platform::grpc::observed(Api::get_member(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn list_members(
         &self,
         request: Request<pb::ListMembersRequest>,
     ) -> Reply<pb::ListMembersResponse> {
-        Api::list_members(self, request).await
+        kith_platform::grpc::observed(Api::list_members(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn create_invitation(
         &self,
         request: Request<pb::CreateInvitationRequest>,
     ) -> Reply<pb::CreateInvitationResponse> {
-        Api::create_invitation(self, request).await
+        kith_platform::grpc::observed(Api::create_invitation(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn accept_invitation(
         &self,
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Reply<pb::AcceptInvitationResponse> {
-        Api::accept_invitation(self, request).await
+        kith_platform::grpc::observed(Api::accept_invitation(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn revoke_invitation(
         &self,
         request: Request<pb::RevokeInvitationRequest>,
     ) -> Reply<pb::RevokeInvitationResponse> {
-        Api::revoke_invitation(self, request).await
+        kith_platform::grpc::observed(Api::revoke_invitation(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn list_invitations(
         &self,
         request: Request<pb::ListInvitationsRequest>,
     ) -> Reply<pb::ListInvitationsResponse> {
-        Api::list_invitations(self, request).await
+        kith_platform::grpc::observed(Api::list_invitations(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn request_to_join(
         &self,
         request: Request<pb::RequestToJoinRequest>,
     ) -> Reply<pb::RequestToJoinResponse> {
-        Api::request_to_join(self, request).await
+        kith_platform::grpc::observed(Api::request_to_join(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn approve_join_request(
         &self,
         request: Request<pb::ApproveJoinRequestRequest>,
     ) -> Reply<pb::ApproveJoinRequestResponse> {
-        Api::approve_join_request(self, request).await
+        kith_platform::grpc::observed(Api::approve_join_request(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn reject_join_request(
         &self,
         request: Request<pb::RejectJoinRequestRequest>,
     ) -> Reply<pb::RejectJoinRequestResponse> {
-        Api::reject_join_request(self, request).await
+        kith_platform::grpc::observed(Api::reject_join_request(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn list_join_requests(
         &self,
         request: Request<pb::ListJoinRequestsRequest>,
     ) -> Reply<pb::ListJoinRequestsResponse> {
-        Api::list_join_requests(self, request).await
+        kith_platform::grpc::observed(Api::list_join_requests(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn leave_community(
         &self,
         request: Request<pb::LeaveCommunityRequest>,
     ) -> Reply<pb::LeaveCommunityResponse> {
-        Api::leave_community(self, request).await
+        kith_platform::grpc::observed(Api::leave_community(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn remove_member(
         &self,
         request: Request<pb::RemoveMemberRequest>,
     ) -> Reply<pb::RemoveMemberResponse> {
-        Api::remove_member(self, request).await
+        kith_platform::grpc::observed(Api::remove_member(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn ban_member(
         &self,
         request: Request<pb::BanMemberRequest>,
     ) -> Reply<pb::BanMemberResponse> {
-        Api::ban_member(self, request).await
+        kith_platform::grpc::observed(Api::ban_member(self, request).await)
     }
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn erase_member(
         &self,
         request: Request<pb::EraseMemberRequest>,
     ) -> Reply<pb::EraseMemberResponse> {
-        Api::erase_member(self, request).await
+        kith_platform::grpc::observed(Api::erase_member(self, request).await)
     }
 }
