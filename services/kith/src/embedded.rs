@@ -198,6 +198,57 @@ fn hand_to_postgres(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A folder under the temp dir for the data of `dir`, private to the postgres account. The same
+/// folder on every run, so the data stays, but only when it is the one an earlier run made: a
+/// real directory (not a link), owned by postgres, closed to everyone else. Anything else under
+/// that name (another user can create it first, the temp dir being shared) is left alone, and a
+/// fresh folder with an unguessable name is made instead.
+fn private_fallback(dir: &Path) -> anyhow::Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    let stable = std::env::temp_dir().join(format!("kith-postgres-{:016x}", hasher.finish()));
+    let postgres = uid_of("postgres")?;
+    let create = |path: &Path| std::fs::DirBuilder::new().mode(0o700).create(path);
+    match std::fs::symlink_metadata(&stable) {
+        Ok(meta)
+            if meta.file_type().is_dir() && meta.uid() == postgres && meta.mode() & 0o077 == 0 =>
+        {
+            return Ok(stable);
+        }
+        Ok(_) => println!(
+            "{} exists but is not a private folder of the postgres account; not using it",
+            stable.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            create(&stable).with_context(|| format!("creating {}", stable.display()))?;
+            return Ok(stable);
+        }
+        Err(err) => return Err(err).with_context(|| format!("inspecting {}", stable.display())),
+    }
+    loop {
+        let fresh = std::env::temp_dir().join(format!("kith-postgres-{}", uuid::Uuid::new_v4()));
+        match create(&fresh) {
+            Ok(()) => return Ok(fresh),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err).with_context(|| format!("creating {}", fresh.display())),
+        }
+    }
+}
+
+/// The numeric user id of `account`.
+fn uid_of(account: &str) -> anyhow::Result<u32> {
+    let output = std::process::Command::new("id")
+        .args(["-u", account])
+        .output()
+        .with_context(|| format!("looking up the {account} account"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("no {account} account"))
+}
+
 fn postgres_can_write(dir: &Path) -> bool {
     std::process::Command::new("runuser")
         .args(["-u", "postgres", "--", "test", "-w"])
@@ -226,13 +277,7 @@ async fn start_postgres(addr: SocketAddr, dir: &Path) -> anyhow::Result<(Child, 
         hand_to_postgres(&dir)?;
         if !postgres_can_write(&dir) {
             // A checkout under a private home (/root) is out of the postgres account's reach.
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            dir.hash(&mut hasher);
-            let fallback =
-                std::env::temp_dir().join(format!("kith-postgres-{:016x}", hasher.finish()));
-            std::fs::create_dir_all(&fallback)
-                .with_context(|| format!("creating {}", fallback.display()))?;
+            let fallback = private_fallback(&dir)?;
             hand_to_postgres(&fallback)?;
             println!(
                 "the postgres account cannot reach {}; keeping PostgreSQL's data in {} instead",
@@ -302,4 +347,42 @@ async fn start_nats(addr: SocketAddr, dir: &Path) -> anyhow::Result<Child> {
         .context("starting nats-server")?;
     wait_until_listening("NATS", addr, &mut child).await?;
     Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fallback_folder_someone_else_made_first_is_not_used() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let Ok(postgres) = uid_of("postgres") else {
+            panic!("these tests run where PostgreSQL is installed (the postgres account exists)");
+        };
+        let checkout = std::env::temp_dir().join(format!("kith-checkout-{}", uuid::Uuid::new_v4()));
+        // Made first by someone else, open to all: refused, a fresh private folder instead.
+        let planted = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            checkout.hash(&mut hasher);
+            std::env::temp_dir().join(format!("kith-postgres-{:016x}", hasher.finish()))
+        };
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let chosen = private_fallback(&checkout).unwrap();
+        assert_ne!(chosen, planted);
+        let meta = std::fs::metadata(&chosen).unwrap();
+        assert_eq!(meta.mode() & 0o077, 0, "closed to group and others");
+        std::fs::remove_dir(&chosen).unwrap();
+        std::fs::remove_dir(&planted).unwrap();
+
+        // Absent: made private, and once postgres owns it, the same folder on the next run.
+        let first = private_fallback(&checkout).unwrap();
+        assert_eq!(first, planted);
+        assert_eq!(std::fs::metadata(&first).unwrap().mode() & 0o077, 0);
+        hand_to_postgres(&first).unwrap();
+        assert_eq!(std::fs::metadata(&first).unwrap().uid(), postgres);
+        assert_eq!(private_fallback(&checkout).unwrap(), first);
+        std::fs::remove_dir(&first).unwrap();
+    }
 }
