@@ -63,6 +63,20 @@ impl MembershipCodec {
         decode(opener, event).await
     }
 
+    /// A reason sealed with the member's key; none when there is no reason.
+    async fn seal_reason(
+        &self,
+        community: &str,
+        member_id: Uuid,
+        reason: &Reason,
+    ) -> Result<Option<kith_proto::platform::Sealed>> {
+        if reason.as_str().is_empty() {
+            return Ok(None);
+        }
+        let key = self.sealer.key_for(&subject(community, member_id)).await?;
+        Ok(Some(key.seal(reason.as_str())))
+    }
+
     /// A reader of sealed fields.
     pub(crate) fn opener(&self) -> Opener {
         self.sealer.opener()
@@ -233,10 +247,11 @@ impl Codec<CommunityDecider> for MembershipCodec {
                     rejected_by,
                     reason,
                 } => message(pb::JoinRequestRejected {
+                    sealed_reason: self.seal_reason(&c, *member_id, reason).await?,
                     community_id: c,
                     member_id: member_id.to_string(),
                     rejected_by: rejected_by.to_string(),
-                    reason: reason.as_str().to_owned(),
+                    reason: String::new(),
                 }),
                 Event::MemberLeft { member_id } => message(pb::MemberLeft {
                     community_id: c,
@@ -247,10 +262,11 @@ impl Codec<CommunityDecider> for MembershipCodec {
                     removed_by,
                     reason,
                 } => message(pb::MemberRemoved {
+                    sealed_reason: self.seal_reason(&c, *member_id, reason).await?,
                     community_id: c,
                     member_id: member_id.to_string(),
                     removed_by: removed_by.to_string(),
-                    reason: reason.as_str().to_owned(),
+                    reason: String::new(),
                 }),
                 Event::MemberBanned {
                     member_id,
@@ -258,10 +274,11 @@ impl Codec<CommunityDecider> for MembershipCodec {
                     reason,
                     was_member,
                 } => message(pb::MemberBanned {
+                    sealed_reason: self.seal_reason(&c, *member_id, reason).await?,
                     community_id: c,
                     member_id: member_id.to_string(),
                     banned_by: banned_by.to_string(),
-                    reason: reason.as_str().to_owned(),
+                    reason: String::new(),
                     was_member: *was_member,
                 }),
                 Event::MemberErased {
@@ -319,8 +336,17 @@ async fn open_profile(
     }))
 }
 
-fn reason(value: &str) -> Result<Reason> {
-    Ok(Reason::from_stored(value))
+/// A reason as stored: sealed (empty once the member is erased), or in plain text in events
+/// written before reasons were sealed.
+async fn open_reason(
+    opener: &mut Opener,
+    plain: &str,
+    sealed: Option<&kith_proto::platform::Sealed>,
+) -> Result<Reason> {
+    Ok(match sealed {
+        Some(sealed) => Reason::from_stored(opener.open(Some(sealed)).await?.unwrap_or_default()),
+        None => Reason::from_stored(plain),
+    })
 }
 
 fn role(value: i32) -> Result<Role> {
@@ -425,7 +451,7 @@ pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result
         Event::JoinRequestRejected {
             member_id: stored_id(&e.member_id)?,
             rejected_by: stored_id(&e.rejected_by)?,
-            reason: reason(&e.reason)?,
+            reason: open_reason(opener, &e.reason, e.sealed_reason.as_ref()).await?,
         }
     } else if t == pb::MemberLeft::full_name() {
         let e: pb::MemberLeft = decode_payload(event)?;
@@ -437,14 +463,14 @@ pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result
         Event::MemberRemoved {
             member_id: stored_id(&e.member_id)?,
             removed_by: stored_id(&e.removed_by)?,
-            reason: reason(&e.reason)?,
+            reason: open_reason(opener, &e.reason, e.sealed_reason.as_ref()).await?,
         }
     } else if t == pb::MemberBanned::full_name() {
         let e: pb::MemberBanned = decode_payload(event)?;
         Event::MemberBanned {
             member_id: stored_id(&e.member_id)?,
             banned_by: stored_id(&e.banned_by)?,
-            reason: reason(&e.reason)?,
+            reason: open_reason(opener, &e.reason, e.sealed_reason.as_ref()).await?,
             was_member: e.was_member,
         }
     } else if t == pb::MemberErased::full_name() {

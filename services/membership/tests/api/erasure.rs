@@ -169,3 +169,90 @@ async fn an_erased_member_shows_as_erased_in_queries_rebuilds_replays_and_on_the
     invite_and_join(&app, &mut client, &community, owner, Uuid::new_v4(), "erin").await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_text_reasons_are_sealed_in_the_log_and_erased_with_the_member() {
+    let app = App::spawn().await;
+    let mut client = app.client().await;
+    let owner = Uuid::new_v4();
+    let (community, _) = create_community(&app, &mut client, owner, "Moderated").await;
+    let (spammer, other) = (Uuid::new_v4(), Uuid::new_v4());
+    invite_and_join(&app, &mut client, &community, owner, spammer, "spammer").await;
+    invite_and_join(&app, &mut client, &community, owner, other, "other").await;
+    client
+        .ban_member(app.as_member(
+            owner,
+            pb::BanMemberRequest {
+                request_id: rid(),
+                community_id: community.clone(),
+                member_id: spammer.to_string(),
+                reason: "posted phone number 555-0199 everywhere".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    client
+        .remove_member(app.as_member(
+            owner,
+            pb::RemoveMemberRequest {
+                request_id: rid(),
+                community_id: community.clone(),
+                member_id: other.to_string(),
+                reason: "moved to the Berlin group".into(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    let pool = app.pool().await;
+    let sealer = Sealer::new(pool.clone());
+    let reasons = |pool: sqlx::PgPool| async move {
+        let log = kith_platform::eventlog::EventLog::new(pool);
+        let events = log.tail(Checkpoint::START, 1000).await.unwrap();
+        let mut sealed = Vec::new();
+        for event in &events {
+            let text = String::from_utf8_lossy(&event.payload);
+            assert!(
+                !text.contains("555-0199") && !text.contains("Berlin"),
+                "a reason in plain text in {}",
+                event.event_type
+            );
+            if event.event_type.ends_with("MemberBanned") {
+                let e = pb::MemberBanned::decode(event.payload.as_slice()).unwrap();
+                assert!(e.reason.is_empty());
+                sealed.push(e.sealed_reason.unwrap());
+            } else if event.event_type.ends_with("MemberRemoved") {
+                let e = pb::MemberRemoved::decode(event.payload.as_slice()).unwrap();
+                sealed.push(e.sealed_reason.unwrap());
+            }
+        }
+        sealed
+    };
+    let sealed = reasons(pool.clone()).await;
+    assert_eq!(sealed.len(), 2);
+    let mut opener = sealer.opener();
+    assert_eq!(
+        opener.open(Some(&sealed[0])).await.unwrap().as_deref(),
+        Some("posted phone number 555-0199 everywhere")
+    );
+    assert_eq!(
+        opener.open(Some(&sealed[1])).await.unwrap().as_deref(),
+        Some("moved to the Berlin group")
+    );
+
+    // Erasing the banned member erases the reason given about them; the other's stays.
+    client
+        .erase_member(app.as_member(
+            owner,
+            pb::EraseMemberRequest {
+                request_id: rid(),
+                community_id: community.clone(),
+                member_id: spammer.to_string(),
+            },
+        ))
+        .await
+        .unwrap();
+    let mut opener = sealer.opener();
+    assert_eq!(opener.open(Some(&sealed[0])).await.unwrap(), None);
+    assert!(opener.open(Some(&sealed[1])).await.unwrap().is_some());
+}
