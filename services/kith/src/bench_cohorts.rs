@@ -171,6 +171,7 @@ async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyh
             jwt_audience: Vec::new(),
             insecure_dev_auth: false,
         },
+        sealing: Default::default(),
     };
     let runtime = Runtime::connect(service_args).await?;
     let membership = kith_membership::start(&runtime).await?;

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use kith_platform::config::{AuthArgs, DatabaseArgs, ListenArgs, NatsArgs, ServiceArgs};
+use kith_platform::config::{
+    AuthArgs, DatabaseArgs, ListenArgs, NatsArgs, SealingArgs, ServiceArgs,
+};
 use kith_platform::db::{self, Schema};
 use kith_platform::runtime::{self, Runtime};
 use kith_platform::{auth, projection, telemetry};
@@ -185,6 +187,8 @@ pub(crate) struct RebuildArgs {
     database: DatabaseArgs,
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    sealing: SealingArgs,
 }
 
 fn progress_bar(name: &str) -> ProgressBar {
@@ -200,6 +204,7 @@ fn progress_bar(name: &str) -> ProgressBar {
 
 pub(crate) async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let _telemetry = telemetry::init("kith");
+    args.sealing.install()?;
     let schema = Schema::parse(&args.service)?;
     let pool = db::connect(&args.database.database_url, &schema, 2).await?;
     let service = SERVICES

@@ -46,7 +46,12 @@ pub struct Membership {
 pub async fn start(runtime: &Runtime) -> kith_platform::Result<Membership> {
     let (schema, pool) = runtime.database(SERVICE, &[]).await?;
     let log = runtime.event_log(SERVICE, &pool);
-    let codec = MembershipCodec::new(Sealer::new(pool.clone()));
+    let sealer = Sealer::new(pool.clone());
+    let rewrapped = sealer.rewrap().await?;
+    if rewrapped > 0 {
+        tracing::info!(keys = rewrapped, "sealing keys wrapped by the current KEK");
+    }
+    let codec = MembershipCodec::new(sealer);
     let directory = Arc::new(Directory::new(codec.clone()));
     let progress = runtime.spawn_log_projection(&log, directory).await?;
     runtime.spawn_relay(SERVICE, &schema, &log).await?;

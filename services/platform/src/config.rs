@@ -213,6 +213,55 @@ impl AuthArgs {
     }
 }
 
+/// The key-encryption key that wraps the keys sealing personal data.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SealingArgs {
+    /// Key-encryption key (64 hex digits: `openssl rand -hex 32`) that wraps the keys sealing
+    /// personal data, so that a copy of the database alone opens nothing. To rotate, give the new
+    /// one first and the old one after a comma: on start every key is wrapped again by the first.
+    #[arg(
+        long,
+        env = "KITH_SEALING_KEK",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub sealing_kek: Vec<Secret>,
+    /// File holding the key-encryption key(s), one per line, current first (a Kubernetes Secret
+    /// mounted as a file).
+    #[arg(long, env = "KITH_SEALING_KEK_FILE", conflicts_with = "sealing_kek")]
+    pub sealing_kek_file: Option<PathBuf>,
+}
+
+impl SealingArgs {
+    /// The KEKs these flags give, if any.
+    pub fn keks(&self) -> Result<Option<crate::sealing::Keks>> {
+        if let Some(path) = &self.sealing_kek_file {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                Error::Config(format!("--sealing-kek-file {}: {err}", path.display()))
+            })?;
+            let lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
+            return crate::sealing::Keks::parse(lines).map(Some).map_err(|err| {
+                Error::Config(format!("--sealing-kek-file {}: {err}", path.display()))
+            });
+        }
+        if self.sealing_kek.is_empty() {
+            return Ok(None);
+        }
+        crate::sealing::Keks::parse(self.sealing_kek.iter().map(Secret::expose)).map(Some)
+    }
+
+    /// Installs the KEKs for every [`crate::sealing::Sealer`] of this process.
+    pub fn install(&self) -> Result<()> {
+        match self.keks()? {
+            Some(keks) => {
+                tracing::info!(kek = keks.current_id(), "sealing keys are wrapped by a KEK");
+                crate::sealing::install_kek(keks)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Where to listen.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListenArgs {
@@ -233,4 +282,6 @@ pub struct ServiceArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub sealing: SealingArgs,
 }

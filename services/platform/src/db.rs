@@ -148,6 +148,11 @@ pub const PLATFORM_MIGRATIONS: &[Migration] = &[
         name: "command keys remember the request they were used for",
         sql: include_str!("../migrations/0003_command_fingerprint.sql"),
     },
+    Migration {
+        version: 4,
+        name: "sealing keys may be wrapped by a key-encryption key",
+        sql: include_str!("../migrations/0004_wrapped_sealing_keys.sql"),
+    },
 ];
 
 /// Creates the schema if needed and applies the platform's migrations and then `component`'s, each

@@ -46,6 +46,7 @@ impl Runtime {
         db::ensure_database(&args.database.database_url).await?;
         let client = bus::connect(&args.nats.nats_url, "kith").await?;
         let authenticator = args.auth.authenticator()?;
+        args.sealing.install()?;
         Ok(Self {
             jetstream: bus::jetstream(client),
             authenticator,

@@ -2,8 +2,13 @@
 //! with a key that belongs to one subject and lives only in the owning service's `sealing_keys`
 //! table. Erasing the subject deletes its keys: every copy of the field, in the log, on the bus
 //! and in every later replay, then reads as erased, while the log stays append-only.
+//!
+//! With a key-encryption key (KEK) installed ([`install_kek`], from `--sealing-kek` or
+//! `--sealing-kek-file`), the subjects' keys are stored wrapped by it, so a copy of the database
+//! alone (a backup) opens nothing. The KEK lives outside the database (a Kubernetes Secret).
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -11,7 +16,106 @@ use kith_proto::platform::Sealed;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{Error, Result};
+
+/// The key-encryption keys of this process: the first wraps new keys and rewraps old ones; the
+/// rest (earlier KEKs, during a rotation) only unwrap.
+#[derive(Clone)]
+pub struct Keks {
+    keys: Vec<(String, XChaCha20Poly1305)>,
+}
+
+impl std::fmt::Debug for Keks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keks")
+            .field(
+                "ids",
+                &self.keys.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Keks {
+    /// KEKs from their hex forms (64 hex digits, 32 bytes each), current first.
+    pub fn parse<'a>(hex_keys: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        use sha2::Digest;
+        let mut keys = Vec::new();
+        for (n, text) in hex_keys.into_iter().enumerate() {
+            let bytes = hex::decode(text.trim())
+                .ok()
+                .filter(|bytes| bytes.len() == 32)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "sealing KEK #{} must be 64 hex digits (32 random bytes, e.g. `openssl rand -hex 32`)",
+                        n + 1
+                    ))
+                })?;
+            let id = hex::encode(&sha2::Sha256::digest(&bytes)[..8]);
+            let cipher = XChaCha20Poly1305::new_from_slice(&bytes)
+                .map_err(|_| Error::Config("sealing KEK: not a 32-byte key".into()))?;
+            keys.push((id, cipher));
+        }
+        if keys.is_empty() {
+            return Err(Error::Config("no sealing KEK given".into()));
+        }
+        Ok(Self { keys })
+    }
+
+    /// The id of the KEK that wraps new keys.
+    pub fn current_id(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    fn wrap(&self, key: &[u8]) -> (String, Vec<u8>) {
+        let (id, cipher) = &self.keys[0];
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let mut wrapped = nonce.to_vec();
+        wrapped.extend(cipher.encrypt(&nonce, key).unwrap_or_default());
+        (id.clone(), wrapped)
+    }
+
+    fn unwrap(&self, wrapped_by: &str, wrapped: &[u8]) -> Result<Vec<u8>> {
+        let (_, cipher) = self
+            .keys
+            .iter()
+            .find(|(id, _)| id == wrapped_by)
+            .ok_or_else(|| unknown_kek(wrapped_by))?;
+        if wrapped.len() < 24 {
+            return Err(Error::Config(format!(
+                "a sealing key wrapped by KEK {wrapped_by} is damaged"
+            )));
+        }
+        let (nonce, ciphertext) = wrapped.split_at(24);
+        cipher
+            .decrypt(XNonce::from_slice(nonce), ciphertext)
+            .map_err(|_| {
+                Error::Config(format!(
+                    "a sealing key does not unwrap with KEK {wrapped_by}: the KEK given is not the one that wrapped it"
+                ))
+            })
+    }
+}
+
+fn unknown_kek(wrapped_by: &str) -> Error {
+    Error::Config(format!(
+        "sealing keys are wrapped by KEK {wrapped_by}, which this process was not given; pass it \
+         with --sealing-kek or --sealing-kek-file"
+    ))
+}
+
+static KEKS: OnceLock<Arc<Keks>> = OnceLock::new();
+
+/// Installs this process's KEKs, once, before the first [`Sealer`] is made (the service binaries
+/// and `kith` do it from their flags).
+pub fn install_kek(keks: Keks) -> Result<()> {
+    KEKS.set(Arc::new(keks))
+        .map_err(|_| Error::Config("the sealing KEK was installed twice".into()))
+}
+
+fn installed_keks() -> Option<Arc<Keks>> {
+    KEKS.get().cloned()
+}
 
 /// One subject's key.
 #[derive(Clone)]
@@ -64,33 +168,59 @@ impl SealingKey {
 #[derive(Debug, Clone)]
 pub struct Sealer {
     pool: PgPool,
+    keks: Option<Arc<Keks>>,
 }
 
 impl Sealer {
-    /// Keys in the pool's schema.
+    /// Keys in the pool's schema, wrapped by the process's KEK if one is installed.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            keks: installed_keks(),
+        }
+    }
+
+    /// Keys in the pool's schema, wrapped by `keks` (or stored as they are with `None`).
+    pub fn with_keks(pool: PgPool, keks: Option<Keks>) -> Self {
+        Self {
+            pool,
+            keks: keks.map(Arc::new),
+        }
     }
 
     /// The subject's newest key, created on first use.
     pub async fn key_for(&self, subject: &str) -> Result<SealingKey> {
-        let existing: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
-            "SELECT key_id, key FROM sealing_keys WHERE subject = $1 ORDER BY created_at DESC LIMIT 1",
+        let existing: Option<(Uuid, Vec<u8>, Option<String>)> = sqlx::query_as(
+            "SELECT key_id, key, wrapped_by FROM sealing_keys WHERE subject = $1 \
+             ORDER BY created_at DESC LIMIT 1",
         )
         .bind(subject)
         .fetch_optional(&self.pool)
         .await?;
         let (key_id, bytes) = match existing {
-            Some(found) => found,
+            Some((key_id, stored, wrapped_by)) => (
+                key_id,
+                unwrap(self.keks.as_deref(), &stored, wrapped_by.as_deref())?,
+            ),
             None => {
                 let key_id = Uuid::new_v4();
                 let bytes = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
-                sqlx::query("INSERT INTO sealing_keys (key_id, subject, key) VALUES ($1, $2, $3)")
-                    .bind(key_id)
-                    .bind(subject)
-                    .bind(&bytes)
-                    .execute(&self.pool)
-                    .await?;
+                let (wrapped_by, stored) = match &self.keks {
+                    Some(keks) => {
+                        let (id, wrapped) = keks.wrap(&bytes);
+                        (Some(id), wrapped)
+                    }
+                    None => (None, bytes.clone()),
+                };
+                sqlx::query(
+                    "INSERT INTO sealing_keys (key_id, subject, key, wrapped_by) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(key_id)
+                .bind(subject)
+                .bind(&stored)
+                .bind(wrapped_by)
+                .execute(&self.pool)
+                .await?;
                 (key_id, bytes)
             }
         };
@@ -101,8 +231,55 @@ impl Sealer {
     pub fn opener(&self) -> Opener {
         Opener {
             pool: self.pool.clone(),
+            keks: self.keks.clone(),
             keys: HashMap::new(),
         }
+    }
+
+    /// Brings every stored key under the current KEK: keys stored as they are (from before a KEK
+    /// was given) and keys wrapped by an earlier KEK (a rotation) are wrapped again, in one
+    /// transaction. Without a KEK, checks that no key needs one. Returns how many were rewrapped.
+    pub async fn rewrap(&self) -> Result<u64> {
+        let Some(keks) = &self.keks else {
+            let wrapped: Option<String> = sqlx::query_scalar(
+                "SELECT wrapped_by FROM sealing_keys WHERE wrapped_by IS NOT NULL LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await?;
+            return match wrapped {
+                Some(kek) => Err(unknown_kek(&kek)),
+                None => Ok(0),
+            };
+        };
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(Uuid, Vec<u8>, Option<String>)> = sqlx::query_as(
+            "SELECT key_id, key, wrapped_by FROM sealing_keys \
+             WHERE wrapped_by IS DISTINCT FROM $1 FOR UPDATE",
+        )
+        .bind(keks.current_id())
+        .fetch_all(&mut *tx)
+        .await?;
+        for (key_id, stored, wrapped_by) in &rows {
+            let bytes = unwrap(Some(keks), stored, wrapped_by.as_deref())?;
+            let (id, wrapped) = keks.wrap(&bytes);
+            sqlx::query("UPDATE sealing_keys SET key = $2, wrapped_by = $3 WHERE key_id = $1")
+                .bind(key_id)
+                .bind(wrapped)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+}
+
+/// A stored key as it is used: unwrapped by the KEK named beside it, or as stored.
+fn unwrap(keks: Option<&Keks>, stored: &[u8], wrapped_by: Option<&str>) -> Result<Vec<u8>> {
+    match (wrapped_by, keks) {
+        (None, _) => Ok(stored.to_vec()),
+        (Some(kek), Some(keks)) => keks.unwrap(kek, stored),
+        (Some(kek), None) => Err(unknown_kek(kek)),
     }
 }
 
@@ -120,6 +297,7 @@ fn make_key(key_id: Uuid, subject: &str, bytes: &[u8]) -> SealingKey {
 #[derive(Debug)]
 pub struct Opener {
     pool: PgPool,
+    keks: Option<Arc<Keks>>,
     keys: HashMap<Uuid, Option<SealingKey>>,
 }
 
@@ -133,12 +311,18 @@ impl Opener {
             return Ok(None);
         };
         if !self.keys.contains_key(&key_id) {
-            let bytes: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT key FROM sealing_keys WHERE key_id = $1")
+            let stored: Option<(Vec<u8>, Option<String>)> =
+                sqlx::query_as("SELECT key, wrapped_by FROM sealing_keys WHERE key_id = $1")
                     .bind(key_id)
                     .fetch_optional(&self.pool)
                     .await?;
-            let key = bytes.map(|bytes| make_key(key_id, &sealed.subject, &bytes));
+            let key = match stored {
+                Some((stored, wrapped_by)) => {
+                    let bytes = unwrap(self.keks.as_deref(), &stored, wrapped_by.as_deref())?;
+                    Some(make_key(key_id, &sealed.subject, &bytes))
+                }
+                None => None,
+            };
             self.keys.insert(key_id, key);
         }
         Ok(self

@@ -228,6 +228,7 @@ impl TestEnv {
                 jwt_audience: Vec::new(),
                 insecure_dev_auth: false,
             },
+            sealing: Default::default(),
         };
         Self {
             db,

@@ -68,3 +68,97 @@ async fn tampered_ciphertext_does_not_open() {
     sealed.ciphertext[0] ^= 1;
     assert_eq!(sealer.opener().open(Some(&sealed)).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn keys_wrapped_by_a_kek_open_only_with_it_and_rotate_to_a_new_one() {
+    use kith_platform::sealing::Keks;
+    let (_db, log) = log().await;
+    let pool = log.pool().clone();
+    let kek1 = "11".repeat(32);
+    let kek2 = "22".repeat(32);
+    let keks = |keys: &[&str]| Some(Keks::parse(keys.iter().copied()).unwrap());
+
+    // Keys made before any KEK was configured are stored as they are.
+    let plain = Sealer::with_keks(pool.clone(), None);
+    let old = plain
+        .key_for("member-a")
+        .await
+        .unwrap()
+        .seal("Ada Lovelace");
+    let raw: Vec<u8> = sqlx::query_scalar("SELECT key FROM sealing_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(raw.len(), 32);
+
+    // The first start with a KEK wraps them; new keys are wrapped from the start.
+    let with1 = Sealer::with_keks(pool.clone(), keks(&[&kek1]));
+    assert_eq!(with1.rewrap().await.unwrap(), 1);
+    assert_eq!(with1.rewrap().await.unwrap(), 0, "once");
+    let new = with1
+        .key_for("member-b")
+        .await
+        .unwrap()
+        .seal("Grace Hopper");
+    let stored: Vec<(Vec<u8>, Option<String>)> =
+        sqlx::query_as("SELECT key, wrapped_by FROM sealing_keys")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 2);
+    for (key, wrapped_by) in &stored {
+        assert_ne!(key, &raw, "the old key is no longer stored as it is");
+        assert_eq!(key.len(), 24 + 32 + 16, "nonce, key, tag");
+        assert!(wrapped_by.is_some());
+    }
+    let mut opener = with1.opener();
+    assert_eq!(
+        opener.open(Some(&old)).await.unwrap().as_deref(),
+        Some("Ada Lovelace")
+    );
+    assert_eq!(
+        opener.open(Some(&new)).await.unwrap().as_deref(),
+        Some("Grace Hopper")
+    );
+
+    // The database alone (no KEK, or another one) opens nothing, and says why.
+    for (what, sealer) in [
+        ("no KEK", Sealer::with_keks(pool.clone(), None)),
+        (
+            "another KEK",
+            Sealer::with_keks(pool.clone(), keks(&[&kek2])),
+        ),
+    ] {
+        let refused = sealer.opener().open(Some(&old)).await.unwrap_err();
+        assert!(refused.to_string().contains("KEK"), "{what}: {refused}");
+        assert!(sealer.key_for("member-a").await.is_err(), "{what}");
+    }
+    assert!(
+        Sealer::with_keks(pool.clone(), None)
+            .rewrap()
+            .await
+            .is_err(),
+        "a process without the KEK refuses to start"
+    );
+
+    // Rotation: the new KEK first, the old one after; every key moves to the new one.
+    let rotating = Sealer::with_keks(pool.clone(), keks(&[&kek2, &kek1]));
+    assert_eq!(rotating.rewrap().await.unwrap(), 2);
+    let with2 = Sealer::with_keks(pool.clone(), keks(&[&kek2]));
+    let mut opener = with2.opener();
+    assert_eq!(
+        opener.open(Some(&old)).await.unwrap().as_deref(),
+        Some("Ada Lovelace")
+    );
+    assert!(
+        Sealer::with_keks(pool.clone(), keks(&[&kek1]))
+            .opener()
+            .open(Some(&new))
+            .await
+            .is_err(),
+        "the retired KEK opens nothing"
+    );
+
+    assert!(Keks::parse(["abc"]).is_err());
+    assert!(Keks::parse(["zz".repeat(32).as_str()]).is_err());
+}
