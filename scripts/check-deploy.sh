@@ -3,8 +3,9 @@
 # validates each object against the Kubernetes schemas and Kith's own rules, lints
 # deploy/Dockerfile with hadolint, and checks the collector config, the NATS values and users
 # (deploy/nats/auth.conf) and the Grafana dashboards, and how each overlay wires token checking
-# (JWKS file, issuer and audience, no development auth in production). Needs no cluster, no Docker
-# and no network once its tools are installed.
+# (JWKS file, issuer and audience, no development auth in production) and the sealing KEK (a file
+# from a Secret volume, never a literal in production). Needs no cluster, no Docker and no network
+# once its tools are installed.
 #
 #   bash scripts/check-deploy.sh
 #
@@ -170,11 +171,12 @@ check_overlay() {
     for v in "${versions[@]}"; do k8s+=(--k8s "$v"); done
     case "$name" in
     production)
-        # No Secret in git; kith-secrets (the JWKS, key jwt-jwks.json) and kith-nats (each service's NATS
-        # URL with its user and password, which every Deployment must use) are created by the
-        # operator and the database secrets by CloudNativePG; at least three replicas; streams on
-        # three servers.
-        extra=(--forbid-secrets --external-secret kith-secrets --nats-url-secret kith-nats
+        # No Secret in git; kith-secrets (the JWKS, key jwt-jwks.json), kith-sealing (membership's
+        # KEK, key kek) and kith-nats (each service's NATS URL with its user and password, which
+        # every Deployment must use) are created by the operator and the database secrets by
+        # CloudNativePG; at least three replicas; streams on three servers.
+        extra=(--forbid-secrets --external-secret kith-secrets --external-secret kith-sealing
+            --nats-url-secret kith-nats
             --min-replicas 3 --config KITH_STREAM_REPLICAS=3)
         ;;
     esac
@@ -311,6 +313,127 @@ print(f"  ok: token checking in overlay {name} ({deployments} Deployments)")
 PY
 }
 
+# check_sealing DIR: how the overlay gives membership its sealing KEK, on check_overlay's render:
+#   - no container sets both KITH_SEALING_KEK and KITH_SEALING_KEK_FILE (a startup error);
+#   - a KITH_SEALING_KEK_FILE is a literal path to key `kek` of a Secret volume mounted as a
+#     directory, without subPath;
+#   - production: Deployment kith-membership sets KITH_SEALING_KEK_FILE from Secret kith-sealing,
+#     and no workload or ConfigMap carries a KEK itself (KITH_SEALING_KEK as a literal `value` or
+#     ConfigMap entry, or --sealing-kek in a command or its args): it would be in git and in
+#     every copy of the manifests, next to the database it protects.
+check_sealing() {
+    local dir="$1" name
+    name="$(basename "$dir")"
+    local rendered="$WORK/$name.yaml"
+    [ -s "$rendered" ] || {
+        echo "  no render of $dir (its kubectl kustomize check failed)"
+        return 1
+    }
+    "$PY" - "$rendered" "$name" <<'PY'
+import posixpath, sys
+import yaml
+
+rendered, name = sys.argv[1], sys.argv[2]
+production = name == "production"
+objects = [o for o in yaml.safe_load_all(open(rendered, encoding="utf-8")) if o]
+errors = []
+def where(o):
+    return f"{o.get('kind')}/{(o.get('metadata') or {}).get('name')}"
+def pod_spec(o):
+    spec = o.get("spec") or {}
+    if o.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return (spec.get("template") or {}).get("spec") if "template" in spec else None
+configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objects if o.get("kind") == "ConfigMap"}
+
+if production:
+    for n, data in configmaps.items():
+        if "KITH_SEALING_KEK" in data:
+            errors.append(f"ConfigMap/{n}: sets KITH_SEALING_KEK (a KEK in a manifest)")
+    text = open(rendered, encoding="utf-8").read()
+    for needle in ("KITH_SEALING_KEK=", "--sealing-kek="):
+        if needle in text:
+            errors.append(f"the render contains {needle!r} (a KEK in a manifest)")
+
+membership_kek = None
+for o in objects:
+    spec = pod_spec(o)
+    if spec is None:
+        continue
+    volumes = {v.get("name"): v for v in spec.get("volumes") or []}
+    for c in spec.get("containers") or []:
+        at = f"{where(o)} container {c.get('name')}"
+        env, literal = {}, False
+        for source in c.get("envFrom") or []:
+            ref = (source.get("configMapRef") or {}).get("name")
+            env.update({k: str(v) for k, v in configmaps.get(ref, {}).items()})
+            literal = literal or "KITH_SEALING_KEK" in configmaps.get(ref, {})
+        for e in c.get("env") or []:
+            env[e.get("name")] = "<valueFrom>" if "valueFrom" in e else str(e.get("value", ""))
+            if e.get("name") == "KITH_SEALING_KEK" and "valueFrom" not in e:
+                literal = True
+        words = [str(w) for w in (c.get("command") or []) + (c.get("args") or [])]
+        if any(w == "--sealing-kek" or w.startswith("--sealing-kek=") for w in words):
+            literal = True
+        if production and literal:
+            errors.append(f"{at}: carries a literal KEK (KITH_SEALING_KEK or --sealing-kek); "
+                          "mount Secret kith-sealing and set KITH_SEALING_KEK_FILE instead")
+        if "KITH_SEALING_KEK" in env and "KITH_SEALING_KEK_FILE" in env:
+            errors.append(f"{at}: sets both KITH_SEALING_KEK and KITH_SEALING_KEK_FILE (refused at startup)")
+        path = env.get("KITH_SEALING_KEK_FILE")
+        secret_name = None
+        if path == "<valueFrom>":
+            errors.append(f"{at}: KITH_SEALING_KEK_FILE must be a literal path to a mounted file")
+        elif path:
+            found = False
+            for m in c.get("volumeMounts") or []:
+                mount = m.get("mountPath", "").rstrip("/")
+                secret = (volumes.get(m.get("name")) or {}).get("secret")
+                if m.get("subPath") or m.get("subPathExpr"):
+                    if path == mount or path.startswith(mount + "/"):
+                        errors.append(f"{at}: KITH_SEALING_KEK_FILE is on volume {m.get('name')!r} "
+                                      "mounted with subPath (mount the Secret as a directory)")
+                        found = True
+                    continue
+                if posixpath.dirname(path) != mount:
+                    continue
+                found = True
+                if secret is None:
+                    errors.append(f"{at}: KITH_SEALING_KEK_FILE {path} is not on a Secret volume")
+                    continue
+                items = secret.get("items")
+                base = posixpath.basename(path)
+                keys = [i.get("key") for i in items if i.get("path") == base] if items else [base]
+                if not keys:
+                    errors.append(f"{at}: KITH_SEALING_KEK_FILE {path}: volume {m.get('name')!r} "
+                                  f"has no item with path {base}")
+                elif keys[0] != "kek":
+                    errors.append(f"{at}: KITH_SEALING_KEK_FILE {path} is key {keys[0]!r} of Secret "
+                                  f"{secret.get('secretName')!r}, expected 'kek'")
+                else:
+                    secret_name = secret.get("secretName")
+                    print(f"  {where(o)}: KITH_SEALING_KEK_FILE {path} = key kek of Secret "
+                          f"{secret_name}, directory mount (no subPath)")
+            if not found:
+                errors.append(f"{at}: KITH_SEALING_KEK_FILE {path} is on no mounted volume")
+        if o.get("kind") == "Deployment" and (o.get("metadata") or {}).get("name") == "kith-membership":
+            membership_kek = secret_name or ""
+
+if membership_kek is None:
+    errors.append("Deployment/kith-membership is not in the render")
+elif production and membership_kek != "kith-sealing":
+    errors.append("Deployment/kith-membership: production reads its KEK from KITH_SEALING_KEK_FILE, "
+                  "key kek of Secret kith-sealing mounted as a directory "
+                  f"(found {membership_kek or 'none'})")
+for e in errors:
+    print(f"  error: {e}")
+if errors:
+    print(f"  FAILED: sealing KEK in overlay {name}: {len(errors)} problem(s)")
+    sys.exit(1)
+print(f"  ok: sealing KEK in overlay {name}")
+PY
+}
+
 run "hadolint deploy/Dockerfile" lint_dockerfile
 run "shellcheck scripts/check-deploy.sh" lint_shell
 run "YAML parses: deploy/ and k8s/" parse_yaml
@@ -326,6 +449,7 @@ for overlay in "${overlays[@]}"; do
     run "overlay ${overlay#"$ROOT"/}: kubectl kustomize + validate (Kubernetes $KITH_K8S_VERSIONS)" \
         check_overlay "$overlay"
     run "overlay ${overlay#"$ROOT"/}: token checking (JWKS file, issuer, audience)" check_jwt "$overlay"
+    run "overlay ${overlay#"$ROOT"/}: sealing KEK (file from a Secret volume)" check_sealing "$overlay"
 done
 
 step "summary ($((SECONDS - START)) s)"

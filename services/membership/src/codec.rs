@@ -281,6 +281,18 @@ impl Codec<CommunityDecider> for MembershipCodec {
                     reason: String::new(),
                     was_member: *was_member,
                 }),
+                Event::MemberUnbanned {
+                    member_id,
+                    unbanned_by,
+                } => message(pb::MemberUnbanned {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                    unbanned_by: unbanned_by.to_string(),
+                }),
+                Event::JoinRequestWithdrawn { member_id } => message(pb::JoinRequestWithdrawn {
+                    community_id: c,
+                    member_id: member_id.to_string(),
+                }),
                 Event::MemberErased {
                     member_id,
                     erased_by,
@@ -472,6 +484,17 @@ pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result
             banned_by: stored_id(&e.banned_by)?,
             reason: open_reason(opener, &e.reason, e.sealed_reason.as_ref()).await?,
             was_member: e.was_member,
+        }
+    } else if t == pb::MemberUnbanned::full_name() {
+        let e: pb::MemberUnbanned = decode_payload(event)?;
+        Event::MemberUnbanned {
+            member_id: stored_id(&e.member_id)?,
+            unbanned_by: stored_id(&e.unbanned_by)?,
+        }
+    } else if t == pb::JoinRequestWithdrawn::full_name() {
+        let e: pb::JoinRequestWithdrawn = decode_payload(event)?;
+        Event::JoinRequestWithdrawn {
+            member_id: stored_id(&e.member_id)?,
         }
     } else if t == pb::MemberErased::full_name() {
         let e: pb::MemberErased = decode_payload(event)?;

@@ -48,6 +48,8 @@ community_commands!(
     pb::RemoveMemberRequest,
     pb::BanMemberRequest,
     pb::EraseMemberRequest,
+    pb::UnbanMemberRequest,
+    pb::WithdrawJoinRequestRequest,
 );
 
 /// Both halves of a parse, or the violations already recorded.
@@ -344,6 +346,33 @@ impl Api {
             })
             .await?;
         Ok(Response::new(pb::BanMemberResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn unban_member(
+        &self,
+        request: Request<pb::UnbanMemberRequest>,
+    ) -> Reply<pb::UnbanMemberResponse> {
+        let committed = self
+            .command(&request, |r, v| {
+                v.uuid("member_id", &r.member_id)
+                    .map(|member_id| Action::UnbanMember { member_id })
+            })
+            .await?;
+        Ok(Response::new(pb::UnbanMemberResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn withdraw_join_request(
+        &self,
+        request: Request<pb::WithdrawJoinRequestRequest>,
+    ) -> Reply<pb::WithdrawJoinRequestResponse> {
+        let committed = self
+            .command(&request, |_, _| Some(Action::WithdrawJoinRequest))
+            .await?;
+        Ok(Response::new(pb::WithdrawJoinRequestResponse {
             committed: Some(committed),
         }))
     }

@@ -268,4 +268,46 @@ impl MembershipService for Api {
     ) -> Reply<pb::EraseMemberResponse> {
         kith_platform::grpc::observed(Api::erase_member(self, request).await)
     }
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
+    async fn unban_member(
+        &self,
+        request: Request<pb::UnbanMemberRequest>,
+    ) -> Reply<pb::UnbanMemberResponse> {
+        kith_platform::grpc::observed(Api::unban_member(self, request).await)
+    }
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
+    async fn list_bans(
+        &self,
+        request: Request<pb::ListBansRequest>,
+    ) -> Reply<pb::ListBansResponse> {
+        kith_platform::grpc::observed(Api::list_bans(self, request).await)
+    }
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
+    async fn list_my_communities(
+        &self,
+        request: Request<pb::ListMyCommunitiesRequest>,
+    ) -> Reply<pb::ListMyCommunitiesResponse> {
+        kith_platform::grpc::observed(Api::list_my_communities(self, request).await)
+    }
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
+    async fn get_invitation_preview(
+        &self,
+        request: Request<pb::GetInvitationPreviewRequest>,
+    ) -> Reply<pb::GetInvitationPreviewResponse> {
+        kith_platform::grpc::observed(Api::get_invitation_preview(self, request).await)
+    }
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
+    async fn get_my_join_request(
+        &self,
+        request: Request<pb::GetMyJoinRequestRequest>,
+    ) -> Reply<pb::GetMyJoinRequestResponse> {
+        kith_platform::grpc::observed(Api::get_my_join_request(self, request).await)
+    }
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
+    async fn withdraw_join_request(
+        &self,
+        request: Request<pb::WithdrawJoinRequestRequest>,
+    ) -> Reply<pb::WithdrawJoinRequestResponse> {
+        kith_platform::grpc::observed(Api::withdraw_join_request(self, request).await)
+    }
 }

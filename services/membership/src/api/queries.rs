@@ -46,6 +46,43 @@ fn member(row: &PgRow) -> Result<pb::Member, sqlx::Error> {
     })
 }
 
+/// Whether an invitation can still be accepted at `now`, and if not why.
+fn invitation_status(
+    revoked: bool,
+    uses: i32,
+    max_uses: i32,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> pb::InvitationStatus {
+    if revoked {
+        pb::InvitationStatus::Revoked
+    } else if uses >= max_uses {
+        pb::InvitationStatus::Exhausted
+    } else if now >= expires_at {
+        pb::InvitationStatus::Expired
+    } else {
+        pb::InvitationStatus::Active
+    }
+}
+
+fn join_request(row: &PgRow) -> Result<pb::JoinRequest, sqlx::Error> {
+    Ok(pb::JoinRequest {
+        community_id: row.try_get::<Uuid, _>(7)?.to_string(),
+        member_id: row.try_get::<Uuid, _>(0)?.to_string(),
+        profile: Some(pb::Profile {
+            display_name: row.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+            handle: row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+            bio: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+        }),
+        answers: row.try_get(4)?,
+        requested_at: Some(timestamp(row.try_get(5)?)),
+    })
+}
+
+/// The columns [`join_request`] reads, in order.
+const JOIN_REQUEST_COLUMNS: &str =
+    "member_id, display_name, handle, bio, answers, requested_at, position, community_id";
+
 fn community_not_found() -> Status {
     refusal(
         ErrorKind::NotFound,
@@ -329,15 +366,7 @@ impl Api {
             let expires_at: DateTime<Utc> = row.try_get(2)?;
             let max_uses: i32 = row.try_get(3)?;
             let uses: i32 = row.try_get(4)?;
-            let status = if row.try_get::<bool, _>(5)? {
-                pb::InvitationStatus::Revoked
-            } else if uses >= max_uses {
-                pb::InvitationStatus::Exhausted
-            } else if now >= expires_at {
-                pb::InvitationStatus::Expired
-            } else {
-                pb::InvitationStatus::Active
-            };
+            let status = invitation_status(row.try_get(5)?, uses, max_uses, expires_at, now);
             Ok(pb::Invitation {
                 community_id: community.to_string(),
                 invitation_id: row.try_get::<Uuid, _>(0)?.to_string(),
@@ -382,34 +411,218 @@ impl Api {
             )
             .await?;
         let after = token.unwrap_or(0);
-        let rows = sqlx::query(
-            "SELECT member_id, display_name, handle, bio, answers, requested_at, position
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOIN_REQUEST_COLUMNS}
              FROM join_requests WHERE community_id = $1 AND position > $2
-             ORDER BY position LIMIT $3",
-        )
+             ORDER BY position LIMIT $3"
+        )))
         .bind(community)
         .bind(after)
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await
         .map_err(status_from_db)?;
-        let read = |row: &PgRow| -> Result<pb::JoinRequest, sqlx::Error> {
-            Ok(pb::JoinRequest {
-                community_id: community.to_string(),
-                member_id: row.try_get::<Uuid, _>(0)?.to_string(),
-                profile: Some(pb::Profile {
-                    display_name: row.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
-                    handle: row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
-                    bio: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-                }),
-                answers: row.try_get(4)?,
-                requested_at: Some(timestamp(row.try_get(5)?)),
-            })
-        };
-        let (join_requests, next_page_token) = page(&rows, limit, 6, &query, read)?;
+        let (join_requests, next_page_token) = page(&rows, limit, 6, &query, join_request)?;
         Ok(Response::new(pb::ListJoinRequestsResponse {
             join_requests,
             next_page_token,
+        }))
+    }
+
+    pub(super) async fn list_bans(
+        &self,
+        request: Request<pb::ListBansRequest>,
+    ) -> Reply<pb::ListBansResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let Listing {
+            community,
+            limit,
+            token,
+            query,
+        } = self
+            .listing(
+                caller,
+                Violations::new(),
+                ListFields {
+                    community_id: &r.community_id,
+                    page_size: r.page_size,
+                    page_token: &r.page_token,
+                    min_position: r.min_position,
+                    query: kith_platform::page_query!(caller, r),
+                },
+                &[Role::Owner, Role::Host, Role::Moderator],
+                "owners, hosts and moderators",
+            )
+            .await?;
+        let rows = sqlx::query(
+            "SELECT member_id, banned_by, banned_at, reason, was_member, position
+             FROM bans WHERE community_id = $1 AND position < $2
+             ORDER BY position DESC LIMIT $3",
+        )
+        .bind(community)
+        .bind(token.unwrap_or(i64::MAX))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        let read = |row: &PgRow| -> Result<pb::Ban, sqlx::Error> {
+            Ok(pb::Ban {
+                community_id: community.to_string(),
+                member_id: row.try_get::<Uuid, _>(0)?.to_string(),
+                banned_by: row.try_get::<Uuid, _>(1)?.to_string(),
+                banned_at: Some(timestamp(row.try_get(2)?)),
+                reason: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+                was_member: row.try_get(4)?,
+            })
+        };
+        let (bans, next_page_token) = page(&rows, limit, 5, &query, read)?;
+        Ok(Response::new(pb::ListBansResponse {
+            bans,
+            next_page_token,
+        }))
+    }
+
+    pub(super) async fn list_my_communities(
+        &self,
+        request: Request<pb::ListMyCommunitiesRequest>,
+    ) -> Reply<pb::ListMyCommunitiesResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let limit = page_size(&mut v, r.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let query = kith_platform::page_query!(caller, r);
+        let token = page_token(&mut v, &r.page_token, &query);
+        let min_position = min_position(&mut v, r.min_position);
+        v.finish()?;
+        self.wait(min_position).await?;
+        let rows = sqlx::query(
+            "SELECT c.community_id, c.name, c.description, c.archived, c.member_count,
+                    c.created_at, c.version, m.role, m.joined_at, m.joined_position
+             FROM members m JOIN communities c ON c.community_id = m.community_id
+             WHERE m.member_id = $1 AND m.status = $2 AND m.joined_position < $3
+             ORDER BY m.joined_position DESC LIMIT $4",
+        )
+        .bind(caller)
+        .bind(MemberStatusCode::ACTIVE)
+        .bind(token.unwrap_or(i64::MAX))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        let read = |row: &PgRow| -> Result<pb::MyCommunity, sqlx::Error> {
+            Ok(pb::MyCommunity {
+                community: Some(pb::Community {
+                    community_id: row.try_get::<Uuid, _>(0)?.to_string(),
+                    name: row.try_get(1)?,
+                    description: row.try_get(2)?,
+                    archived: row.try_get(3)?,
+                    member_count: u32::try_from(row.try_get::<i32, _>(4)?).unwrap_or(0),
+                    created_at: Some(timestamp(row.try_get(5)?)),
+                    version: row.try_get(6)?,
+                }),
+                role: row.try_get(7)?,
+                joined_at: Some(timestamp(row.try_get(8)?)),
+            })
+        };
+        let (communities, next_page_token) = page(&rows, limit, 9, &query, read)?;
+        Ok(Response::new(pb::ListMyCommunitiesResponse {
+            communities,
+            next_page_token,
+        }))
+    }
+
+    pub(super) async fn get_invitation_preview(
+        &self,
+        request: Request<pb::GetInvitationPreviewRequest>,
+    ) -> Reply<pb::GetInvitationPreviewResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let invitation = v.uuid("invitation_id", &r.invitation_id);
+        let min_position = min_position(&mut v, r.min_position);
+        v.finish()?;
+        let invitation = invitation.ok_or_else(|| Status::internal("validation incomplete"))?;
+        self.wait(min_position).await?;
+        let row = sqlx::query(
+            "SELECT i.community_id, i.expires_at, i.max_uses, i.uses, i.revoked,
+                    c.name, c.description, c.member_count, c.archived,
+                    EXISTS (SELECT 1 FROM members m WHERE m.community_id = i.community_id
+                            AND m.member_id = $2 AND m.status = $3),
+                    EXISTS (SELECT 1 FROM bans b WHERE b.community_id = i.community_id
+                            AND b.member_id = $2)
+             FROM invitations i JOIN communities c ON c.community_id = i.community_id
+             WHERE i.invitation_id = $1",
+        )
+        .bind(invitation)
+        .bind(caller)
+        .bind(MemberStatusCode::ACTIVE)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(status_from_db)?
+        .ok_or_else(|| {
+            refusal(
+                ErrorKind::NotFound,
+                "INVITATION_NOT_FOUND",
+                "invitation not found",
+                None,
+            )
+        })?;
+        let read = || -> Result<pb::GetInvitationPreviewResponse, sqlx::Error> {
+            let expires_at: DateTime<Utc> = row.try_get(1)?;
+            Ok(pb::GetInvitationPreviewResponse {
+                community_id: row.try_get::<Uuid, _>(0)?.to_string(),
+                status: invitation_status(
+                    row.try_get(4)?,
+                    row.try_get(3)?,
+                    row.try_get(2)?,
+                    expires_at,
+                    Utc::now(),
+                ) as i32,
+                expires_at: Some(timestamp(expires_at)),
+                name: row.try_get(5)?,
+                description: row.try_get(6)?,
+                member_count: u32::try_from(row.try_get::<i32, _>(7)?).unwrap_or(0),
+                archived: row.try_get(8)?,
+                already_member: row.try_get(9)?,
+                banned: row.try_get(10)?,
+            })
+        };
+        Ok(Response::new(read().map_err(status_from_db)?))
+    }
+
+    pub(super) async fn get_my_join_request(
+        &self,
+        request: Request<pb::GetMyJoinRequestRequest>,
+    ) -> Reply<pb::GetMyJoinRequestResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let community = v.uuid("community_id", &r.community_id);
+        let min_position = min_position(&mut v, r.min_position);
+        v.finish()?;
+        let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
+        self.wait(min_position).await?;
+        self.community_exists(community).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOIN_REQUEST_COLUMNS} FROM join_requests
+             WHERE community_id = $1 AND member_id = $2"
+        )))
+        .bind(community)
+        .bind(caller)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(status_from_db)?
+        .ok_or_else(|| {
+            refusal(
+                ErrorKind::NotFound,
+                "JOIN_REQUEST_NOT_FOUND",
+                "you have no pending join request in this community",
+                None,
+            )
+        })?;
+        Ok(Response::new(pb::GetMyJoinRequestResponse {
+            join_request: Some(join_request(&row).map_err(status_from_db)?),
         }))
     }
 }

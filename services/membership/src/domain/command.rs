@@ -119,4 +119,11 @@ pub enum Action {
         /// The person.
         member_id: Uuid,
     },
+    /// Lift a ban (owners, hosts and moderators).
+    UnbanMember {
+        /// The person banned.
+        member_id: Uuid,
+    },
+    /// Withdraw the actor's own pending join request.
+    WithdrawJoinRequest,
 }

@@ -19,8 +19,8 @@ use guards::{
     ARCHIVE_COMMUNITY, ASSIGN_ROLES, BAN_MEMBERS, BAN_RANK, BAN_SELF, ERASE_OTHERS,
     HANDLE_JOIN_REQUESTS, HOST_ASSIGNS, HOST_REVOKES, JOIN_REQUEST_HANDLERS, LAST_OWNER_ERASE,
     LAST_OWNER_LEAVE, LAST_OWNER_ROLE, MODERATORS, REMOVE_MEMBERS, REMOVE_RANK, REMOVE_SELF,
-    REVOKE_ROLES, UPDATE_COMMUNITY, ensure_handle_free, ensure_may_join, ensure_not_last_owner,
-    require_active, require_caller, require_role,
+    REVOKE_ROLES, UNBAN_MEMBERS, UPDATE_COMMUNITY, ensure_handle_free, ensure_may_join,
+    ensure_not_last_owner, require_active, require_caller, require_role,
 };
 
 /// The state before any event: a community not yet created.
@@ -104,6 +104,22 @@ pub fn decide(state: &Community, command: &Command) -> Result<Vec<Event>, Domain
         }
         Action::BanMember { member_id, reason } => ban_member(state, actor, *member_id, reason),
         Action::EraseMember { member_id } => erase_member(state, actor, *member_id),
+        Action::UnbanMember { member_id } => {
+            require_role(state, actor, MODERATORS, UNBAN_MEMBERS)?;
+            if !state.is_banned(*member_id) {
+                return Err(DomainError::NotBanned(*member_id));
+            }
+            Ok(vec![Event::MemberUnbanned {
+                member_id: *member_id,
+                unbanned_by: actor,
+            }])
+        }
+        Action::WithdrawJoinRequest => {
+            if state.join_request(actor).is_none() {
+                return Err(DomainError::JoinRequestNotFound);
+            }
+            Ok(vec![Event::JoinRequestWithdrawn { member_id: actor }])
+        }
     }
 }
 

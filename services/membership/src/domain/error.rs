@@ -37,6 +37,9 @@ pub enum DomainError {
     /// The actor is banned from the community.
     #[error("banned from the community")]
     Banned,
+    /// The person is not banned.
+    #[error("{0} is not banned from the community")]
+    NotBanned(Uuid),
     /// The person is banned already.
     #[error("already banned from the community")]
     AlreadyBanned,
@@ -115,6 +118,7 @@ impl DomainError {
             Self::CommunityArchived
             | Self::NotAMember(_)
             | Self::AlreadyErased
+            | Self::NotBanned(_)
             | Self::LastOwner(_)
             | Self::RoleUnchanged
             | Self::RoleNotHeld
@@ -138,6 +142,7 @@ impl DomainError {
             Self::Forbidden(_) => "NOT_PERMITTED",
             Self::Banned => "BANNED",
             Self::AlreadyBanned => "ALREADY_BANNED",
+            Self::NotBanned(_) => "NOT_BANNED",
             Self::AlreadyErased => "ALREADY_ERASED",
             Self::LastOwner(_) => "LAST_OWNER",
             Self::RoleUnchanged => "ROLE_UNCHANGED",

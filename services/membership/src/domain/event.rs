@@ -142,6 +142,18 @@ pub enum Event {
         /// Whether they were an active member when banned.
         was_member: bool,
     },
+    /// A ban was lifted; the person may come back like anyone removed.
+    MemberUnbanned {
+        /// The person.
+        member_id: Uuid,
+        /// Who lifted it.
+        unbanned_by: Uuid,
+    },
+    /// Someone withdrew their own pending join request.
+    JoinRequestWithdrawn {
+        /// The person who had asked.
+        member_id: Uuid,
+    },
     /// Someone's personal data in the community was erased; erasure also ends membership.
     MemberErased {
         /// The person erased.
@@ -173,6 +185,8 @@ impl Event {
             Self::MemberRemoved { .. } => "MemberRemoved",
             Self::MemberBanned { .. } => "MemberBanned",
             Self::MemberErased { .. } => "MemberErased",
+            Self::MemberUnbanned { .. } => "MemberUnbanned",
+            Self::JoinRequestWithdrawn { .. } => "JoinRequestWithdrawn",
         }
     }
 }

@@ -280,8 +280,23 @@ impl Community {
                 self.erased.remove(member_id);
             }
             Event::JoinRequestApproved { member_id, .. }
-            | Event::JoinRequestRejected { member_id, .. } => {
+            | Event::JoinRequestRejected { member_id, .. }
+            | Event::JoinRequestWithdrawn { member_id } => {
                 self.join_requests.remove(member_id);
+            }
+            Event::MemberUnbanned { member_id, .. } => {
+                self.banned.remove(member_id);
+                // Out, as if removed (or erased, if their data went while banned).
+                let status = if self.erased.contains(member_id) {
+                    MemberStatus::Erased
+                } else {
+                    MemberStatus::Removed
+                };
+                if let Some(member) = self.members.get_mut(member_id)
+                    && member.status == MemberStatus::Banned
+                {
+                    member.status = status;
+                }
             }
             Event::MemberLeft { member_id } => self.set_status(*member_id, MemberStatus::Left),
             Event::MemberRemoved { member_id, .. } => {

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS members (
     PRIMARY KEY (community_id, member_id)
 );
 CREATE INDEX IF NOT EXISTS members_by_join ON members (community_id, joined_position, member_id);
+CREATE INDEX IF NOT EXISTS members_by_member ON members (member_id, joined_position);
 CREATE TABLE IF NOT EXISTS invitations (
     invitation_id    uuid        PRIMARY KEY,
     community_id     uuid        NOT NULL,
@@ -86,6 +87,17 @@ CREATE TABLE IF NOT EXISTS join_requests (
     PRIMARY KEY (community_id, member_id)
 );
 CREATE INDEX IF NOT EXISTS join_requests_by_position ON join_requests (community_id, position);
+CREATE TABLE IF NOT EXISTS bans (
+    community_id uuid        NOT NULL,
+    member_id    uuid        NOT NULL,
+    banned_by    uuid        NOT NULL,
+    banned_at    timestamptz NOT NULL,
+    reason       text,
+    was_member   boolean     NOT NULL,
+    position     bigint      NOT NULL,
+    PRIMARY KEY (community_id, member_id)
+);
+CREATE INDEX IF NOT EXISTS bans_by_position ON bans (community_id, position);
 ";
 
 fn profile_fields(profile: Option<&Profile>) -> (Option<String>, Option<String>, Option<String>) {
@@ -141,7 +153,13 @@ impl Projection for Directory {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["communities", "members", "invitations", "join_requests"]
+        &[
+            "communities",
+            "members",
+            "invitations",
+            "join_requests",
+            "bans",
+        ]
     }
 
     fn ddl(&self) -> &'static str {
@@ -308,8 +326,28 @@ impl Projection for Directory {
                 .await?;
             }
             Event::JoinRequestApproved { member_id, .. }
-            | Event::JoinRequestRejected { member_id, .. } => {
+            | Event::JoinRequestRejected { member_id, .. }
+            | Event::JoinRequestWithdrawn { member_id } => {
                 drop_request(conn, community, member_id).await?;
+            }
+            Event::MemberUnbanned { member_id, .. } => {
+                sqlx::query("DELETE FROM bans WHERE community_id = $1 AND member_id = $2")
+                    .bind(community)
+                    .bind(member_id)
+                    .execute(&mut *conn)
+                    .await?;
+                // Out, as if removed; or erased, if their data went while they were banned.
+                sqlx::query(
+                    "UPDATE members SET status = CASE WHEN erased THEN $4 ELSE $3 END
+                     WHERE community_id = $1 AND member_id = $2 AND status = $5",
+                )
+                .bind(community)
+                .bind(member_id)
+                .bind(MemberStatusCode::REMOVED)
+                .bind(MemberStatusCode::ERASED)
+                .bind(MemberStatusCode::BANNED)
+                .execute(&mut *conn)
+                .await?;
             }
             Event::MemberLeft { member_id } => {
                 set_status(conn, community, member_id, MemberStatusCode::LEFT).await?;
@@ -317,7 +355,29 @@ impl Projection for Directory {
             Event::MemberRemoved { member_id, .. } => {
                 set_status(conn, community, member_id, MemberStatusCode::REMOVED).await?;
             }
-            Event::MemberBanned { member_id, .. } => {
+            Event::MemberBanned {
+                member_id,
+                banned_by,
+                reason,
+                was_member,
+            } => {
+                let reason =
+                    (!reason.as_str().is_empty()).then(|| storable(reason.as_str()).into_owned());
+                sqlx::query(
+                    "INSERT INTO bans (community_id, member_id, banned_by, banned_at, reason, was_member, position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (community_id, member_id) DO UPDATE SET
+                        banned_by = $3, banned_at = $4, reason = $5, was_member = $6, position = $7",
+                )
+                .bind(community)
+                .bind(member_id)
+                .bind(banned_by)
+                .bind(recorded.recorded_at)
+                .bind(reason)
+                .bind(was_member)
+                .bind(recorded.position)
+                .execute(&mut *conn)
+                .await?;
                 set_status(conn, community, member_id, MemberStatusCode::BANNED).await?;
                 sqlx::query(
                     "UPDATE members SET status = $3 WHERE community_id = $1 AND member_id = $2",
@@ -331,6 +391,13 @@ impl Projection for Directory {
             }
             Event::MemberErased { member_id, .. } => {
                 set_status(conn, community, member_id, MemberStatusCode::ERASED).await?;
+                sqlx::query(
+                    "UPDATE bans SET reason = NULL WHERE community_id = $1 AND member_id = $2",
+                )
+                .bind(community)
+                .bind(member_id)
+                .execute(&mut *conn)
+                .await?;
                 sqlx::query(
                     "UPDATE members SET erased = true, display_name = NULL, handle = NULL, bio = NULL
                      WHERE community_id = $1 AND member_id = $2",

@@ -6,5 +6,6 @@ mod concurrency;
 mod erasure;
 mod flows;
 mod helpers;
+mod own_views;
 mod rebuild;
 mod validation;

@@ -25,6 +25,7 @@ pub(super) const REMOVE_SELF: &str = "members cannot remove themselves; use leav
 pub(super) const REMOVE_RANK: &str = "only members of a lower rank than yours may be removed";
 pub(super) const BAN_MEMBERS: &str = "only owners, hosts and moderators may ban";
 pub(super) const BAN_SELF: &str = "members cannot ban themselves";
+pub(super) const UNBAN_MEMBERS: &str = "only owners, hosts and moderators may lift bans";
 pub(super) const BAN_RANK: &str = "only members of a lower rank than yours may be banned";
 pub(super) const ERASE_OTHERS: &str = "only owners may erase someone else's data";
 pub(super) const LAST_OWNER_LEAVE: &str = "the last owner cannot leave; assign another owner first";

@@ -2,8 +2,8 @@
 
 use super::super::{Action, DomainError, Event, MemberStatus, Role};
 use super::{
-    CO_OWNER, COACH, HOST, MEMBER, MODERATOR, OUTSIDER, OWNER, banned, by, given, joined, plus,
-    promoted, reason, request, requested, staffed,
+    CO_OWNER, COACH, HOST, MEMBER, MODERATOR, OUTSIDER, OWNER, banned, by, erased, given, joined,
+    plus, promoted, reason, request, requested, staffed,
 };
 
 fn remove(member_id: uuid::Uuid) -> Action {
@@ -228,4 +228,70 @@ fn a_ban_drops_the_pending_join_request() {
             was_member: false,
         }]);
     assert!(after.state.join_request(OUTSIDER).is_none());
+}
+
+fn unban(member_id: uuid::Uuid) -> Action {
+    Action::UnbanMember { member_id }
+}
+
+#[test]
+fn moderators_lift_a_ban_and_the_person_may_come_back() {
+    let events = plus(staffed(), [banned(MEMBER, true)]);
+    let after = given(&events)
+        .when(by(MODERATOR, unban(MEMBER)))
+        .then(&[Event::MemberUnbanned {
+            member_id: MEMBER,
+            unbanned_by: MODERATOR,
+        }]);
+    assert!(!after.state.is_banned(MEMBER));
+    assert_eq!(
+        after.state.member(MEMBER).map(|m| m.status),
+        Some(MemberStatus::Removed)
+    );
+    let lifted = plus(
+        events,
+        [Event::MemberUnbanned {
+            member_id: MEMBER,
+            unbanned_by: MODERATOR,
+        }],
+    );
+    given(&lifted)
+        .when(by(MEMBER, request("member")))
+        .then(&[requested(MEMBER, "member")]);
+}
+
+#[test]
+fn only_moderators_lift_bans_and_only_of_the_banned() {
+    let events = plus(staffed(), [banned(OUTSIDER, false)]);
+    given(&events)
+        .when(by(COACH, unban(OUTSIDER)))
+        .then_error(forbidden("only owners, hosts and moderators may lift bans"));
+    given(&events)
+        .when(by(OUTSIDER, unban(OUTSIDER)))
+        .then_error(DomainError::Banned);
+    given(&staffed())
+        .when(by(OWNER, unban(MEMBER)))
+        .then_error(DomainError::NotBanned(MEMBER));
+}
+
+#[test]
+fn a_banned_person_erased_and_then_unbanned_stays_erased() {
+    let events = plus(
+        staffed(),
+        [
+            banned(MEMBER, true),
+            erased(MEMBER, false),
+            Event::MemberUnbanned {
+                member_id: MEMBER,
+                unbanned_by: OWNER,
+            },
+        ],
+    );
+    let state = events
+        .iter()
+        .fold(crate::domain::initial(), crate::domain::evolve);
+    assert_eq!(
+        state.member(MEMBER).map(|m| m.status),
+        Some(MemberStatus::Erased)
+    );
 }

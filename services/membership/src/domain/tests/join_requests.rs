@@ -184,3 +184,29 @@ fn a_banned_requester_cannot_be_approved() {
         .when(by(OWNER, approve(OUTSIDER)))
         .then_error(DomainError::JoinRequestNotFound);
 }
+
+#[test]
+fn a_requester_withdraws_their_own_request_and_no_one_else_can() {
+    let after = given(&pending())
+        .when(by(OUTSIDER, Action::WithdrawJoinRequest))
+        .then(&[Event::JoinRequestWithdrawn {
+            member_id: OUTSIDER,
+        }]);
+    assert!(after.state.join_request(OUTSIDER).is_none());
+    // Withdrawing is one's own: a moderator has no request to withdraw; twice is refused.
+    given(&pending())
+        .when(by(MODERATOR, Action::WithdrawJoinRequest))
+        .then_error(DomainError::JoinRequestNotFound);
+    let withdrawn = plus(
+        pending(),
+        [Event::JoinRequestWithdrawn {
+            member_id: OUTSIDER,
+        }],
+    );
+    given(&withdrawn)
+        .when(by(OUTSIDER, Action::WithdrawJoinRequest))
+        .then_error(DomainError::JoinRequestNotFound);
+    given(&withdrawn)
+        .when(by(OUTSIDER, request("ada")))
+        .then(&[requested(OUTSIDER, "ada")]);
+}
