@@ -363,7 +363,7 @@ where
         let future = self.inner.call(request);
         Box::pin(async move {
             let mut response = future.await?;
-            too_large_is_resource_exhausted(response.headers_mut());
+            client_faults_renamed(response.headers_mut());
             let code = response
                 .headers()
                 .get("grpc-status")
@@ -431,24 +431,35 @@ fn known_method(path: &str) -> (String, String) {
 /// The most a request message may be, as tonic decodes it (its default).
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
-/// A request larger than the server decodes is a limit reached, RESOURCE_EXHAUSTED in gRPC's
-/// convention; tonic answers OUT_OF_RANGE with its own wording (in the headers of a
-/// trailers-only reply, or in the trailers), rewritten here.
-fn too_large_is_resource_exhausted(headers: &mut http::HeaderMap) {
-    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            // grpc-message is percent-encoded on the wire.
-            .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
-    if too_large {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-        headers.insert(
-            "grpc-message",
-            http::HeaderValue::from_static(
-                "request%20too%20large%3A%20requests%20are%20limited%20to%204%20MiB",
-            ),
-        );
+/// Statuses tonic gives for a caller's faults before any Kith code runs, renamed to what gRPC's
+/// conventions call them: a request larger than the server decodes is a limit reached
+/// (RESOURCE_EXHAUSTED, where tonic says OUT_OF_RANGE), and bytes that are not the request
+/// message are bad input (INVALID_ARGUMENT, where tonic says INTERNAL, which would page an
+/// operator for a client's bug). The status is in the headers of a trailers-only reply or in the
+/// trailers.
+fn client_faults_renamed(headers: &mut http::HeaderMap) {
+    // grpc-message is percent-encoded on the wire.
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(|m| m.replace("%20", " "))
+        .unwrap_or_default();
+    let status = headers.get("grpc-status").and_then(|v| v.to_str().ok());
+    let renamed = match status {
+        Some("11") if message.contains("message length too large") => Some((
+            "8",
+            "request%20too%20large%3A%20requests%20are%20limited%20to%204%20MiB",
+        )),
+        Some("13") if message.contains("failed to decode Protobuf message") => Some((
+            "3",
+            "the%20request%20is%20not%20a%20valid%20message%20of%20this%20method",
+        )),
+        _ => None,
+    };
+    if let Some((code, message)) = renamed {
+        headers.insert("grpc-status", http::HeaderValue::from_static(code));
+        headers.insert("grpc-message", http::HeaderValue::from_static(message));
+        headers.remove("grpc-status-details-bin");
     }
 }
 
@@ -532,7 +543,7 @@ impl<B: http_body::Body + Unpin> http_body::Body for MeteredBody<B> {
         match &mut polled {
             std::task::Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_mut() {
-                    too_large_is_resource_exhausted(trailers);
+                    client_faults_renamed(trailers);
                     let code = trailers
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())

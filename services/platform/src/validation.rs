@@ -26,9 +26,16 @@ impl Violations {
         Self::default()
     }
 
-    /// Records that `field` is wrong, and why.
+    /// Records that `field` is wrong, and why. A description is cut short if it is long (one
+    /// that quotes what the caller sent, say), so that a reply never grows with the request.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
+        const MOST: usize = 200;
+        let mut description = description.into();
+        if let Some((cut, _)) = description.char_indices().nth(MOST) {
+            description.truncate(cut);
+            description.push('…');
+        }
+        self.0.push((field.into(), description));
     }
 
     /// The value of a parse, recording its error under `field`.
@@ -61,20 +68,20 @@ impl Violations {
         }
     }
 
-    /// The request id of a mutating call: 1 to 128 printable characters.
+    /// The request id of a mutating call: 1 to 128 characters of one line, under the same text
+    /// rules as every other field.
     pub fn request_id(&mut self, value: &str) -> Option<String> {
         if value.is_empty() {
             self.add(
                 "request_id",
                 "is required: a key unique per command, reused on retry",
             );
-            None
-        } else if value.chars().count() > 128 || value.chars().any(char::is_control) {
-            self.add("request_id", "must be at most 128 printable characters");
-            None
-        } else {
-            Some(value.to_owned())
+            return None;
         }
+        self.check(
+            "request_id",
+            crate::text::parse(value, crate::text::TextRules::line(1, 128)),
+        )
     }
 
     /// A message field that must be present.

@@ -185,20 +185,21 @@ impl Api {
         let community = v.uuid("community_id", &r.community_id);
         let version = parse::community_version(&mut v, r.community_version);
         let kind = parse::kind(&mut v, r.kind);
-        let details = kind.and_then(|kind| {
-            parse::details(
-                &mut v,
-                DetailFields {
-                    name: &r.name,
-                    capacity: r.capacity,
-                    starts_on: r.starts_on.as_ref(),
-                    ends_on: r.ends_on.as_ref(),
-                    time_zone: &r.time_zone,
-                    goal: &r.goal,
-                },
-                kind,
-            )
-        });
+        // The details are checked even when the kind is wrong, so that every bad field is named
+        // at once; the kind only picks the default capacity.
+        let details = parse::details(
+            &mut v,
+            DetailFields {
+                name: &r.name,
+                capacity: r.capacity,
+                starts_on: r.starts_on.as_ref(),
+                ends_on: r.ends_on.as_ref(),
+                time_zone: &r.time_zone,
+                goal: &r.goal,
+            },
+            kind.unwrap_or(crate::domain::Kind::Mastermind),
+        )
+        .filter(|_| kind.is_some());
         v.finish()?;
         let (Some(request_id), Some(community), Some(details)) = (request_id, community, details)
         else {
