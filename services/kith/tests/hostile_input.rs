@@ -273,7 +273,9 @@ async fn every_rpc_refuses_every_class_of_bad_input_naming_the_field_and_writes_
     assert_eq!(count_events(&pool).await, before, "nothing appended");
     println!(
         "{sent} bad requests over {} RPCs: each refused naming its field",
-        rpcs.iter().filter(|(path, _, _)| path.starts_with("/kith.")).count()
+        rpcs.iter()
+            .filter(|(path, _, _)| path.starts_with("/kith."))
+            .count()
     );
 
     // Random bytes as requests: refused as bad input, never an internal error.

@@ -138,7 +138,27 @@ impl Runtime {
         log: &EventLog,
         projection: Arc<dyn Projection>,
     ) -> Result<Progress> {
-        projection::create_tables(log.pool(), projection.as_ref()).await?;
+        if projection::create_tables(log.pool(), projection.as_ref()).await? {
+            // A new version added a table: fill it from the whole log before serving reads.
+            tracing::info!(
+                projection = projection.name(),
+                "the projection gained a table; rebuilding it from the log"
+            );
+            let schema = crate::db::Schema::parse(log.service())?;
+            let report = projection::rebuild(
+                &self.args.database.database_url,
+                &schema,
+                projection.as_ref(),
+                |_, _| {},
+            )
+            .await?;
+            tracing::info!(
+                projection = projection.name(),
+                events = report.events,
+                seconds = report.seconds,
+                "projection rebuilt"
+            );
+        }
         let watch = self
             .notices(log.service())
             .watch(projection.name(), LOG_SOURCE);
@@ -158,7 +178,13 @@ impl Runtime {
         source: BusSource,
         projection: Arc<dyn Projection>,
     ) -> Result<CheckpointWatch> {
-        projection::create_tables(pool, projection.as_ref()).await?;
+        if projection::create_tables(pool, projection.as_ref()).await? {
+            tracing::warn!(
+                projection = projection.name(),
+                "the projection gained a table, empty of what was applied before; run `kith rebuild --service {}`",
+                source.service
+            );
+        }
         let watch = self
             .notices(&source.service)
             .watch(projection.name(), &source.key())

@@ -372,3 +372,63 @@ async fn a_requester_sees_and_withdraws_their_own_join_request() {
     // They may ask again.
     client.request_to_join(ask()).await.expect("ask again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_adds_a_table_fills_it_from_the_log_on_start() {
+    let app = App::spawn().await;
+    let mut client = app.client().await;
+    let (owner, troll) = (Uuid::new_v4(), Uuid::new_v4());
+    let (community, _) = create_community(&app, &mut client, owner, "Upgraded").await;
+    invite_and_join(&app, &mut client, &community, owner, troll, "troll").await;
+    let banned = client
+        .ban_member(app.as_member(
+            owner,
+            pb::BanMemberRequest {
+                request_id: rid(),
+                community_id: community.clone(),
+                member_id: troll.to_string(),
+                reason: "spam".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .committed
+        .unwrap();
+    // As the previous version left it: the directory's tables, without `bans`.
+    let pool = app.pool().await;
+    sqlx::query("DROP TABLE bans").execute(&pool).await.unwrap();
+
+    // A replica of this version starts: it rebuilds the directory before serving.
+    let replica = app.replica().await;
+    let mut upgraded = crate::helpers::Client::connect(format!("http://{replica}"))
+        .await
+        .unwrap();
+    let bans = upgraded
+        .list_bans(app.as_member(
+            owner,
+            pb::ListBansRequest {
+                community_id: community.clone(),
+                min_position: banned.position,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .bans;
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].member_id, troll.to_string());
+    assert_eq!(bans[0].reason, "spam");
+    // Nothing else was disturbed: the members are all there, once.
+    let members: i64 = sqlx::query_scalar("SELECT count(*) FROM members")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(members, 2);
+    let count: i32 = sqlx::query_scalar("SELECT member_count FROM communities")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "the owner; the banned member no longer counts");
+}

@@ -100,7 +100,11 @@ pub(crate) async fn apply_traced(
 /// (a new index, say). Replicas starting together take turns; a replica that starts beside
 /// running ones finds the DDL applied and touches nothing, so it takes no lock on the tables they
 /// write (an `IF NOT EXISTS` index statement would, and deadlock with them).
-pub async fn create_tables(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<()> {
+///
+/// Returns true when it created a table for a projection that already had others (a new version
+/// added one): the new table holds nothing of the events applied before, so the projection must be
+/// rebuilt from its source.
+pub async fn create_tables(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<bool> {
     let mut attempt = 0;
     loop {
         match apply_ddl(pool, projection).await {
@@ -117,7 +121,7 @@ pub async fn create_tables(pool: &sqlx::PgPool, projection: &dyn Projection) -> 
     }
 }
 
-async fn apply_ddl(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<()> {
+async fn apply_ddl(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<bool> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kith.migrate'))")
         .execute(&mut *tx)
@@ -134,8 +138,10 @@ async fn apply_ddl(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<(
     .fetch_one(&mut *tx)
     .await?;
     if applied.as_deref() == Some(projection.ddl()) && missing == 0 {
-        return Ok(());
+        return Ok(false);
     }
+    let total = i64::try_from(projection.tables().len()).unwrap_or(i64::MAX);
+    let added = applied.is_some() && missing > 0 && missing < total;
     sqlx::raw_sql(projection.ddl()).execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO projection_ddl (projection, ddl) VALUES ($1, $2)
@@ -146,5 +152,5 @@ async fn apply_ddl(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(added)
 }
