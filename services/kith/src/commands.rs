@@ -173,7 +173,23 @@ pub(crate) fn token(args: TokenArgs) -> anyhow::Result<()> {
     if args.ttl == 0 {
         bail!("--ttl must be at least 1 second");
     }
-    let token = auth::mint_hs256(args.auth.secret().as_bytes(), member, args.ttl)?;
+    // The issuer and audience the servers are told to expect, so that the token passes them.
+    let claims = auth::Claims {
+        iss: Some(
+            args.auth
+                .jwt_issuer
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "kith-dev".to_owned()),
+        ),
+        aud: args.auth.jwt_audience.first().cloned(),
+        ..auth::Claims::for_member(member, args.ttl)
+    };
+    let token = auth::mint(
+        &claims,
+        jsonwebtoken::Algorithm::HS256,
+        &jsonwebtoken::EncodingKey::from_secret(args.auth.secret().as_bytes()),
+    )?;
     println!("{token}");
     Ok(())
 }

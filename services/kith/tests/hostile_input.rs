@@ -213,7 +213,8 @@ async fn count_events(pool: &sqlx::PgPool) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_refuses_every_class_of_bad_input_naming_the_field_and_writes_nothing() {
     let env = TestEnv::new().await;
-    let kith = ServiceProcess::spawn(KITH, &["up"], &env).await;
+    let log = std::env::temp_dir().join(format!("kith-hostile-{}.log", Uuid::new_v4()));
+    let kith = ServiceProcess::spawn_logging_to(KITH, &["up"], &env, &log).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", kith.grpc))
         .expect("endpoint")
         .connect()
@@ -339,5 +340,20 @@ async fn every_rpc_refuses_every_class_of_bad_input_naming_the_field_and_writes_
     )
     .await;
     pool.close().await;
+
+    // A caller's mistakes are not the operator's errors: nothing logged at ERROR, and nothing the
+    // callers sent (the bad text) echoed into the log.
+    let logged = std::fs::read_to_string(&log).expect("the server's log");
+    assert!(logged.contains("INFO"), "the log was captured:\n{logged}");
+    let errors: Vec<&str> = logged
+        .lines()
+        .filter(|line| line.contains("ERROR"))
+        .collect();
+    assert!(errors.is_empty(), "logged at ERROR:\n{}", errors.join("\n"));
+    assert!(
+        !logged.contains("abc\u{202E}def"),
+        "a caller's text in the log"
+    );
     kith.signal("TERM");
+    let _ = std::fs::remove_file(&log);
 }

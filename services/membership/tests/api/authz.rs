@@ -63,6 +63,10 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         Code::Unauthenticated,
     );
     assert!(status.message().contains("expired"), "{}", status.message());
+    assert_eq!(
+        crate::helpers::error_reason(&status).as_deref(),
+        Some("TOKEN_EXPIRED")
+    );
 
     assert_code(
         client

@@ -324,6 +324,30 @@ impl ServiceProcess {
         database_url: &str,
         nats_url: &str,
     ) -> Self {
+        Self::start(program, args, env, database_url, nats_url, None).await
+    }
+
+    /// [`ServiceProcess::spawn`] with everything the process logs (at INFO and above) copied to
+    /// `log`, for tests that check what was logged.
+    pub async fn spawn_logging_to(
+        program: &str,
+        args: &[&str],
+        env: &TestEnv,
+        log: &std::path::Path,
+    ) -> Self {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|err| panic!("create {}: {err}", log.display()));
+        Self::start(program, args, env, &env.db.url, &nats_url(), Some(file)).await
+    }
+
+    async fn start(
+        program: &str,
+        args: &[&str],
+        env: &TestEnv,
+        database_url: &str,
+        nats_url: &str,
+        log: Option<std::fs::File>,
+    ) -> Self {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut child = tokio::process::Command::new(program)
             .args(args)
@@ -335,7 +359,7 @@ impl ServiceProcess {
             )
             .env("NATS_URL", nats_url)
             .env("KITH_JWT_SECRET", TEST_JWT_SECRET)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -358,8 +382,16 @@ impl ServiceProcess {
         })
         .await
         .unwrap_or_else(|_| panic!("{program} did not announce its addresses within 60 s"));
-        // Keep draining stdout so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout (where the log goes) so the process never blocks on a full pipe.
+        tokio::spawn(async move {
+            let mut log = log;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(file) = log.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+        });
         Self {
             child,
             grpc,
