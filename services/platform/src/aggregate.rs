@@ -368,15 +368,21 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
         };
         let mut rest = Vec::with_capacity(batch.len());
         for queued in batch {
-            match queued.key.as_ref().and_then(|key| found.get(&key.key)) {
+            // Each command checked against the recorded request: the same one committed (its reply
+            // was lost), a different one under the same key is refused.
+            let settled = queued.key.as_ref().and_then(|key| {
+                let (first, fingerprint) = found.get(&key.key)?;
+                Some(key.first_result(fingerprint.as_deref(), *first))
+            });
+            match settled {
                 Some(Ok(first)) => {
                     let _ = queued.reply.send(Ok(Appended {
                         replayed: false,
-                        ..*first
+                        ..first
                     }));
                 }
                 Some(Err(err)) => {
-                    let _ = queued.reply.send(Err(Rejected::Platform(err.shared())));
+                    let _ = queued.reply.send(Err(Rejected::Platform(err)));
                 }
                 None => rest.push(queued),
             }

@@ -247,7 +247,13 @@ impl Authenticator {
         if header.alg != algorithm {
             return Err(AuthError::WrongAlgorithm);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(algorithm))
+        // Only the subject is read here; the library checks exp, nbf, iss and aud from the raw
+        // claims (an `aud` may be a string or a list).
+        #[derive(Deserialize)]
+        struct Subject {
+            sub: String,
+        }
+        let data = jsonwebtoken::decode::<Subject>(token, &key, &self.validation(algorithm))
             .map_err(|err| {
                 tracing::debug!(error = %err, "token refused");
                 refusal(&err)
@@ -344,13 +350,22 @@ type KeyMap = HashMap<String, (Arc<DecodingKey>, Algorithm)>;
 /// The usable keys of a JWKS file (those with a `kid` and an algorithm that verifies), and the
 /// file's modification time.
 fn read_jwks(path: &Path) -> Result<(KeyMap, Option<SystemTime>), KeyError> {
+    // The time first: a file replaced between the two is then read again at the next check.
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let text = std::fs::read_to_string(path)
         .map_err(|err| KeyError(format!("{}: {err}", path.display())))?;
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let set: JwkSet = serde_json::from_str(&text)
         .map_err(|err| KeyError(format!("{} is not a JWKS document: {err}", path.display())))?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
+        if jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|usage| *usage != jsonwebtoken::jwk::PublicKeyUse::Signature)
+        {
+            continue;
+        }
         let Some(kid) = jwk.common.key_id.clone() else {
             tracing::warn!(path = %path.display(), "a JWKS key without a kid is ignored");
             continue;

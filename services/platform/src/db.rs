@@ -153,6 +153,11 @@ pub const PLATFORM_MIGRATIONS: &[Migration] = &[
         name: "sealing keys may be wrapped by a key-encryption key",
         sql: include_str!("../migrations/0004_wrapped_sealing_keys.sql"),
     },
+    Migration {
+        version: 5,
+        name: "a projection that gained a table is rebuilt, surviving restarts",
+        sql: include_str!("../migrations/0005_projection_rebuild_pending.sql"),
+    },
 ];
 
 /// Creates the schema if needed and applies the platform's migrations and then `component`'s, each

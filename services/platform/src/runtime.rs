@@ -139,25 +139,8 @@ impl Runtime {
         projection: Arc<dyn Projection>,
     ) -> Result<Progress> {
         if projection::create_tables(log.pool(), projection.as_ref()).await? {
-            // A new version added a table: fill it from the whole log before serving reads.
-            tracing::info!(
-                projection = projection.name(),
-                "the projection gained a table; rebuilding it from the log"
-            );
-            let schema = crate::db::Schema::parse(log.service())?;
-            let report = projection::rebuild(
-                &self.args.database.database_url,
-                &schema,
-                projection.as_ref(),
-                |_, _| {},
-            )
-            .await?;
-            tracing::info!(
-                projection = projection.name(),
-                events = report.events,
-                seconds = report.seconds,
-                "projection rebuilt"
-            );
+            self.rebuild_before_serving(log, projection.as_ref())
+                .await?;
         }
         let watch = self
             .notices(log.service())
@@ -168,6 +151,48 @@ impl Runtime {
         let progress = projector.progress();
         self.tasks.spawn(projector.run(self.background.clone()));
         Ok(progress)
+    }
+
+    /// Rebuilds a projection that gained a table (a new version) from the log before it serves.
+    /// A replica that finds another one rebuilding waits for it to finish.
+    async fn rebuild_before_serving(
+        &self,
+        log: &EventLog,
+        projection: &dyn Projection,
+    ) -> Result<()> {
+        let schema = crate::db::Schema::parse(log.service())?;
+        loop {
+            tracing::info!(
+                projection = projection.name(),
+                "the projection gained a table; rebuilding it from the log before serving"
+            );
+            match projection::rebuild(
+                &self.args.database.database_url,
+                &schema,
+                projection,
+                |_, _| {},
+            )
+            .await
+            {
+                Ok(report) => {
+                    tracing::info!(
+                        projection = projection.name(),
+                        events = report.events,
+                        seconds = report.seconds,
+                        "projection rebuilt"
+                    );
+                    return Ok(());
+                }
+                Err(crate::Error::Stuck(reason)) => {
+                    tracing::info!(projection = projection.name(), %reason, "waiting for the rebuild another replica runs");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if !projection::create_tables(log.pool(), projection).await? {
+                        return Ok(());
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Creates the projection's tables and starts feeding it from another service's stream.

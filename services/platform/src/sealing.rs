@@ -67,15 +67,28 @@ impl Keks {
         &self.keys[0].0
     }
 
-    fn wrap(&self, key: &[u8]) -> (String, Vec<u8>) {
+    /// `key` wrapped by the current KEK, bound to its `key_id` (so a wrapped key copied onto
+    /// another row does not unwrap there).
+    fn wrap(&self, key_id: Uuid, key: &[u8]) -> Result<(String, Vec<u8>)> {
+        use chacha20poly1305::aead::Payload;
         let (id, cipher) = &self.keys[0];
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: key,
+                    aad: key_id.as_bytes(),
+                },
+            )
+            .map_err(|_| Error::Config("a sealing key could not be wrapped".into()))?;
         let mut wrapped = nonce.to_vec();
-        wrapped.extend(cipher.encrypt(&nonce, key).unwrap_or_default());
-        (id.clone(), wrapped)
+        wrapped.extend(sealed);
+        Ok((id.clone(), wrapped))
     }
 
-    fn unwrap(&self, wrapped_by: &str, wrapped: &[u8]) -> Result<Vec<u8>> {
+    fn unwrap(&self, wrapped_by: &str, key_id: Uuid, wrapped: &[u8]) -> Result<Vec<u8>> {
+        use chacha20poly1305::aead::Payload;
         let (_, cipher) = self
             .keys
             .iter()
@@ -88,7 +101,13 @@ impl Keks {
         }
         let (nonce, ciphertext) = wrapped.split_at(24);
         cipher
-            .decrypt(XNonce::from_slice(nonce), ciphertext)
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: key_id.as_bytes(),
+                },
+            )
             .map_err(|_| {
                 Error::Config(format!(
                     "a sealing key does not unwrap with KEK {wrapped_by}: the KEK given is not the one that wrapped it"
@@ -198,16 +217,33 @@ impl Sealer {
         .fetch_optional(&self.pool)
         .await?;
         let (key_id, bytes) = match existing {
-            Some((key_id, stored, wrapped_by)) => (
-                key_id,
-                unwrap(self.keks.as_deref(), &stored, wrapped_by.as_deref())?,
-            ),
+            Some((key_id, stored, wrapped_by)) => {
+                let bytes = unwrap(self.keks.as_deref(), key_id, &stored, wrapped_by.as_deref())?;
+                // A key left under an earlier KEK (or none) by a replica of the previous
+                // configuration, during a rollout: moved under the current one as it is used.
+                if let Some(keks) = &self.keks
+                    && wrapped_by.as_deref() != Some(keks.current_id())
+                {
+                    let (id, wrapped) = keks.wrap(key_id, &bytes)?;
+                    sqlx::query(
+                        "UPDATE sealing_keys SET key = $2, wrapped_by = $3
+                         WHERE key_id = $1 AND wrapped_by IS NOT DISTINCT FROM $4",
+                    )
+                    .bind(key_id)
+                    .bind(wrapped)
+                    .bind(id)
+                    .bind(wrapped_by)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                (key_id, bytes)
+            }
             None => {
                 let key_id = Uuid::new_v4();
                 let bytes = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
                 let (wrapped_by, stored) = match &self.keks {
                     Some(keks) => {
-                        let (id, wrapped) = keks.wrap(&bytes);
+                        let (id, wrapped) = keks.wrap(key_id, &bytes)?;
                         (Some(id), wrapped)
                     }
                     None => (None, bytes.clone()),
@@ -260,8 +296,8 @@ impl Sealer {
         .fetch_all(&mut *tx)
         .await?;
         for (key_id, stored, wrapped_by) in &rows {
-            let bytes = unwrap(Some(keks), stored, wrapped_by.as_deref())?;
-            let (id, wrapped) = keks.wrap(&bytes);
+            let bytes = unwrap(Some(keks), *key_id, stored, wrapped_by.as_deref())?;
+            let (id, wrapped) = keks.wrap(*key_id, &bytes)?;
             sqlx::query("UPDATE sealing_keys SET key = $2, wrapped_by = $3 WHERE key_id = $1")
                 .bind(key_id)
                 .bind(wrapped)
@@ -275,10 +311,15 @@ impl Sealer {
 }
 
 /// A stored key as it is used: unwrapped by the KEK named beside it, or as stored.
-fn unwrap(keks: Option<&Keks>, stored: &[u8], wrapped_by: Option<&str>) -> Result<Vec<u8>> {
+fn unwrap(
+    keks: Option<&Keks>,
+    key_id: Uuid,
+    stored: &[u8],
+    wrapped_by: Option<&str>,
+) -> Result<Vec<u8>> {
     match (wrapped_by, keks) {
         (None, _) => Ok(stored.to_vec()),
-        (Some(kek), Some(keks)) => keks.unwrap(kek, stored),
+        (Some(kek), Some(keks)) => keks.unwrap(kek, key_id, stored),
         (Some(kek), None) => Err(unknown_kek(kek)),
     }
 }
@@ -318,7 +359,8 @@ impl Opener {
                     .await?;
             let key = match stored {
                 Some((stored, wrapped_by)) => {
-                    let bytes = unwrap(self.keks.as_deref(), &stored, wrapped_by.as_deref())?;
+                    let bytes =
+                        unwrap(self.keks.as_deref(), key_id, &stored, wrapped_by.as_deref())?;
                     Some(make_key(key_id, &sealed.subject, &bytes))
                 }
                 None => None,

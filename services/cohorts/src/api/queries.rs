@@ -497,7 +497,14 @@ impl Api {
         // the first page used, so that a default start ("now") does not move between pages.
         let query = kith_platform::page_query!(caller, r);
         let (from, offset) = match page_keys::<2>(&mut v, &r.page_token, &query) {
-            Some([micros, offset]) if offset >= 0 => {
+            // The start must be one a request could have given (a forged one must not reach the
+            // database as a time it cannot hold).
+            Some([micros, offset])
+                if offset >= 0
+                    && DateTime::from_timestamp_micros(micros).is_some_and(|from| {
+                        kith_platform::wire::time_of(Some(&timestamp(from))) == Some(from)
+                    }) =>
+            {
                 (DateTime::from_timestamp_micros(micros), offset)
             }
             Some(_) => {
@@ -516,7 +523,7 @@ impl Api {
         let rows = sqlx::query(
             "SELECT session_id, series_id, occurrence, title, starts_at, duration_minutes,
                     cancelled, present,
-                    row_number() OVER (ORDER BY starts_at, session_id) + $4 AS served
+                    row_number() OVER (ORDER BY starts_at, session_id) AS served
              FROM sessions
              WHERE cohort_id = $1 AND ends_at > $2 AND ($3 OR NOT cancelled)
              ORDER BY starts_at, session_id OFFSET $4 LIMIT $5",

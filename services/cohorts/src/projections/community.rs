@@ -235,6 +235,19 @@ impl Projection for Communities {
                 role_from_pb(e.role),
             )
             .await?;
+        } else if t == pb::MemberUnbanned::full_name() {
+            // Out as if removed, as membership now says; still not a member.
+            let e: pb::MemberUnbanned = decode_payload(event)?;
+            sqlx::query(
+                "UPDATE community_members SET status = $3
+                 WHERE community_id = $1 AND member_id = $2 AND status = $4",
+            )
+            .bind(community)
+            .bind(stored_id(&e.member_id)?)
+            .bind(status::REMOVED)
+            .bind(status::BANNED)
+            .execute(&mut *conn)
+            .await?;
         } else if t == pb::RoleRevoked::full_name() {
             let e: pb::RoleRevoked = decode_payload(event)?;
             set_role(conn, community, stored_id(&e.member_id)?, None).await?;

@@ -210,6 +210,67 @@ async fn a_weekly_series_keeps_its_local_time_and_collects_rsvps() {
         .await;
     let status = assert_code(forged, tonic::Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["page_token"]);
+    // Nor into a start no request could give (the year 292,277 and beyond).
+    let mut forged = hex::decode(&with_cancelled.next_page_token).expect("hex token");
+    let at = forged.len() - 16;
+    forged[at..at + 8].copy_from_slice(&i64::MAX.to_be_bytes());
+    let forged = client
+        .list_sessions(app.as_member(
+            m[0],
+            pb::ListSessionsRequest {
+                cohort_id: cohort.clone(),
+                include_cancelled: true,
+                page_size: 2,
+                page_token: hex::encode(forged),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let status = assert_code(forged, tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["page_token"]);
+
+    // Page by page, one session at a time: every session once, in order.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_sessions(app.as_member(
+                m[0],
+                pb::ListSessionsRequest {
+                    cohort_id: cohort.clone(),
+                    include_cancelled: true,
+                    page_size: 1,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("a page")
+            .into_inner();
+        seen.extend(page.sessions.iter().map(|s| s.session_id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let all: Vec<String> = client
+        .list_sessions(app.as_member(
+            m[0],
+            pb::ListSessionsRequest {
+                cohort_id: cohort.clone(),
+                include_cancelled: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("all")
+        .into_inner()
+        .sessions
+        .into_iter()
+        .map(|s| s.session_id)
+        .collect();
+    assert_eq!(all.len(), 3);
+    assert_eq!(seen, all, "three pages of one");
     app.stop().await;
 }
 

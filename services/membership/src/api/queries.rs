@@ -570,15 +570,16 @@ impl Api {
         })?;
         let read = || -> Result<pb::GetInvitationPreviewResponse, sqlx::Error> {
             let expires_at: DateTime<Utc> = row.try_get(1)?;
-            Ok(pb::GetInvitationPreviewResponse {
+            let status = invitation_status(
+                row.try_get(4)?,
+                row.try_get(3)?,
+                row.try_get(2)?,
+                expires_at,
+                Utc::now(),
+            );
+            let mut preview = pb::GetInvitationPreviewResponse {
                 community_id: row.try_get::<Uuid, _>(0)?.to_string(),
-                status: invitation_status(
-                    row.try_get(4)?,
-                    row.try_get(3)?,
-                    row.try_get(2)?,
-                    expires_at,
-                    Utc::now(),
-                ) as i32,
+                status: status as i32,
                 expires_at: Some(timestamp(expires_at)),
                 name: row.try_get(5)?,
                 description: row.try_get(6)?,
@@ -586,7 +587,14 @@ impl Api {
                 archived: row.try_get(8)?,
                 already_member: row.try_get(9)?,
                 banned: row.try_get(10)?,
-            })
+            };
+            // An invitation that no longer works opens nothing: it says only that it is dead.
+            if status != pb::InvitationStatus::Active {
+                preview.name.clear();
+                preview.description.clear();
+                preview.member_count = 0;
+            }
+            Ok(preview)
         };
         Ok(Response::new(read().map_err(status_from_db)?))
     }

@@ -52,9 +52,14 @@ pub fn decide(state: &Community, command: &Command) -> Result<Vec<Event>, Domain
     if !state.is_created() {
         return Err(DomainError::CommunityNotFound);
     }
-    // An archived community takes no more commands, except erasure: a person's right to have
-    // their data erased outlives the community's activity.
-    if state.is_archived() && !matches!(command.action, Action::EraseMember { .. }) {
+    // An archived community takes no more commands, except erasure and withdrawing one's own join
+    // request: a person's right to take back their data outlives the community's activity.
+    if state.is_archived()
+        && !matches!(
+            command.action,
+            Action::EraseMember { .. } | Action::WithdrawJoinRequest
+        )
+    {
         return Err(DomainError::CommunityArchived);
     }
     let now = command.now;

@@ -179,9 +179,10 @@ impl Community {
         self.erased.contains(&id)
     }
 
-    /// Whether someone ever joined or asked to join, and so has data here that can be erased.
+    /// Whether someone ever joined, asked to join or was banned, and so has data here (a profile,
+    /// answers, a ban's reason) that can be erased.
     pub fn is_known(&self, id: Uuid) -> bool {
-        self.members.contains_key(&id) || self.requesters.contains(&id)
+        self.members.contains_key(&id) || self.requesters.contains(&id) || self.banned.contains(&id)
     }
 
     /// An invitation by id.

@@ -277,6 +277,11 @@ async fn an_invitation_is_previewed_before_accepting_and_bans_are_listed_and_lif
         .unwrap()
         .into_inner();
     assert_eq!(shown.status, pb::InvitationStatus::Revoked as i32);
+    assert_eq!(
+        (shown.name.as_str(), shown.member_count),
+        ("", 0),
+        "a dead invitation opens nothing about the community"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,4 +436,27 @@ async fn a_version_that_adds_a_table_fills_it_from_the_log_on_start() {
         .await
         .unwrap();
     assert_eq!(count, 1, "the owner; the banned member no longer counts");
+
+    // A rebuild cut short (the process killed mid-way) is done again by the next start.
+    sqlx::query("UPDATE projection_ddl SET rebuild_pending = true WHERE projection = 'directory'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM bans")
+        .execute(&pool)
+        .await
+        .unwrap();
+    app.replica().await;
+    let restored: i64 = sqlx::query_scalar("SELECT count(*) FROM bans")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(restored, 1);
+    let pending: bool = sqlx::query_scalar(
+        "SELECT rebuild_pending FROM projection_ddl WHERE projection = 'directory'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!pending, "cleared by the rebuild");
 }

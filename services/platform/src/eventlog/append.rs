@@ -574,10 +574,12 @@ impl EventLog {
     }
 
     /// The first results of the commands with these keys that appended, by key.
+    /// The first results recorded under these keys, each with the fingerprint of the request
+    /// that recorded it; check each caller's request with [`CommandKey::first_result`].
     pub async fn command_results(
         &self,
         keys: &[&CommandKey],
-    ) -> Result<std::collections::HashMap<String, Result<Appended>>> {
+    ) -> Result<std::collections::HashMap<String, (Appended, Option<Vec<u8>>)>> {
         let texts: Vec<&str> = keys.iter().map(|key| key.key.as_str()).collect();
         let rows: Vec<(String, i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
             "SELECT command_key, version, position, fingerprint FROM commands \
@@ -588,14 +590,13 @@ impl EventLog {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(text, version, position, fingerprint)| {
-                let key = keys.iter().find(|key| key.key == text)?;
+            .map(|(text, version, position, fingerprint)| {
                 let first = Appended {
                     version,
                     position,
                     replayed: true,
                 };
-                Some((text, key.first_result(fingerprint.as_deref(), first)))
+                (text, (first, fingerprint))
             })
             .collect())
     }

@@ -101,9 +101,9 @@ pub(crate) async fn apply_traced(
 /// running ones finds the DDL applied and touches nothing, so it takes no lock on the tables they
 /// write (an `IF NOT EXISTS` index statement would, and deadlock with them).
 ///
-/// Returns true when it created a table for a projection that already had others (a new version
-/// added one): the new table holds nothing of the events applied before, so the projection must be
-/// rebuilt from its source.
+/// Returns true while the projection must be rebuilt from its source before it serves: a new
+/// version gave it a table, which holds nothing of the events applied before. The need is
+/// recorded with the table and cleared by the rebuild's swap, so it survives a rebuild cut short.
 pub async fn create_tables(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<bool> {
     let mut attempt = 0;
     loop {
@@ -137,20 +137,32 @@ async fn apply_ddl(pool: &sqlx::PgPool, projection: &dyn Projection) -> Result<b
     .bind(projection.tables())
     .fetch_one(&mut *tx)
     .await?;
+    let pending = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT rebuild_pending FROM projection_ddl WHERE projection = $1",
+        )
+        .bind(projection.name())
+        .fetch_optional(pool)
+        .await
+        .map(|pending| pending.unwrap_or(false))
+    };
     if applied.as_deref() == Some(projection.ddl()) && missing == 0 {
-        return Ok(false);
+        drop(tx);
+        return Ok(pending().await?);
     }
     let total = i64::try_from(projection.tables().len()).unwrap_or(i64::MAX);
     let added = applied.is_some() && missing > 0 && missing < total;
     sqlx::raw_sql(projection.ddl()).execute(&mut *tx).await?;
     sqlx::query(
-        "INSERT INTO projection_ddl (projection, ddl) VALUES ($1, $2)
-         ON CONFLICT (projection) DO UPDATE SET ddl = EXCLUDED.ddl, applied_at = now()",
+        "INSERT INTO projection_ddl (projection, ddl, rebuild_pending) VALUES ($1, $2, $3)
+         ON CONFLICT (projection) DO UPDATE SET ddl = EXCLUDED.ddl, applied_at = now(),
+             rebuild_pending = projection_ddl.rebuild_pending OR EXCLUDED.rebuild_pending",
     )
     .bind(projection.name())
     .bind(projection.ddl())
+    .bind(added)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(added)
+    Ok(pending().await?)
 }

@@ -182,6 +182,10 @@ async fn replay(
     }
     Scratch::swap_in(schema, scratch, &mut tx, projection).await?;
     write_checkpoint(&mut tx, projection.name(), LOG_SOURCE, checkpoint, None).await?;
+    sqlx::query("UPDATE projection_ddl SET rebuild_pending = false WHERE projection = $1")
+        .bind(projection.name())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     on_progress(applied, total.max(applied));
     Ok(RebuildReport {

@@ -322,3 +322,39 @@ fn the_development_secret_serves_only_on_loopback_unless_insecure_is_said() {
     let short = parse(&["--jwt-secret", "short"]);
     assert!(short.authenticator().is_err());
 }
+
+#[test]
+fn an_audience_may_be_a_list() {
+    use base64::Engine;
+    let member = Uuid::new_v4();
+    let auth = Authenticator::hs256(b"s3cret").with_audiences(vec!["kith".into()]);
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let token = |aud: &str| {
+        let signing = format!(
+            "{}.{}",
+            encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+            encode(&format!(
+                r#"{{"sub":"{member}","exp":{},"aud":{aud}}}"#,
+                unix_now() + 600
+            ))
+        );
+        // Signed as the library signs, so only the claims differ from a minted token.
+        let signature = jsonwebtoken::crypto::sign(
+            signing.as_bytes(),
+            &EncodingKey::from_secret(b"s3cret"),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{signing}.{signature}")
+    };
+    assert_eq!(
+        auth.authenticate(&bearer(&token(r#"["account","kith"]"#)))
+            .unwrap()
+            .member_id,
+        member
+    );
+    assert_eq!(
+        auth.authenticate(&bearer(&token(r#"["account","other"]"#))),
+        Err(AuthError::WrongAudience)
+    );
+}

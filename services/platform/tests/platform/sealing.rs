@@ -159,6 +159,35 @@ async fn keys_wrapped_by_a_kek_open_only_with_it_and_rotate_to_a_new_one() {
         "the retired KEK opens nothing"
     );
 
+    // A replica still on the old KEK makes a key during the rollout; the new configuration moves
+    // it under the new KEK the first time it uses it.
+    let straggler = Sealer::with_keks(pool.clone(), keks(&[&kek1]))
+        .key_for("member-c")
+        .await
+        .unwrap()
+        .seal("Katherine Johnson");
+    let rotated = Sealer::with_keks(pool.clone(), keks(&[&kek2, &kek1]));
+    rotated.key_for("member-c").await.unwrap();
+    assert_eq!(
+        with2
+            .opener()
+            .open(Some(&straggler))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Katherine Johnson")
+    );
+
+    // A wrapped key is bound to its row: copied onto another key's row, it does not unwrap.
+    sqlx::query(
+        "UPDATE sealing_keys SET key = (SELECT key FROM sealing_keys WHERE subject = 'member-a')
+         WHERE subject = 'member-b'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(with2.opener().open(Some(&new)).await.is_err());
+
     assert!(Keks::parse(["abc"]).is_err());
     assert!(Keks::parse(["zz".repeat(32).as_str()]).is_err());
 }

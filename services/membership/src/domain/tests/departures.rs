@@ -295,3 +295,16 @@ fn a_banned_person_erased_and_then_unbanned_stays_erased() {
         Some(MemberStatus::Erased)
     );
 }
+
+#[test]
+fn someone_banned_who_never_joined_may_still_be_erased() {
+    let events = plus(staffed(), [banned(OUTSIDER, false)]);
+    given(&events)
+        .when(by(
+            OUTSIDER,
+            Action::EraseMember {
+                member_id: OUTSIDER,
+            },
+        ))
+        .then(&[erased(OUTSIDER, false)]);
+}
