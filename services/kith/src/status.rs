@@ -170,7 +170,14 @@ async fn relay_status(
     let (lag_events, error) = match js.get_stream(&spec.name).await {
         Err(err) => (None, Some(format!("stream {}: {err}", spec.name))),
         Ok(mut stream) => match kith_platform::relay::stream_end(&spec, log, &mut stream).await {
-            Ok(end) => (Some(events_after(log.pool(), end.checkpoint).await?), None),
+            Ok(end) => (
+                Some(
+                    kith_platform::lag::log_lag(log.pool(), end.checkpoint)
+                        .await?
+                        .0,
+                ),
+                None,
+            ),
             Err(err) => (None, Some(err.to_string())),
         },
     };
@@ -180,16 +187,6 @@ async fn relay_status(
         lag_events,
         error,
     })
-}
-
-async fn events_after(pool: &sqlx::PgPool, checkpoint: Checkpoint) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2)",
-    )
-    .bind(checkpoint.transaction_id.to_string())
-    .bind(checkpoint.position)
-    .fetch_one(pool)
-    .await?)
 }
 
 async fn projection_status(
@@ -210,38 +207,12 @@ async fn projection_status(
                     transaction_id,
                     position,
                 };
-                let oldest: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
-                    "SELECT min(recorded_at) FROM events
-                     WHERE (transaction_id, position) > ($1::text::xid8, $2)",
-                )
-                .bind(transaction_id.to_string())
-                .bind(position)
-                .fetch_one(pool)
-                .await?;
-                (
-                    Some(events_after(pool, checkpoint).await?),
-                    Some(oldest.map_or(0.0, |at| (chrono::Utc::now() - at).as_seconds_f64())),
-                )
+                let (events, seconds) = kith_platform::lag::log_lag(pool, checkpoint).await?;
+                (Some(events), Some(seconds))
             }
-            Some(stream) => match js.get_stream(stream).await {
+            Some(stream) => match kith_platform::lag::bus_lag(js, stream, position).await {
+                Ok((events, seconds)) => (Some(events), Some(seconds)),
                 Err(_) => (None, None),
-                Ok(mut stream) => {
-                    let state = stream.info().await?.state.clone();
-                    let behind = i64::try_from(state.last_sequence).unwrap_or(i64::MAX) - position;
-                    let age = if behind > 0 {
-                        let next = u64::try_from(position + 1).unwrap_or(0);
-                        stream.get_raw_message(next).await.ok().map(|m| {
-                            let at = chrono::DateTime::<chrono::Utc>::from_timestamp(
-                                m.time.unix_timestamp(),
-                                m.time.nanosecond(),
-                            );
-                            at.map_or(0.0, |at| (chrono::Utc::now() - at).as_seconds_f64())
-                        })
-                    } else {
-                        Some(0.0)
-                    };
-                    (Some(behind.max(0)), age)
-                }
             },
         };
         let stalled = {

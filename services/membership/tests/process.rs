@@ -484,3 +484,60 @@ async fn a_relay_leader_whose_network_goes_silent_is_replaced_within_fifteen_sec
         "the silent replica stopped leading"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_lag_counts_every_unpublished_event_while_nats_is_down_and_falls_back_after() {
+    let env = TestEnv::new().await;
+    let mut nats = kith_platform::testing::PrivateNats::start();
+    let process = ServiceProcess::spawn_on(MEMBERSHIP, &[], &env, &env.db.url, &nats.url()).await;
+    let mut client = MembershipServiceClient::connect(format!("http://{}", process.grpc))
+        .await
+        .expect("connect");
+    let member = Uuid::new_v4();
+    let lag = |page: &str| {
+        ServiceProcess::series_value(page, r#"kith_relay_lag_events{service="membership"}"#)
+    };
+    let lag_reaches = |want: f64, what: &'static str| {
+        let process = &process;
+        eventually(Duration::from_secs(20), what, move || async move {
+            let seen = lag(&process.scrape().await);
+            (seen == Some(want)).then_some(())
+        })
+    };
+    for n in 0..3 {
+        client
+            .create_community(create(member, n))
+            .await
+            .expect("create");
+    }
+    // Published: the stream holds their six events.
+    let js = async_nats::jetstream::new(
+        async_nats::connect(nats.url())
+            .await
+            .expect("connect to NATS"),
+    );
+    let stream = env.args.nats.stream_for("membership").name;
+    eventually(Duration::from_secs(20), "six events in the stream", || {
+        let (js, stream) = (&js, &stream);
+        async move {
+            let mut stream = js.get_stream(stream).await.ok()?;
+            (stream.info().await.ok()?.state.last_sequence == 6).then_some(())
+        }
+    })
+    .await;
+    lag_reaches(0.0, "nothing left to publish").await;
+
+    // NATS goes away; commands go on and their events wait in the log.
+    nats.kill();
+    for n in 3..8 {
+        client
+            .create_community(create(member, n))
+            .await
+            .expect("create while NATS is down");
+    }
+    // Five communities, two events each: all of them unpublished, not the last batch's size.
+    lag_reaches(10.0, "the unpublished events counted").await;
+
+    nats.restart();
+    lag_reaches(0.0, "published once NATS is back").await;
+}

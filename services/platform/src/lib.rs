@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod eventlog;
 pub mod grpc;
+pub mod lag;
 pub mod leader;
 pub mod metrics;
 pub mod paging;

@@ -41,6 +41,31 @@ pub struct RelayConfig {
     pub batch_size: i64,
     /// How often an idle relay looks for events written by other processes.
     pub poll_interval: Duration,
+    /// Where the stream is known to end, for the lag gauge; the relay moves it as it publishes.
+    pub published: Published,
+}
+
+/// The log checkpoint of the last event known to be in the stream, shared between the relay (which
+/// knows it exactly while it leads) and the lag sampler (which asks the stream when it can).
+#[derive(Debug, Clone, Default)]
+pub struct Published(std::sync::Arc<std::sync::Mutex<Checkpoint>>);
+
+impl Published {
+    /// Moves the mark to `checkpoint` if that is further.
+    pub fn mark(&self, checkpoint: Checkpoint) {
+        let mut mark = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *mark = (*mark).max(checkpoint);
+    }
+
+    /// Sets the mark to where the stream was found to end (which may be behind it: a stream
+    /// purged or replaced).
+    pub fn set(&self, checkpoint: Checkpoint) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = checkpoint;
+    }
+
+    pub fn get(&self) -> Checkpoint {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Room left in a NATS message for the headers beside an event's payload.
@@ -203,13 +228,8 @@ async fn publish_loop(
         mut checkpoint,
         mut sequence,
     } = resync(&config.stream, log, js).await?;
+    config.published.mark(checkpoint);
     let max_payload = js.client().server_info().max_payload;
-    let lag = crate::metrics::metrics()
-        .relay_lag
-        .get_or_create(&crate::metrics::ServiceLabels::of(
-            &config.schema.to_string(),
-        ))
-        .clone();
     let wake = log.appended();
     // A connection of its own rather than a pooled one: this loop is dropped wherever it stands
     // when leadership is lost, and a pooled connection dropped in the middle of a COPY would go
@@ -223,15 +243,6 @@ async fn publish_loop(
         // Registered before reading, so an append during the read is not missed.
         let appended = wake.notified();
         let batch = eventlog::tail(&mut conn, checkpoint, config.batch_size).await?;
-        lag.set(if (batch.len() as i64) < config.batch_size {
-            batch.len() as i64
-        } else {
-            // A full batch: more wait behind it.
-            let last: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
-                .fetch_one(&mut conn)
-                .await?;
-            last.unwrap_or(0) - checkpoint.position
-        });
         if batch.is_empty() {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -243,6 +254,7 @@ async fn publish_loop(
         sequence = publish_batch(js, &config.stream, &batch, sequence, max_payload).await?;
         if let Some(event) = batch.last() {
             checkpoint = event.checkpoint();
+            config.published.mark(checkpoint);
         }
         *backoff = Duration::from_millis(100);
     }

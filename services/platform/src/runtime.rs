@@ -122,7 +122,16 @@ impl Runtime {
             stream,
             batch_size: 1000,
             poll_interval: Duration::from_millis(20),
+            published: relay::Published::default(),
         };
+        self.tasks.spawn(crate::lag::sample_relay(
+            log.clone(),
+            self.jetstream.clone(),
+            config.stream.clone(),
+            config.published.clone(),
+            service.to_owned(),
+            self.background.clone(),
+        ));
         self.tasks.spawn(relay::run(
             config,
             log.clone(),
@@ -145,10 +154,16 @@ impl Runtime {
         let watch = self
             .notices(log.service())
             .watch(projection.name(), LOG_SOURCE);
+        let projection_name = projection.name();
         let projector = LogProjector::new(log.pool().clone(), projection, log.appended())
             .for_service(log.service())
             .watched_by(watch);
         let progress = projector.progress();
+        self.tasks.spawn(crate::lag::sample_log_projection(
+            log.pool().clone(),
+            crate::metrics::SourceLabels::new(log.service(), projection_name, LOG_SOURCE),
+            self.background.clone(),
+        ));
         self.tasks.spawn(projector.run(self.background.clone()));
         Ok(progress)
     }
@@ -214,6 +229,13 @@ impl Runtime {
             .notices(&source.service)
             .watch(projection.name(), &source.key())
             .reporting_stalls(pool, projection.name(), &source.key());
+        self.tasks.spawn(crate::lag::sample_bus_projection(
+            pool.clone(),
+            self.jetstream.clone(),
+            source.stream.clone(),
+            crate::metrics::SourceLabels::new(&source.service, projection.name(), &source.key()),
+            self.background.clone(),
+        ));
         self.tasks.spawn(projection::run_bus_source(
             pool.clone(),
             self.jetstream.clone(),

@@ -273,8 +273,6 @@ pub async fn run_bus_source(
 ) {
     let labels = SourceLabels::new(&source.service, projection.name(), &source.key());
     let metrics = crate::metrics::metrics();
-    // The series exist on every replica; only the one consuming moves them (take the max).
-    metrics.projection_lag(&labels, 0, 0.0);
     metrics.projection_stalled.get_or_create(&labels).set(0);
     let lock = LeaderLock::new(&pool, format!("consumer.{}", source.durable));
     let mut backoff = Duration::from_millis(200);
@@ -508,12 +506,10 @@ async fn consume(
             .map_err(Error::nats)?;
         let mut batch: Vec<(u64, Delivered)> = Vec::new();
         let mut received: Vec<Message> = Vec::new();
-        let mut pending = 0;
         while let Some(message) = messages.next().await {
             let message = message.map_err(Error::nats)?;
             let info = message.info().map_err(Error::nats)?;
             let sequence = info.stream_sequence;
-            pending = info.pending;
             if info.delivered > 1 {
                 metrics.redeliveries.get_or_create(&labels).inc();
             }
@@ -525,7 +521,6 @@ async fn consume(
             // this one still exists, or start over from the checkpoint.
             let mut consumer = consumer.clone();
             consumer.info().await.map_err(Error::nats)?;
-            metrics.projection_lag(&labels, 0, 0.0);
             continue;
         }
         let outcome = apply_bus_batch(pool, projection, &key, &batch).await?;
@@ -544,12 +539,5 @@ async fn consume(
         }
         metrics.projection_stalled.get_or_create(&labels).set(0);
         *backoff = Duration::from_millis(200);
-        let age = match batch.last() {
-            Some((_, Delivered::Event(newest))) if pending > 0 => {
-                (chrono::Utc::now() - newest.recorded_at).as_seconds_f64()
-            }
-            _ => 0.0,
-        };
-        metrics.projection_lag(&labels, i64::try_from(pending).unwrap_or(i64::MAX), age);
     }
 }

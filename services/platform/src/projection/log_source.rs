@@ -98,7 +98,6 @@ impl LogProjector {
 
     /// Applies batches until `shutdown`; the batch in hand is finished and checkpointed first.
     pub async fn run(self, shutdown: CancellationToken) {
-        crate::metrics::metrics().projection_lag(&self.lag, 0, 0.0);
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.step().await {
@@ -168,18 +167,7 @@ impl LogProjector {
         {
             tracing::warn!(projection = name, error = %record, "could not record the stall");
         }
-        // Lagging, and by how much: the events from here to the end of the log.
-        if let Ok(end) = sqlx::query_scalar::<_, Option<i64>>("SELECT max(position) FROM events")
-            .fetch_one(&self.pool)
-            .await
-        {
-            let age = (chrono::Utc::now() - event.recorded_at).as_seconds_f64();
-            crate::metrics::metrics().projection_lag(
-                &self.lag,
-                end.unwrap_or(0) - event.position + 1,
-                age,
-            );
-        }
+        // How far behind it falls meanwhile is measured apart (crate::lag).
         err
     }
 
@@ -195,7 +183,6 @@ impl LogProjector {
             eventlog::tail(&mut conn, start, self.batch_size).await?
         };
         if batch.is_empty() {
-            crate::metrics::metrics().projection_lag(&self.lag, 0, 0.0);
             crate::metrics::metrics()
                 .projection_stalled
                 .get_or_create(&self.lag)
@@ -239,20 +226,6 @@ impl LogProjector {
             .projection_stalled
             .get_or_create(&self.lag)
             .set(0);
-        if (batch.len() as i64) < self.batch_size {
-            crate::metrics::metrics().projection_lag(&self.lag, 0, 0.0);
-        } else if let Some(newest) = batch.last() {
-            // A full batch: more wait behind it, the oldest of them about as old as its last.
-            let end: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
-                .fetch_one(&self.pool)
-                .await?;
-            let age = (chrono::Utc::now() - newest.recorded_at).as_seconds_f64();
-            crate::metrics::metrics().projection_lag(
-                &self.lag,
-                end.unwrap_or(0) - newest.position,
-                age,
-            );
-        }
         Ok(batch.len())
     }
 }

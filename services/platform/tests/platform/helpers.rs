@@ -120,6 +120,7 @@ pub(crate) fn spawn_relay(
             stream: spec.clone(),
             batch_size: 100,
             poll_interval: std::time::Duration::from_millis(10),
+            published: Default::default(),
         },
         log.clone(),
         js.clone(),

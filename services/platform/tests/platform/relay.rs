@@ -21,6 +21,7 @@ fn config(stream: &TestStream) -> RelayConfig {
         stream: stream.spec.clone(),
         batch_size: 64,
         poll_interval: Duration::from_millis(10),
+        published: Default::default(),
     }
 }
 
