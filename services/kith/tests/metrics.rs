@@ -6,6 +6,7 @@ use std::time::Duration;
 use kith_platform::testing::{ServiceProcess, TestEnv, eventually, with_token};
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use kith_proto::membership::{CreateCommunityRequest, ProfileInput};
+use sqlx::Connection;
 use uuid::Uuid;
 
 const KITH: &str = env!("CARGO_BIN_EXE_kith");
@@ -150,5 +151,39 @@ async fn the_metrics_endpoint_shows_projection_lag_for_every_source_and_counts_c
         ),
         Some(1.0)
     );
+
+    // A transaction left open in the database (a stuck migration, a forgotten psql): the gauge
+    // the "oldest transaction" alert reads shows its age.
+    let mut idle = sqlx::PgConnection::connect(&env.db.url)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut idle)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut idle)
+        .await
+        .expect("take a transaction id");
+    eventually(
+        Duration::from_secs(20),
+        "the open transaction's age",
+        || {
+            let kith = &kith;
+            async move {
+                let page = kith.scrape().await;
+                ServiceProcess::series_value(
+                    &page,
+                    r#"kith_db_oldest_transaction_seconds{service="membership"}"#,
+                )
+                .filter(|age| *age >= 2.0)
+            }
+        },
+    )
+    .await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut idle)
+        .await
+        .expect("rollback");
     kith.signal("TERM");
 }

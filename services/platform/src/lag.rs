@@ -60,6 +60,18 @@ pub async fn bus_lag(js: &jetstream::Context, stream: &str, position: i64) -> Re
     Ok((behind, seconds))
 }
 
+/// The age in seconds of the oldest transaction open in the database (any session but this
+/// one's), if any: while it is open, tails wait for the events it may still commit.
+pub async fn oldest_transaction(pool: &PgPool) -> Result<Option<f64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT extract(epoch FROM now() - min(xact_start))::float8 FROM pg_stat_activity
+         WHERE datname = current_database() AND xact_start IS NOT NULL
+           AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
 fn age(oldest: Option<chrono::DateTime<chrono::Utc>>) -> f64 {
     oldest.map_or(0.0, |at| {
         (chrono::Utc::now() - at).as_seconds_f64().max(0.0)
@@ -121,6 +133,10 @@ pub async fn sample_relay(
         .relay_lag
         .get_or_create(&ServiceLabels::of(&service))
         .clone();
+    let oldest = metrics()
+        .oldest_transaction
+        .get_or_create(&ServiceLabels::of(&service))
+        .clone();
     sample(shutdown, || async {
         // The leader's relay marks what it publishes; any replica can ask the stream, briefly,
         // so that an unreachable NATS does not hold up the count.
@@ -134,6 +150,7 @@ pub async fn sample_relay(
         }
         let (events, _) = log_lag(log.pool(), published.get()).await?;
         gauge.set(events);
+        oldest.set(oldest_transaction(log.pool()).await?.unwrap_or(0.0));
         Ok(())
     })
     .await;

@@ -72,6 +72,7 @@ pub struct Metrics {
     pub conflicts: Family<ServiceLabels, Counter>,
     pub relay_lag: Family<ServiceLabels, Gauge>,
     pub relay_leader: Family<ServiceLabels, Gauge>,
+    pub oldest_transaction: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
     pub projection_lag_events: Family<SourceLabels, Gauge>,
     pub projection_lag_seconds: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     pub redeliveries: Family<SourceLabels, Counter>,
@@ -124,6 +125,13 @@ impl Metrics {
             "kith_relay_lag_events",
             "log positions not yet published to JetStream (on the relay leader)",
             relay_lag.clone(),
+        );
+        let oldest_transaction = Family::<ServiceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "kith_db_oldest_transaction_seconds",
+            "age of the oldest open transaction in the service's database; the log's tail (relay, \
+             projections) cannot pass the events it may still commit",
+            oldest_transaction.clone(),
         );
         let relay_leader = Family::<ServiceLabels, Gauge>::default();
         registry.register(
@@ -187,6 +195,7 @@ impl Metrics {
             conflicts,
             relay_lag,
             relay_leader,
+            oldest_transaction,
             projection_lag_events,
             projection_lag_seconds,
             redeliveries,
