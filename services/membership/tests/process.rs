@@ -541,3 +541,55 @@ async fn relay_lag_counts_every_unpublished_event_while_nats_is_down_and_falls_b
     nats.restart();
     lag_reaches(0.0, "published once NATS is back").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_on_a_follower_wakes_the_leaders_relay_at_once() {
+    let env = TestEnv::new().await;
+    let first = ServiceProcess::spawn(MEMBERSHIP, &[], &env).await;
+    let second = ServiceProcess::spawn(MEMBERSHIP, &[], &env).await;
+    let follower = eventually(Duration::from_secs(10), "a relay leader", || {
+        let (first, second) = (&first, &second);
+        async move {
+            match (
+                is_leader(&first.scrape().await),
+                is_leader(&second.scrape().await),
+            ) {
+                (true, false) => Some(second),
+                (false, true) => Some(first),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let mut client = MembershipServiceClient::connect(format!("http://{}", follower.grpc))
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(kith_platform::testing::nats().await);
+    let stream = env.args.nats.stream_for("membership").name;
+    let member = Uuid::new_v4();
+    // The leader's relay polls an idle log only once a second; an append elsewhere announces
+    // itself, so each event is in the stream in a small fraction of that.
+    let mut slowest = Duration::ZERO;
+    for n in 0..10 {
+        client
+            .create_community(create(member, n))
+            .await
+            .expect("create");
+        let committed = Instant::now();
+        let want = 2 * (n as u64 + 1);
+        eventually(Duration::from_secs(5), "the events in the stream", || {
+            let (js, stream) = (&js, &stream);
+            async move {
+                let mut stream = js.get_stream(stream).await.ok()?;
+                (stream.info().await.ok()?.state.last_sequence >= want).then_some(())
+            }
+        })
+        .await;
+        slowest = slowest.max(committed.elapsed());
+    }
+    println!("slowest of 10 appends on the follower to reach the stream: {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(600),
+        "woken by a poll, not by the announcement: {slowest:?}"
+    );
+}

@@ -66,9 +66,22 @@ impl Runtime {
         } else {
             crate::eventlog::DEFAULT_MAX_EVENT_BYTES
         };
-        EventLog::new(pool.clone())
+        let log = EventLog::new(pool.clone())
             .for_service(service)
-            .with_max_event_bytes(limit)
+            .with_max_event_bytes(limit);
+        // Appends made on any replica wake this process's relay and projections, which then poll
+        // only rarely while idle.
+        self.notices(service).wake_on_appends(log.appended());
+        if let Ok(schema) = Schema::parse(service) {
+            self.tasks
+                .spawn(crate::projection::notices::announce_appends(
+                    pool.clone(),
+                    schema,
+                    log.committed_here(),
+                    self.background.clone(),
+                ));
+        }
+        log
     }
 
     fn pools(&self) -> Vec<(String, PgPool)> {
@@ -121,7 +134,7 @@ impl Runtime {
             schema: schema.clone(),
             stream,
             batch_size: 1000,
-            poll_interval: Duration::from_millis(20),
+            poll_interval: IDLE_POLL,
             published: relay::Published::default(),
         };
         self.tasks.spawn(crate::lag::sample_relay(
@@ -314,6 +327,11 @@ pub async fn serve(
 /// readiness probe). The overall status (`""`) is liveness: it stays SERVING while the database is
 /// out of reach, since a restart would not bring it back and the process recovers by itself.
 pub const READINESS: &str = "readiness";
+
+/// How often an idle relay looks at the log without being woken: appends on every replica wake
+/// it at once (an in-process notice, or a PostgreSQL notification from another process), so this
+/// is only the safety net for a notification lost while a listener reconnected.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// How often readiness checks the databases, and how long a check may take.
 const READINESS_EVERY: Duration = Duration::from_secs(2);

@@ -487,6 +487,8 @@ impl EventLog {
         self.count(&result, append.events.len());
         if result.is_ok() {
             self.appended.notify_waiters();
+            self.committed_here.notify_one();
+            self.committed_here.notify_one();
         }
         match result {
             Err(Error::Database(ref db))
@@ -536,6 +538,7 @@ impl EventLog {
         self.count(&written, owned.iter().map(|o| o.events.len()).sum());
         let mut written = written?.into_iter();
         self.appended.notify_waiters();
+        self.committed_here.notify_one();
         Ok(appends
             .iter()
             .map(|append| {

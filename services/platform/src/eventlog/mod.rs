@@ -62,6 +62,8 @@ impl RecordedEvent {
 pub struct EventLog {
     pool: PgPool,
     appended: Arc<Notify>,
+    /// Appends committed through this handle only (not those other processes announce).
+    committed_here: Arc<Notify>,
     writers: append::Writers,
     /// The `service` label of its metrics.
     service: Arc<str>,
@@ -77,6 +79,7 @@ impl EventLog {
             writers: append::Writers::start(&pool),
             pool,
             appended: Arc::new(Notify::new()),
+            committed_here: Arc::new(Notify::new()),
             service: Arc::from(""),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
@@ -109,6 +112,12 @@ impl EventLog {
     /// projections) pick new events up at once instead of at their next poll.
     pub fn appended(&self) -> Arc<Notify> {
         Arc::clone(&self.appended)
+    }
+
+    /// Given a permit after each append committed through this handle, for announcing appends to
+    /// other processes ([`crate::projection::notices::announce_appends`]).
+    pub fn committed_here(&self) -> Arc<Notify> {
+        Arc::clone(&self.committed_here)
     }
 
     /// The events of one stream after `after_version`, in version order.

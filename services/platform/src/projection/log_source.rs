@@ -68,7 +68,9 @@ impl LogProjector {
             projection,
             wake,
             batch_size: 1000,
-            poll_interval: Duration::from_millis(50),
+            // Woken by every append (in-process, or announced by another process); polling is
+            // the safety net for an announcement lost while a listener reconnected.
+            poll_interval: Duration::from_secs(1),
             lag: crate::metrics::SourceLabels::new("", projection_name, LOG_SOURCE),
             watch,
         }

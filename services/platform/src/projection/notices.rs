@@ -1,4 +1,4 @@
-//! Notices of checkpoint advances, across replicas.
+//! Notices of checkpoint advances and of appends, across replicas.
 //!
 //! Only one replica applies a given batch (the checkpoint row is locked for it, and a bus source
 //! has one consumer), but a read or a command that waits for a projection may arrive at any
@@ -29,6 +29,12 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// The payload of that notice; never a projection's (those hold a tab).
 const PING: &str = "ping";
+/// The payload announcing that events were appended: the relay and the log's projections, idle
+/// on any replica, look at once rather than at their next (rare) poll.
+const APPENDED: &str = "appended";
+/// The least time between two announcements from one process: under load the readers are busy
+/// anyway, and one notice covers every append before it.
+const ANNOUNCE_SPACING: Duration = Duration::from_millis(2);
 
 /// The channel a schema's checkpoint notices go to.
 pub fn channel(schema: &str) -> String {
@@ -44,6 +50,7 @@ pub(crate) fn payload(projection: &str, source: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct CheckpointNotices {
     sources: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    appended: Arc<Mutex<Vec<Arc<Notify>>>>,
 }
 
 impl CheckpointNotices {
@@ -66,6 +73,25 @@ impl CheckpointNotices {
         }
     }
 
+    /// Wakes `notify`'s waiters whenever any process announces an append to this schema's log.
+    pub fn wake_on_appends(&self, notify: Arc<Notify>) {
+        self.appended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notify);
+    }
+
+    fn appends_announced(&self) {
+        for notify in self
+            .appended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            notify.notify_waiters();
+        }
+    }
+
     fn notify(&self, key: &str) -> Arc<Notify> {
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(sources.entry(key.to_owned()).or_default())
@@ -76,6 +102,8 @@ impl CheckpointNotices {
         for notify in sources.values() {
             notify.notify_waiters();
         }
+        drop(sources);
+        self.appends_announced();
     }
 
     async fn run(self, pool: PgPool, channel: String, shutdown: CancellationToken) {
@@ -135,6 +163,7 @@ impl CheckpointNotices {
                         echo_due = None;
                         next_ping = Instant::now() + PING_EVERY;
                     }
+                    Ok(Some(notice)) if notice.payload() == APPENDED => self.appends_announced(),
                     Ok(Some(notice)) => {
                         let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
                         if let Some(notify) = sources.get(notice.payload()) {
@@ -151,6 +180,33 @@ impl CheckpointNotices {
                 }
             }
         }
+    }
+}
+
+/// Announces this process's appends to `schema`'s log (given by `committed_here`) to every
+/// process, at most one notice per [`ANNOUNCE_SPACING`], until `shutdown`.
+pub async fn announce_appends(
+    pool: PgPool,
+    schema: Schema,
+    committed_here: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let channel = channel(schema.as_str());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = committed_here.notified() => {}
+        }
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&channel)
+            .bind(APPENDED)
+            .execute(&pool)
+            .await
+        {
+            // The readers' own polling picks the events up.
+            tracing::debug!(%channel, error = %err, "could not announce an append");
+        }
+        tokio::time::sleep(ANNOUNCE_SPACING).await;
     }
 }
 
