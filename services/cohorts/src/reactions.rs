@@ -33,8 +33,9 @@ use crate::service::CohortDecider;
 
 /// How often every place is checked, whatever was handed over.
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(30);
-/// How often invitations are checked for expiry.
-const EXPIRY_EVERY: Duration = Duration::from_secs(1);
+/// How often invitations are checked for expiry (an expired invitation is refused when used
+/// whatever this says; the sweep only frees the seat it held).
+const EXPIRY_EVERY: Duration = Duration::from_secs(5);
 
 /// The background task of releases and expiries.
 #[derive(Debug)]

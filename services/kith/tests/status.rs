@@ -141,7 +141,7 @@ async fn a_stopped_read_model_is_named_by_status_metrics_and_reads_and_resumes_o
     // The metrics say it is stalled and behind.
     let series = r#"{service="membership",projection="directory",source="log"}"#;
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the metrics to show it",
         || async {
             let page = kith.scrape().await;

@@ -567,8 +567,8 @@ async fn an_append_on_a_follower_wakes_the_leaders_relay_at_once() {
     let js = async_nats::jetstream::new(kith_platform::testing::nats().await);
     let stream = env.args.nats.stream_for("membership").name;
     let member = Uuid::new_v4();
-    // The leader's relay polls an idle log only once a second; an append elsewhere announces
-    // itself, so each event is in the stream in a small fraction of that.
+    // The leader's relay polls an idle log only every few seconds; an append elsewhere announces
+    // itself, so each event is in the stream in a small fraction of a second.
     let mut slowest = Duration::ZERO;
     for n in 0..10 {
         client

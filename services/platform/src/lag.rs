@@ -17,7 +17,7 @@ use crate::projection::{LOG_SOURCE, read_bus_checkpoint, read_checkpoint};
 use crate::{Error, Result};
 
 /// How often the gauges are brought up to date.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// How long a sample waits for NATS before counting from what it knew.
 const ASK_NATS_FOR: Duration = Duration::from_secs(1);
 

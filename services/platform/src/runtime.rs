@@ -331,7 +331,7 @@ pub const READINESS: &str = "readiness";
 /// How often an idle relay looks at the log without being woken: appends on every replica wake
 /// it at once (an in-process notice, or a PostgreSQL notification from another process), so this
 /// is only the safety net for a notification lost while a listener reconnected.
-const IDLE_POLL: Duration = Duration::from_secs(1);
+const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// How often readiness checks the databases, and how long a check may take.
 const READINESS_EVERY: Duration = Duration::from_secs(2);

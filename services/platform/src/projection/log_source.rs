@@ -70,7 +70,7 @@ impl LogProjector {
             batch_size: 1000,
             // Woken by every append (in-process, or announced by another process); polling is
             // the safety net for an announcement lost while a listener reconnected.
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(5),
             lag: crate::metrics::SourceLabels::new("", projection_name, LOG_SOURCE),
             watch,
         }
