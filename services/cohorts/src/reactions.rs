@@ -68,7 +68,10 @@ impl Reactions {
         let mut pending: Vec<Uuid> = Vec::new();
         let mut retry = Duration::from_millis(200);
         loop {
+            // Registered before taking the hand-overs, so one made meanwhile is not missed.
             let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             pending.extend(self.sources.iter().flat_map(|s| s.take()));
             pending.sort_unstable();
             pending.dedup();

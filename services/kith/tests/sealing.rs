@@ -62,7 +62,12 @@ async fn a_service_given_a_kek_stores_only_wrapped_keys() {
 
     // Rebuilding the read model opens the profiles again: with the KEK only.
     let refused = rebuild(&env, None).await;
-    assert!(!refused.status.success());
+    assert!(
+        !refused.status.success(),
+        "rebuilt without the KEK: {}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("KEK"), "{said}");
     let rebuilt = rebuild(&env, Some(&kek)).await;

@@ -60,13 +60,14 @@ pub async fn bus_lag(js: &jetstream::Context, stream: &str, position: i64) -> Re
     Ok((behind, seconds))
 }
 
-/// The age in seconds of the oldest transaction open in the database (any session but this
-/// one's), if any: while it is open, tails wait for the events it may still commit.
+/// The age in seconds of the oldest transaction open in the service's database, or holding a
+/// transaction id anywhere on the server (transaction ids are server-wide, so such a transaction
+/// in another database also holds back the tail of this log), if any.
 pub async fn oldest_transaction(pool: &PgPool) -> Result<Option<f64>> {
     Ok(sqlx::query_scalar(
         "SELECT extract(epoch FROM now() - min(xact_start))::float8 FROM pg_stat_activity
-         WHERE datname = current_database() AND xact_start IS NOT NULL
-           AND pid <> pg_backend_pid()",
+         WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+           AND (datname = current_database() OR backend_xid IS NOT NULL)",
     )
     .fetch_one(pool)
     .await?)

@@ -68,6 +68,11 @@ impl Published {
     }
 }
 
+/// How long after its last activity (a batch, an announced append) a reader keeps looking often.
+pub const BUSY_FOR: Duration = Duration::from_secs(2);
+/// How often it looks meanwhile.
+pub const BUSY_POLL: Duration = Duration::from_millis(20);
+
 /// Room left in a NATS message for the headers beside an event's payload.
 pub const HEADER_ALLOWANCE: usize = 4096;
 
@@ -236,21 +241,34 @@ async fn publish_loop(
     // back to the pool with the rest of it unread.
     let mut conn = PgConnection::connect_with(&log.pool().connect_options()).await?;
     tracing::info!(stream = %config.stream.name, position = checkpoint.position, sequence, "relay resumed");
+    let mut busy_until = tokio::time::Instant::now() + BUSY_FOR;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        // Registered before reading, so an append during the read is not missed.
+        // Registered before reading, so an append during the read is not missed (a `Notified`
+        // counts as waiting only once enabled or polled).
         let appended = wake.notified();
+        tokio::pin!(appended);
+        appended.as_mut().enable();
         let batch = eventlog::tail(&mut conn, checkpoint, config.batch_size).await?;
         if batch.is_empty() {
+            // Soon after activity the tail may hold events back for a moment (a transaction that
+            // began before theirs still open), and nothing announces its end: look again soon.
+            // Once quiet, sleep until an append is announced, polling only rarely.
+            let pause = if tokio::time::Instant::now() < busy_until {
+                BUSY_POLL
+            } else {
+                config.poll_interval
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                () = appended => {}
-                () = tokio::time::sleep(config.poll_interval) => {}
+                () = appended => busy_until = tokio::time::Instant::now() + BUSY_FOR,
+                () = tokio::time::sleep(pause) => {}
             }
             continue;
         }
+        busy_until = tokio::time::Instant::now() + BUSY_FOR;
         sequence = publish_batch(js, &config.stream, &batch, sequence, max_payload).await?;
         if let Some(event) = batch.last() {
             checkpoint = event.checkpoint();

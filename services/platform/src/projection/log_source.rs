@@ -20,6 +20,10 @@ pub struct Progress {
     pool: PgPool,
     projection: &'static str,
     watch: CheckpointWatch,
+    /// The local projector's wake-up: a read that waits for a position it has not applied tells
+    /// it to look, so an event it was not told of (a lost announcement, a write by a tool) is
+    /// picked up now rather than at its next rare poll.
+    wake: Arc<Notify>,
 }
 
 impl Progress {
@@ -38,6 +42,9 @@ impl Progress {
             .wait_until(deadline, || async {
                 let mut conn = self.pool.acquire().await?;
                 let applied = read_checkpoint(&mut conn, self.projection, LOG_SOURCE).await?;
+                if applied < target {
+                    self.wake.notify_waiters();
+                }
                 Ok((applied >= target).then_some(()))
             })
             .await?;
@@ -95,23 +102,40 @@ impl LogProjector {
             pool: self.pool.clone(),
             projection: self.projection.name(),
             watch: self.watch.clone(),
+            wake: Arc::clone(&self.wake),
         }
     }
 
     /// Applies batches until `shutdown`; the batch in hand is finished and checkpointed first.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let mut busy_until = tokio::time::Instant::now() + crate::relay::BUSY_FOR;
         while !shutdown.is_cancelled() {
+            // Registered before the step reads the log, so an append during it is not missed.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             match self.step().await {
                 Ok(0) => {
                     backoff = Duration::from_millis(100);
+                    // As the relay does: often soon after activity, rarely once quiet.
+                    let pause = if tokio::time::Instant::now() < busy_until {
+                        crate::relay::BUSY_POLL
+                    } else {
+                        self.poll_interval
+                    };
                     tokio::select! {
                         () = shutdown.cancelled() => return,
-                        () = self.wake.notified() => {}
-                        () = tokio::time::sleep(self.poll_interval) => {}
+                        () = woken => {
+                            busy_until = tokio::time::Instant::now() + crate::relay::BUSY_FOR;
+                        }
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    busy_until = tokio::time::Instant::now() + crate::relay::BUSY_FOR;
+                }
                 Err(err) => {
                     crate::metrics::metrics()
                         .projection_stalled

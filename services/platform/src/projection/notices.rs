@@ -255,8 +255,10 @@ impl CheckpointWatch {
         Fut: Future<Output = Result<Option<T>>>,
     {
         loop {
-            // Created before the check, so an advance during it is not missed.
+            // Registered before the check, so an advance during it is not missed.
             let advanced = self.notify.notified();
+            tokio::pin!(advanced);
+            advanced.as_mut().enable();
             if let Some(found) = check().await? {
                 return Ok(Some(found));
             }
