@@ -240,14 +240,16 @@ impl SealingArgs {
                 Error::Config(format!("--sealing-kek-file {}: {err}", path.display()))
             })?;
             let lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
-            return crate::sealing::Keks::parse(lines).map(Some).map_err(|err| {
-                Error::Config(format!("--sealing-kek-file {}: {err}", path.display()))
-            });
+            return crate::sealing::Keks::parse(lines)
+                .map(Some)
+                .map_err(|err| named(&format!("--sealing-kek-file {}", path.display()), err));
         }
         if self.sealing_kek.is_empty() {
             return Ok(None);
         }
-        crate::sealing::Keks::parse(self.sealing_kek.iter().map(Secret::expose)).map(Some)
+        crate::sealing::Keks::parse(self.sealing_kek.iter().map(Secret::expose))
+            .map(Some)
+            .map_err(|err| named("--sealing-kek (KITH_SEALING_KEK)", err))
     }
 
     /// Installs the KEKs for every [`crate::sealing::Sealer`] of this process.
@@ -259,6 +261,14 @@ impl SealingArgs {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// A configuration error prefixed with the flag it came from.
+fn named(flag: &str, err: Error) -> Error {
+    match err {
+        Error::Config(message) => Error::Config(format!("{flag}: {message}")),
+        other => Error::Config(format!("{flag}: {other}")),
     }
 }
 

@@ -191,3 +191,18 @@ async fn keys_wrapped_by_a_kek_open_only_with_it_and_rotate_to_a_new_one() {
     assert!(Keks::parse(["abc"]).is_err());
     assert!(Keks::parse(["zz".repeat(32).as_str()]).is_err());
 }
+
+#[test]
+fn a_bad_kek_is_refused_naming_the_flag() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        sealing: kith_platform::config::SealingArgs,
+    }
+    let args = Args::try_parse_from(["test", "--sealing-kek", "not-hex"]).unwrap();
+    let refused = args.sealing.keks().unwrap_err().to_string();
+    assert!(refused.contains("--sealing-kek"), "{refused}");
+    assert!(refused.contains("64 hex digits"), "{refused}");
+    assert!(!refused.contains("not-hex"), "the key is not echoed: {refused}");
+}
