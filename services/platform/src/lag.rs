@@ -21,15 +21,24 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// How long a sample waits for NATS before counting from what it knew.
 const ASK_NATS_FOR: Duration = Duration::from_secs(1);
 
-/// Events in the log after `checkpoint`, and the age in seconds of the oldest of them (0 when
-/// none).
+/// The most events a lag count reads: beyond it the gauge says "at least this many", so that a
+/// sample stays cheap however large the backlog (every replica samples every source).
+pub const COUNT_AT_MOST: i64 = 1_000_000;
+
+/// Events in the log after `checkpoint` (at most [`COUNT_AT_MOST`]), and the age in seconds of
+/// the first of them in the readers' order (0 when none), found through the tail's index.
 pub async fn log_lag(pool: &PgPool, checkpoint: Checkpoint) -> Result<(i64, f64)> {
     let (events, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
-        "SELECT count(*), min(recorded_at) FROM events
-         WHERE (transaction_id, position) > ($1::text::xid8, $2)",
+        "SELECT
+             (SELECT count(*) FROM (
+                  SELECT 1 FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2)
+                  LIMIT $3) behind),
+             (SELECT recorded_at FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2)
+              ORDER BY transaction_id, position LIMIT 1)",
     )
     .bind(checkpoint.transaction_id.to_string())
     .bind(checkpoint.position)
+    .bind(COUNT_AT_MOST)
     .fetch_one(pool)
     .await?;
     Ok((events, age(oldest)))
