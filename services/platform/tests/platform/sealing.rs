@@ -204,5 +204,8 @@ fn a_bad_kek_is_refused_naming_the_flag() {
     let refused = args.sealing.keks().unwrap_err().to_string();
     assert!(refused.contains("--sealing-kek"), "{refused}");
     assert!(refused.contains("64 hex digits"), "{refused}");
-    assert!(!refused.contains("not-hex"), "the key is not echoed: {refused}");
+    assert!(
+        !refused.contains("not-hex"),
+        "the key is not echoed: {refused}"
+    );
 }
