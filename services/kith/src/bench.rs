@@ -1,17 +1,23 @@
 //! `kith bench log`: the event log against raw PostgreSQL, measured in one run on one database.
 //!
 //! For each concurrency it runs, for the same wall time, (a) plain single-row inserts of the
-//! event row shape, each its own commit — the limit — and (b) the platform's append (one event,
-//! with an idempotency key, at an expected version). Then it times tailing the whole log.
+//! event row shape, each its own commit — the limit — (b) the log's append (one event, with an
+//! idempotency key, at an expected version), and (c) the command path a gRPC call takes,
+//! `Repository::execute`, one event per command on distinct streams, without a request id and
+//! with one (as every gRPC command carries). Then it times tailing the whole log.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use async_trait::async_trait;
 use indicatif::{ProgressBar, ProgressStyle};
+use kith_platform::aggregate::{Codec, Decider, Repository};
 use kith_platform::db::{self, Schema};
-use kith_platform::eventlog::{Append, Checkpoint, CommandKey, EventLog, Metadata, NewEvent};
+use kith_platform::eventlog::{
+    Append, Checkpoint, CommandKey, EventLog, Metadata, NewEvent, RecordedEvent,
+};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -204,6 +210,83 @@ async fn append_rate(log: &EventLog, workers: usize, seconds: f64) -> anyhow::Re
     .await
 }
 
+/// The smallest real decider: every command appends one event.
+struct Tick;
+
+impl Decider for Tick {
+    type State = u64;
+    type Event = ();
+    type Command = ();
+    type Error = std::convert::Infallible;
+    const STREAM_TYPE: &'static str = "bench";
+
+    fn evolve(state: u64, _: &()) -> u64 {
+        state + 1
+    }
+
+    fn decide(_: &u64, _: &()) -> Result<Vec<()>, Self::Error> {
+        Ok(vec![()])
+    }
+
+    fn knows(event_type: &str) -> bool {
+        event_type == "kith.bench.v1.Happened"
+    }
+}
+
+struct TickCodec;
+
+#[async_trait]
+impl Codec<Tick> for TickCodec {
+    async fn encode(&self, _: &str, events: &[()]) -> kith_platform::Result<Vec<NewEvent>> {
+        Ok(events
+            .iter()
+            .map(|_| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "kith.bench.v1.Happened".into(),
+                payload: payload(),
+            })
+            .collect())
+    }
+
+    async fn decode(&self, events: &[RecordedEvent]) -> kith_platform::Result<Vec<()>> {
+        Ok(vec![(); events.len()])
+    }
+
+    fn erased_subjects(&self, _: &str, _: &[()]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Commands per second through `Repository::execute`, each on its worker's own stream; with
+/// `keyed`, each carries a request id and a request fingerprint as a gRPC command does.
+async fn execute_rate(
+    repository: &Arc<Repository<Tick, TickCodec>>,
+    workers: usize,
+    seconds: f64,
+    keyed: bool,
+) -> anyhow::Result<f64> {
+    let repository = Arc::clone(repository);
+    let run = Uuid::new_v4().simple().to_string();
+    measure(workers, seconds, move |worker, n| {
+        let repository = Arc::clone(&repository);
+        let stream_id = format!("execute-{run}-{worker}");
+        let key =
+            keyed.then(|| CommandKey::new(format!("bench:{run}:{worker}:{n}"), vec![n as u8; 32]));
+        async move {
+            let metadata = Metadata {
+                command_id: key.as_ref().map(|key| key.key.clone()),
+                ..Metadata::default()
+            };
+            repository
+                .execute(&stream_id, key.as_ref(), &metadata, &())
+                .await
+                .map_err(|rejected| anyhow::anyhow!("execute failed: {rejected:?}"))?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 async fn fill(log: &EventLog, events: u64) -> anyhow::Result<()> {
     let bar = ProgressBar::new(events);
     bar.set_style(
@@ -252,6 +335,7 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
         db::migrate(&pool, &schema, "bench", &[]).await?;
         sqlx::raw_sql(RAW_TABLE).execute(&pool).await?;
         let log = EventLog::new(pool.clone());
+        let repository = Arc::new(Repository::new(log.clone(), TickCodec));
         println!(
             "kith bench log: {}s per measurement, tail over {} events, on {}",
             args.seconds,
@@ -263,17 +347,25 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
             // load) falls on both sides alike.
             let bar = spinner(format!("c={c}"));
             let slice = args.seconds / ROUNDS as f64;
-            let (mut raw, mut append) = (0.0, 0.0);
+            let (mut raw, mut append, mut execute, mut keyed) = (0.0, 0.0, 0.0, 0.0);
             for round in 1..=ROUNDS {
                 bar.set_message(format!("c={c} round {round}/{ROUNDS}: raw inserts"));
                 raw += raw_rate(&pool, c, slice).await? / ROUNDS as f64;
                 bar.set_message(format!("c={c} round {round}/{ROUNDS}: platform appends"));
                 append += append_rate(&log, c, slice).await? / ROUNDS as f64;
+                bar.set_message(format!("c={c} round {round}/{ROUNDS}: commands"));
+                execute += execute_rate(&repository, c, slice, false).await? / ROUNDS as f64;
+                bar.set_message(format!(
+                    "c={c} round {round}/{ROUNDS}: commands with request ids"
+                ));
+                keyed += execute_rate(&repository, c, slice, true).await? / ROUNDS as f64;
             }
             bar.finish_and_clear();
             println!(
-                "c={c} raw={raw:.0} append={append:.0} ratio={:.2}",
-                append / raw
+                "c={c} raw={raw:.0} append={append:.0} ratio={:.2} execute={execute:.0} ratio={:.2} execute_with_request_id={keyed:.0} ratio={:.2}",
+                append / raw,
+                execute / raw,
+                keyed / raw,
             );
         }
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM events")

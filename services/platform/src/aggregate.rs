@@ -1,10 +1,17 @@
-//! Running commands against deciders. For each command: return the first result if its key was
-//! seen; otherwise queue it on its stream. Commands on one stream are serialised inside the
-//! process: whoever holds the stream takes every command queued behind it, decides them one
-//! after another against the state (kept in memory between commands and brought up to date from
-//! the log), and appends all their events in one statement and one commit. A hot stream thus
-//! costs one commit per batch, not per command, and never races itself into conflicts; a
-//! conflict with another process reloads the stream and decides the batch again.
+//! Running commands against deciders. Commands on one stream are serialised inside the process:
+//! whoever holds the stream takes every command queued behind it, decides them one after another
+//! against the state (kept in memory between commands), and appends all their events in one
+//! statement and one commit. A hot stream thus costs one commit per batch, not per command, and
+//! never races itself into conflicts.
+//!
+//! The happy path is one round trip: the cached state is trusted, the append records each
+//! command's key in its own statement, and the stream's version guards both. An append decided
+//! on a stale state (another process wrote to the stream) loses the race on the version and is
+//! decided again on the stream reloaded; a key recorded before (a retry) fails the statement,
+//! which appends nothing, and the first result is the answer. What an append does not check is
+//! checked apart, on the rare paths that need it: a refusal or a no-op decided on a cached state
+//! stands only once the stream is seen not to have moved, and a refused or no-op command with a
+//! key answers with the key's first result when it has one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -114,6 +121,9 @@ enum Decided<E> {
     Appending(usize),
     /// The same key as the command at this index earlier in the batch: the same result.
     SameAs(usize),
+    /// Its key was recorded by an earlier call: that call's result, or the refusal of a
+    /// different request under the same key.
+    Replayed(Result<Appended>),
 }
 
 /// The events one command of a batch appends.
@@ -188,11 +198,6 @@ impl<D: Decider, C: Codec<D> + 'static> Repository<D, C> {
         metadata: &Metadata,
         command: &D::Command,
     ) -> Result<Appended, Rejected<D::Error>> {
-        if let Some(key) = command_key
-            && let Some(first) = self.inner.log.command_result(key).await?
-        {
-            return Ok(first);
-        }
         let slot = self.inner.slot(stream_id);
         let (reply, outcome) = oneshot::channel();
         let start_drain = {
@@ -275,18 +280,37 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
     ) {
         let mut lost_races = 0;
         loop {
-            let loaded = match self.catch_up(stream_id, cached.take()).await {
-                Ok(loaded) => loaded,
-                Err(err) => {
-                    fail_all(batch, err);
-                    return;
-                }
+            // A cached state is trusted without reading the stream (see the module's comment).
+            let (loaded, fresh) = match cached.take() {
+                Some(loaded) => (loaded, false),
+                None => match self.load(stream_id).await {
+                    Ok(loaded) => (loaded, true),
+                    Err(err) => {
+                        fail_all(batch, err);
+                        return;
+                    }
+                },
             };
+            let from = loaded.version;
             let Decisions {
                 after: Loaded { state, version },
                 decided,
                 mut planned,
             } = self.decide_batch(stream_id, loaded, &batch).await;
+            let unchecked = decided
+                .iter()
+                .any(|decided| matches!(decided, Decided::Refused(_) | Decided::Unchanged(_)));
+            if unchecked && !fresh {
+                match self.log.read_stream(stream_id, from).await {
+                    Ok(newer) if newer.is_empty() => {}
+                    // Moved on under us: decide again on the stream as it is.
+                    Ok(_) => continue,
+                    Err(err) => {
+                        fail_all(batch, err);
+                        return;
+                    }
+                }
+            }
             let mut appends: Vec<Append<'_>> = planned
                 .iter_mut()
                 .map(
@@ -325,6 +349,7 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
                     } else {
                         Some(Loaded { version, state })
                     };
+                    let decided = self.replay_recorded_keys(&batch, decided).await;
                     answer(batch, decided, &results);
                     return;
                 }
@@ -366,6 +391,9 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
         let Ok(found) = self.log.command_results(&keys).await else {
             return batch;
         };
+        // Recorded before this batch (a retry) when the batch failed on a key; otherwise by this
+        // batch, whose commit went through.
+        let replayed = crate::eventlog::key_recorded_before(err);
         let mut rest = Vec::with_capacity(batch.len());
         for queued in batch {
             // Each command checked against the recorded request: the same one committed (its reply
@@ -376,10 +404,7 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
             });
             match settled {
                 Some(Ok(first)) => {
-                    let _ = queued.reply.send(Ok(Appended {
-                        replayed: false,
-                        ..first
-                    }));
+                    let _ = queued.reply.send(Ok(Appended { replayed, ..first }));
                 }
                 Some(Err(err)) => {
                     let _ = queued.reply.send(Err(Rejected::Platform(err)));
@@ -388,6 +413,64 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
             }
         }
         rest
+    }
+
+    /// A command refused or left unchanged may be the retry of one that appended before: with a
+    /// key recorded, its answer is the first result (or, for a different request under the same
+    /// key, the refusal of that). One query for the batch, and none when no such command has a
+    /// key.
+    async fn replay_recorded_keys(
+        &self,
+        batch: &[Queued<D>],
+        decided: Vec<Decided<D::Error>>,
+    ) -> Vec<Decided<D::Error>> {
+        let unchecked = |decided: &Decided<D::Error>| {
+            matches!(decided, Decided::Refused(_) | Decided::Unchanged(_))
+        };
+        let keys: Vec<&CommandKey> = batch
+            .iter()
+            .zip(&decided)
+            .filter(|(_, decided)| unchecked(decided))
+            .filter_map(|(queued, _)| queued.key.as_ref())
+            .collect();
+        if keys.is_empty() {
+            return decided;
+        }
+        let found = match self.log.command_results(&keys).await {
+            Ok(found) => found,
+            Err(err) => {
+                // Whether these are retries cannot be told: a retry of the call can.
+                let shared = err.to_string();
+                return batch
+                    .iter()
+                    .zip(decided)
+                    .map(
+                        |(queued, decided)| match (&queued.key, unchecked(&decided)) {
+                            (Some(_), true) => Decided::Failed(Error::Unavailable(shared.clone())),
+                            _ => decided,
+                        },
+                    )
+                    .collect();
+            }
+        };
+        batch
+            .iter()
+            .zip(decided)
+            .map(|(queued, decided)| {
+                let recorded = queued
+                    .key
+                    .as_ref()
+                    .filter(|_| unchecked(&decided))
+                    .and_then(|key| {
+                        let (first, fingerprint) = found.get(&key.key)?;
+                        Some(key.first_result(fingerprint.as_deref(), *first))
+                    });
+                match recorded {
+                    Some(result) => Decided::Replayed(result),
+                    None => decided,
+                }
+            })
+            .collect()
     }
 
     /// Decides each command against the state the ones before it left, and encodes the events.
@@ -460,14 +543,10 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
         }
     }
 
-    /// Brings a cached state (or a fresh one) up to the stream's last version.
-    async fn catch_up(
-        &self,
-        stream_id: &str,
-        cached: Option<Loaded<D::State>>,
-    ) -> Result<Loaded<D::State>> {
-        let mut loaded = cached.unwrap_or_default();
-        let recorded = self.log.read_stream(stream_id, loaded.version).await?;
+    /// The stream's state at its last version, read from the log.
+    async fn load(&self, stream_id: &str) -> Result<Loaded<D::State>> {
+        let mut loaded = Loaded::<D::State>::default();
+        let recorded = self.log.read_stream(stream_id, 0).await?;
         if let Some(newer) = recorded.iter().find(|event| !D::knows(&event.event_type)) {
             // Written by a newer version: deciding without it would be deciding on a wrong state.
             return Err(Error::UnknownEventType {
@@ -499,6 +578,7 @@ fn answer<D: Decider>(
                 position: 0,
                 replayed: false,
             }),
+            Decided::Replayed(Ok(first)) => Some(*first),
             _ => None,
         })
         .collect();
@@ -510,7 +590,11 @@ fn answer<D: Decider>(
     for (index, (queued, decided)) in batch.into_iter().zip(decided).enumerate() {
         let outcome = match decided {
             Decided::Refused(err) => Err(Rejected::Domain(err)),
-            Decided::Failed(err) => Err(Rejected::Platform(err)),
+            Decided::Failed(err) | Decided::Replayed(Err(err)) => Err(Rejected::Platform(err)),
+            Decided::Replayed(Ok(first)) => Ok(Appended {
+                replayed: true,
+                ..first
+            }),
             Decided::Unchanged(_) | Decided::Appending(_) => results[index].ok_or_else(missing),
             Decided::SameAs(first) => results[first]
                 .map(|first| Appended {

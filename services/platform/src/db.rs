@@ -76,12 +76,28 @@ pub const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 /// long enough to ride out a burst, short enough that a caller learns of an outage at once.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A pooled connection idle this long is checked with a round trip before it is handed out.
+/// One in steady use is not: checking it would cost every statement a second round trip, which
+/// on a local database is as much as the statement itself. A connection that broke while in use
+/// (the server restarted) fails its next statement once, as a retryable UNAVAILABLE, and is
+/// dropped from the pool.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// A pool whose connections all work in `schema`.
 pub async fn connect(url: &str, schema: &Schema, max_connections: u32) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options(url, schema)?)
         .await?;
     Ok(pool)

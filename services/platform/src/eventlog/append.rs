@@ -327,6 +327,13 @@ fn conflict_or(err: sqlx::Error, group: &[&Owned]) -> Error {
     }
 }
 
+/// Whether an append failed because one of its command keys had been recorded before: the
+/// statement appended nothing, and the key's first result is the answer.
+pub fn key_recorded_before(err: &Error) -> bool {
+    matches!(err, Error::Database(sqlx::Error::Database(db))
+        if db.kind() == ErrorKind::UniqueViolation && db.constraint() == Some("commands_pkey"))
+}
+
 struct Pending {
     append: Owned,
     reply: oneshot::Sender<Result<Appended>>,
@@ -457,7 +464,21 @@ impl EventLog {
     /// Appends `append.events`, committed together with any appends made at the same time. A lost
     /// race is [`Error::Conflict`]; a reused command key returns the first result with
     /// `replayed: true` and appends nothing.
-    #[tracing::instrument(skip_all, fields(stream_id = append.stream_id, expected = append.expected_version, events = append.events.len()), err)]
+    #[tracing::instrument(
+        name = "append",
+        skip_all,
+        fields(
+            otel.name = "INSERT events",
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "INSERT",
+            db.collection.name = "events",
+            kith.stream_id = append.stream_id,
+            kith.expected_version = append.expected_version,
+            kith.events = append.events.len(),
+        ),
+        err
+    )]
     pub async fn append(&self, append: Append<'_>) -> Result<Appended> {
         if append.events.is_empty() {
             return Ok(Appended {

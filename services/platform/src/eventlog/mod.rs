@@ -14,7 +14,10 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use append::{Append, Appended, CommandKey, DEFAULT_MAX_EVENT_BYTES, NewEvent, append_with};
+pub use append::{
+    Append, Appended, CommandKey, DEFAULT_MAX_EVENT_BYTES, NewEvent, append_with,
+    key_recorded_before,
+};
 pub use metadata::Metadata;
 pub use tail::{Checkpoint, tail};
 

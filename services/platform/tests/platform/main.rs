@@ -2,6 +2,7 @@
 //! database and stream names, so they run in parallel and leave nothing behind.
 
 mod auth;
+mod command_path;
 mod consumer;
 mod eventlog;
 mod helpers;

@@ -1,0 +1,298 @@
+//! The command path's round trips: a command on a stream held in memory costs one statement, with
+//! or without a request id, and the checks that statement cannot make (a refusal decided on a
+//! state another process has moved past, a retry the state now refuses or ignores) are made on
+//! the paths that need them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use kith_platform::aggregate::{Codec, Decider, Rejected, Repository};
+use kith_platform::eventlog::{Appended, CommandKey, EventLog, Metadata, NewEvent, RecordedEvent};
+use kith_platform::{Error, Result};
+use tracing_subscriber::layer::SubscriberExt;
+use uuid::Uuid;
+
+use crate::helpers::log;
+
+/// A set of numbers: adding one present changes nothing, removing one absent is refused.
+struct Numbers;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Add(u64),
+    Remove(u64),
+}
+
+impl Decider for Numbers {
+    type State = BTreeSet<u64>;
+    type Event = Change;
+    type Command = Change;
+    type Error = &'static str;
+    const STREAM_TYPE: &'static str = "numbers";
+
+    fn evolve(mut state: BTreeSet<u64>, event: &Change) -> BTreeSet<u64> {
+        match event {
+            Change::Add(n) => state.insert(*n),
+            Change::Remove(n) => state.remove(n),
+        };
+        state
+    }
+
+    fn decide(state: &BTreeSet<u64>, command: &Change) -> Result<Vec<Change>, &'static str> {
+        match command {
+            Change::Add(n) if state.contains(n) => Ok(Vec::new()),
+            Change::Remove(n) if !state.contains(n) => Err("not in the set"),
+            change => Ok(vec![*change]),
+        }
+    }
+
+    fn knows(event_type: &str) -> bool {
+        event_type.starts_with("kith.test.v1.")
+    }
+}
+
+struct NumbersCodec;
+
+#[async_trait]
+impl Codec<Numbers> for NumbersCodec {
+    async fn encode(&self, _: &str, events: &[Change]) -> Result<Vec<NewEvent>> {
+        Ok(events
+            .iter()
+            .map(|change| {
+                let (event_type, n) = match change {
+                    Change::Add(n) => ("kith.test.v1.Added", n),
+                    Change::Remove(n) => ("kith.test.v1.Removed", n),
+                };
+                NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: event_type.into(),
+                    payload: n.to_be_bytes().to_vec(),
+                }
+            })
+            .collect())
+    }
+
+    async fn decode(&self, events: &[RecordedEvent]) -> Result<Vec<Change>> {
+        events
+            .iter()
+            .map(|event| {
+                let bytes: [u8; 8] = event
+                    .payload
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Codec("not eight bytes".into()))?;
+                let n = u64::from_be_bytes(bytes);
+                Ok(if event.event_type.ends_with("Added") {
+                    Change::Add(n)
+                } else {
+                    Change::Remove(n)
+                })
+            })
+            .collect()
+    }
+
+    fn erased_subjects(&self, _: &str, _: &[Change]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+const STREAM: &str = "numbers-1";
+
+fn key(text: &str, change: Change) -> CommandKey {
+    CommandKey::new(text, format!("{change:?}").into_bytes())
+}
+
+async fn run(
+    repository: &Repository<Numbers, NumbersCodec>,
+    key: Option<&CommandKey>,
+    change: Change,
+) -> Result<Appended, Rejected<&'static str>> {
+    repository
+        .execute(STREAM, key, &Metadata::default(), &change)
+        .await
+}
+
+async fn stored(log: &EventLog) -> Vec<Change> {
+    let events = log.read_stream(STREAM, 0).await.expect("read");
+    NumbersCodec.decode(&events).await.expect("decode")
+}
+
+/// Counts the statements sqlx sends (each is logged under the `sqlx::query` target when it ends).
+#[derive(Clone, Default)]
+struct Statements(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Statements {
+    fn taken(&self) -> usize {
+        self.0.swap(0, Ordering::SeqCst)
+    }
+}
+
+// A current-thread runtime, so that the counting subscriber, set for this thread, sees the
+// statements of the tasks the repository spawns too.
+#[tokio::test]
+async fn a_command_on_a_stream_in_memory_costs_one_statement_with_or_without_a_request_id() {
+    let (_db, log) = log().await;
+    let repository = Repository::new(log.clone(), NumbersCodec);
+    run(
+        &repository,
+        Some(&key("k0", Change::Add(0))),
+        Change::Add(0),
+    )
+    .await
+    .expect("the first command loads the stream");
+
+    let statements = Statements::default();
+    let _counting =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(statements.clone()));
+    let keyed = run(
+        &repository,
+        Some(&key("k1", Change::Add(1))),
+        Change::Add(1),
+    )
+    .await
+    .expect("appended");
+    assert_eq!(keyed.version, 2);
+    assert_eq!(
+        statements.taken(),
+        1,
+        "a command with a request id: its events and its key in one statement"
+    );
+    run(&repository, None, Change::Add(2))
+        .await
+        .expect("appended");
+    assert_eq!(statements.taken(), 1, "a command without a request id");
+
+    // A retry (which the state now decides changes nothing) answers with the first result.
+    let retry = run(
+        &repository,
+        Some(&key("k1", Change::Add(1))),
+        Change::Add(1),
+    )
+    .await
+    .expect("replayed");
+    assert_eq!(
+        retry,
+        Appended {
+            replayed: true,
+            ..keyed
+        }
+    );
+    assert_eq!(
+        stored(&log).await,
+        [Change::Add(0), Change::Add(1), Change::Add(2)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_the_state_now_ignores_or_refuses_answers_with_the_first_result() {
+    let (_db, log) = log().await;
+    let repository = Repository::new(log.clone(), NumbersCodec);
+    let add = key("add-5", Change::Add(5));
+    let first = run(&repository, Some(&add), Change::Add(5))
+        .await
+        .expect("appended");
+    let remove = key("remove-5", Change::Remove(5));
+    let removed = run(&repository, Some(&remove), Change::Remove(5))
+        .await
+        .expect("appended");
+    run(&repository, None, Change::Add(5))
+        .await
+        .expect("added again");
+
+    // Adding 5 again would change nothing today, removing it again would be refused: both
+    // retries answer with what their first call did.
+    let again = run(&repository, Some(&add), Change::Add(5))
+        .await
+        .expect("replayed");
+    assert_eq!(
+        again,
+        Appended {
+            replayed: true,
+            ..first
+        }
+    );
+    run(&repository, None, Change::Remove(5))
+        .await
+        .expect("removed again");
+    let again = run(&repository, Some(&remove), Change::Remove(5))
+        .await
+        .expect("replayed, not refused");
+    assert_eq!(
+        again,
+        Appended {
+            replayed: true,
+            ..removed
+        }
+    );
+
+    // The same key with another request is refused, whichever way the state would decide it.
+    let other = CommandKey::new("remove-5", b"another request".to_vec());
+    let reused = run(&repository, Some(&other), Change::Remove(5)).await;
+    assert!(
+        matches!(reused, Err(Rejected::Platform(Error::RequestReused(_)))),
+        "{reused:?}"
+    );
+    let reused = run(&repository, Some(&other), Change::Add(9)).await;
+    assert!(
+        matches!(reused, Err(Rejected::Platform(Error::RequestReused(_)))),
+        "{reused:?}"
+    );
+    // And a command the state refuses, never run before, is refused.
+    let fresh = key("remove-7", Change::Remove(7));
+    let refused = run(&repository, Some(&fresh), Change::Remove(7)).await;
+    assert!(
+        matches!(refused, Err(Rejected::Domain("not in the set"))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        stored(&log).await,
+        [
+            Change::Add(5),
+            Change::Remove(5),
+            Change::Add(5),
+            Change::Remove(5)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_not_decided_on_a_state_another_process_has_moved_past() {
+    let (_db, log) = log().await;
+    let here = Repository::new(log.clone(), NumbersCodec);
+    let elsewhere = Repository::new(EventLog::new(log.pool().clone()), NumbersCodec);
+    run(&here, None, Change::Add(1)).await.expect("appended");
+    // Another process adds 2; this one still holds the set {1} in memory.
+    run(&elsewhere, None, Change::Add(2))
+        .await
+        .expect("appended");
+    let removed = run(&here, None, Change::Remove(2))
+        .await
+        .expect("2 is in the set: the refusal a stale state would give is checked first");
+    assert_eq!(removed.version, 3);
+    // And a no-op too: another process removes 1, then adding it here must add it.
+    run(&elsewhere, None, Change::Remove(1))
+        .await
+        .expect("removed");
+    let added = run(&here, None, Change::Add(1)).await.expect("appended");
+    assert_eq!(added.version, 5, "not decided unchanged on a stale state");
+    assert_eq!(
+        stored(&log).await,
+        [
+            Change::Add(1),
+            Change::Add(2),
+            Change::Remove(2),
+            Change::Remove(1),
+            Change::Add(1)
+        ]
+    );
+}
