@@ -27,8 +27,8 @@ use uuid::Uuid;
 
 use crate::codec::CohortCodec;
 use crate::domain::{Action, Command, SYSTEM};
-use crate::projections::Touched;
 use crate::projections::community::{departure_of, status};
+use crate::projections::{Touch, Touched};
 use crate::service::CohortDecider;
 
 /// How often every place is checked, whatever was handed over.
@@ -65,7 +65,7 @@ impl Reactions {
     /// over. Runs on every replica: each hands over what it applied itself. A release that fails
     /// (the database out of reach, say) is tried again here, soon, not left to the next full scan.
     pub(crate) async fn release_touched(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut pending: Vec<Uuid> = Vec::new();
+        let mut pending: Vec<Touch> = Vec::new();
         let mut retry = Duration::from_millis(200);
         loop {
             // Registered before taking the hand-overs, so one made meanwhile is not missed.
@@ -73,8 +73,8 @@ impl Reactions {
             tokio::pin!(woken);
             woken.as_mut().enable();
             pending.extend(self.sources.iter().flat_map(|s| s.take()));
-            pending.sort_unstable();
-            pending.dedup();
+            pending.sort_by_key(|touch| touch.member);
+            pending.dedup_by_key(|touch| touch.member);
             let failed = !pending.is_empty()
                 && {
                     match self.release(Some(&pending)).await {
@@ -150,8 +150,13 @@ impl Reactions {
         }
     }
 
-    /// Releases the places of departed members, all of them or those in `members`.
-    async fn release(&self, members: Option<&[Uuid]>) -> anyhow::Result<()> {
+    /// Releases the places of departed members, all of them or those in `members`. Each release
+    /// is a span in the trace of the event that touched the member (a departure, or a join that
+    /// raced one), so the trace of a ban goes on into the release and the roster it changes.
+    async fn release(&self, members: Option<&[Touch]>) -> anyhow::Result<()> {
+        use tracing::Instrument;
+        let ids: Option<Vec<Uuid>> =
+            members.map(|members| members.iter().map(|touch| touch.member).collect());
         let rows = sqlx::query(
             "SELECT p.cohort_id, p.member_id, m.status
              FROM cohort_places p
@@ -160,7 +165,7 @@ impl Reactions {
              WHERE m.status <> $1 AND ($2::uuid[] IS NULL OR p.member_id = ANY($2))",
         )
         .bind(status::ACTIVE)
-        .bind(members)
+        .bind(ids)
         .fetch_all(&self.pool)
         .await?;
         for row in rows {
@@ -170,6 +175,20 @@ impl Reactions {
             let Some(departure) = departure_of(&standing) else {
                 continue;
             };
+            let span = tracing::info_span!(
+                parent: None,
+                "release",
+                otel.name = "release departed member",
+                kith.cohort_id = %cohort,
+                kith.member_id = %member,
+                kith.departure = ?departure,
+            );
+            let cause = members
+                .and_then(|members| members.iter().find(|touch| touch.member == member))
+                .and_then(|touch| touch.traceparent.as_deref());
+            if let Some(traceparent) = cause {
+                kith_platform::telemetry::continue_traceparent(&span, traceparent);
+            }
             self.system_command(
                 cohort,
                 Action::ReleaseMember {
@@ -177,6 +196,7 @@ impl Reactions {
                     departure,
                 },
             )
+            .instrument(span)
             .await?;
             tracing::info!(%cohort, %member, ?departure, "released a departed member's place");
         }

@@ -55,10 +55,39 @@ pub(crate) struct UpArgs {
     /// Never start PostgreSQL or NATS; fail if they do not answer.
     #[arg(long, env = "KITH_NO_EMBEDDED")]
     no_embedded: bool,
+    /// Run only these services (comma-separated or repeated), e.g. one per process as in
+    /// production; every service when omitted. They still talk only through NATS.
+    #[arg(
+        long = "service",
+        env = "KITH_SERVICES",
+        value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(service_names())
+    )]
+    services: Vec<String>,
+}
+
+impl UpArgs {
+    fn runs(&self, service: &str) -> bool {
+        self.services.is_empty() || self.services.iter().any(|name| name == service)
+    }
+
+    /// The services this process runs, in the order of [`SERVICES`].
+    fn chosen(&self) -> Vec<&'static str> {
+        service_names()
+            .into_iter()
+            .filter(|name| self.runs(name))
+            .collect()
+    }
 }
 
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init("kith");
+    // Spans are reported under the service's own name when the process runs one.
+    let chosen = args.chosen();
+    let telemetry_name = match chosen.as_slice() {
+        [one] => format!("kith-{one}"),
+        _ => "kith".to_owned(),
+    };
+    let _telemetry = telemetry::init(&telemetry_name);
     let embedded = if args.no_embedded {
         Embedded::default()
     } else {
@@ -84,19 +113,33 @@ async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
         .serve_metrics(args.listen.metrics_listen)
         .await
         .context("serving metrics")?;
-    let membership = kith_membership::start(&runtime)
-        .await
-        .context("starting membership")?;
-    let cohorts = kith_cohorts::start(&runtime)
-        .await
-        .context("starting cohorts")?;
+    let chosen = args.chosen();
+    let membership = match args.runs(kith_membership::SERVICE) {
+        true => Some(
+            kith_membership::start(&runtime)
+                .await
+                .context("starting membership")?,
+        ),
+        false => None,
+    };
+    let cohorts = match args.runs(kith_cohorts::SERVICE) {
+        true => Some(
+            kith_cohorts::start(&runtime)
+                .await
+                .context("starting cohorts")?,
+        ),
+        false => None,
+    };
+    let mut names = Vec::new();
+    if membership.is_some() {
+        names.push("kith.membership.v1.MembershipService");
+    }
+    if cohorts.is_some() {
+        names.push(kith_cohorts::service::GRPC_SERVICE);
+    }
     let router = kith_platform::grpc::server()
-        .add_service(membership.server)
-        .add_service(cohorts.server);
-    let names = [
-        "kith.membership.v1.MembershipService",
-        kith_cohorts::service::GRPC_SERVICE,
-    ];
+        .add_optional_service(membership.map(|started| started.server))
+        .add_optional_service(cohorts.map(|started| started.server));
     runtime::serve(
         &runtime,
         args.listen.listen,
@@ -104,11 +147,8 @@ async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
         &names,
         shutdown,
         |addr| {
-            tracing::info!(%addr, services = ?service_names(), "kith is serving");
-            println!(
-                "kith is serving gRPC on {addr} ({})",
-                service_names().join(", ")
-            );
+            tracing::info!(%addr, services = ?chosen, "kith is serving");
+            println!("kith is serving gRPC on {addr} ({})", chosen.join(", "));
             println!("metrics: http://{metrics}/metrics");
             println!("try: grpcurl -plaintext {addr} list");
         },

@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run every service in this process, on one gRPC port (default 127.0.0.1:50051). When
     /// nothing answers at a local PostgreSQL or NATS address, start them under .kith/ first.
-    Up(commands::UpArgs),
+    Up(Box<commands::UpArgs>),
     /// Create the database if needed and apply every service's migrations, then exit.
     Migrate(commands::MigrateArgs),
     /// Print a development JWT (HS256) for a member id, for grpcurl and tests.
@@ -57,7 +57,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => commands::up(args).await,
+            Command::Up(args) => commands::up(*args).await,
             Command::Migrate(args) => commands::migrate(args).await,
             Command::Token(args) => commands::token(args),
             Command::Rebuild(args) => commands::rebuild(args).await,

@@ -120,20 +120,23 @@ pub fn derived_id(namespace: &Uuid, caller: Uuid, request_id: &str, kind: &str) 
     )
 }
 
-/// The metadata stored with a command's events: who, which request, and the trace it belongs to
-/// (from the call's `traceparent`, or the current span's).
+/// The metadata stored with a command's events: who, which request, and the trace it belongs to.
+/// The trace context is the current span's (the call's, which continues the caller's), so what
+/// the events cause elsewhere hangs off this server's span; when spans are not recorded, the
+/// caller's `traceparent` is passed on as it came, so the trace still joins up downstream.
 pub fn metadata<T>(
     request: &Request<T>,
     namespace: &Uuid,
     caller: Uuid,
     request_id: &str,
 ) -> Metadata {
-    let traceparent = request
-        .metadata()
-        .get("traceparent")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-        .or_else(telemetry::current_traceparent);
+    let traceparent = telemetry::current_traceparent().or_else(|| {
+        request
+            .metadata()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    });
     Metadata {
         actor: Some(caller.to_string()),
         command_id: Some(request_id.to_owned()),

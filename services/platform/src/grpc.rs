@@ -24,15 +24,31 @@ use crate::auth::AuthError;
 use crate::{Error, telemetry};
 
 /// A server builder with the platform's per-call tracing and metrics.
+///
+/// Each call is one server span named and attributed by the OpenTelemetry RPC conventions
+/// (`kith.membership.v1.MembershipService/BanMember`, `rpc.system`, `rpc.service`,
+/// `rpc.method`, and once the call ends `rpc.grpc.status_code`), continuing the caller's W3C
+/// trace. Everything the call does hangs off it, and the trace context it writes into the
+/// command's events is this span's, so consumers across the bus hang off the server too.
 pub fn server() -> tonic::transport::Server<Layers> {
     tonic::transport::Server::builder()
         .layer(GrpcMetricsLayer)
         .trace_fn(|request: &http::Request<()>| {
+            let (service, method) = crate::metrics::known_method(request.uri().path());
+            let name = if service == "unknown" {
+                "grpc".to_owned()
+            } else {
+                format!("{service}/{method}")
+            };
             let span = tracing::info_span!(
                 "grpc",
-                rpc.method = %request.uri().path(),
+                otel.name = %name,
                 otel.kind = "server",
-                grpc.code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = tracing::field::Empty,
             );
             telemetry::continue_trace(&span, request.headers());
             span

@@ -371,6 +371,9 @@ where
         let (service, method) = known_method(request.uri().path());
         let future = self.inner.call(request);
         Box::pin(async move {
+            // Polled inside the call's server span (see `grpc::server`), which lives until the
+            // reply's last frame so that the status lands on it.
+            let span = tracing::Span::current();
             let mut response = future.await?;
             client_faults_renamed(response.headers_mut());
             let code = response
@@ -388,6 +391,7 @@ where
                         method,
                         started,
                         code,
+                        span,
                     }),
                 },
             ))
@@ -397,7 +401,7 @@ where
 
 /// The service and method of a call's path when it names a method this server has; any other
 /// path (anyone can send any) counts as `unknown`, so that metrics series stay bounded.
-fn known_method(path: &str) -> (String, String) {
+pub(crate) fn known_method(path: &str) -> (String, String) {
     static KNOWN: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
     let known = KNOWN.get_or_init(|| {
         let mut known = std::collections::HashSet::new();
@@ -478,13 +482,21 @@ struct Call {
     method: String,
     started: std::time::Instant,
     code: Option<String>,
+    span: tracing::Span,
 }
 
 impl Call {
     fn record(self, code: Option<String>) {
-        let code = code
-            .or(self.code)
-            .map_or_else(|| "UNKNOWN".to_owned(), |code| code_name(&code).to_owned());
+        let number = code.or(self.code);
+        if let Some(value) = number.as_deref().and_then(|n| n.parse::<i64>().ok()) {
+            self.span.record("rpc.grpc.status_code", value);
+            // The server side of the conventions: only the codes that mean the server failed
+            // mark the span as an error; a caller's mistake or a refusal is not one.
+            if matches!(value, 2 | 4 | 12 | 13 | 14 | 15) {
+                self.span.record("otel.status_code", "ERROR");
+            }
+        }
+        let code = number.map_or_else(|| "UNKNOWN".to_owned(), |code| code_name(&code).to_owned());
         let m = metrics();
         m.grpc_requests
             .get_or_create(&CallLabels {

@@ -302,7 +302,9 @@ async fn publish_batch(
             )));
         }
         let subject = spec.subject(&event.stream_type, &event.stream_id);
-        let mut publish = message(event).expected_last_sequence(expected);
+        let span = publish_span(spec, &subject, event);
+        let mut publish = message(event, crate::telemetry::traceparent_of(&span))
+            .expected_last_sequence(expected);
         if let Some(previous) = previous {
             // Chains the pipeline: were the message before refused and another message taken
             // its place, the sequence alone would match this one's expectation again.
@@ -311,13 +313,14 @@ async fn publish_batch(
         let ack = js
             .send_publish(subject, publish)
             .await
-            .map_err(Error::nats)?;
-        acks.push((ack, expected + 1));
+            .map_err(|err| failed(&span, Error::nats(err)))?;
+        acks.push((ack, expected + 1, span));
         previous = Some(event);
     }
-    for (ack, stored_at) in acks {
-        let ack = ack.await.map_err(Error::nats)?;
+    for (ack, stored_at, span) in acks {
+        let ack = ack.await.map_err(|err| failed(&span, Error::nats(err)))?;
         if ack.duplicate || ack.sequence != stored_at {
+            span.record("otel.status_code", "ERROR");
             return Err(Error::Nats(format!(
                 "stream {} stored an event at sequence {} (duplicate: {}) where {stored_at} was expected",
                 spec.name, ack.sequence, ack.duplicate
@@ -381,8 +384,38 @@ pub async fn republish(
     result
 }
 
-/// The message that carries `event`.
-pub fn message(event: &RecordedEvent) -> Publish {
+/// The span of one event's publish, from its send to its ack, in the trace of the command that
+/// wrote the event; named and attributed by the OpenTelemetry messaging conventions.
+fn publish_span(spec: &StreamSpec, subject: &str, event: &RecordedEvent) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format!("publish {}", spec.name),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = subject,
+        messaging.message.id = %event.event_id,
+        messaging.message.body.size = event.payload.len(),
+        kith.event_type = %event.event_type,
+        kith.position = event.position,
+    );
+    if let Some(traceparent) = event.metadata().traceparent {
+        crate::telemetry::continue_traceparent(&span, &traceparent);
+    }
+    span
+}
+
+/// Marks `span` failed with `err`, and returns the error.
+fn failed(span: &tracing::Span, err: Error) -> Error {
+    span.record("otel.status_code", "ERROR");
+    err
+}
+
+/// The message that carries `event`. Its `traceparent` is the publish span's when spans are
+/// recorded (so each consumer's span hangs off the publish), otherwise the event's own.
+pub fn message(event: &RecordedEvent, traceparent: Option<String>) -> Publish {
     let mut map = HeaderMap::new();
     map.insert(headers::EVENT_TYPE, event.event_type.as_str());
     map.insert(headers::STREAM_TYPE, event.stream_type.as_str());
@@ -393,7 +426,7 @@ pub fn message(event: &RecordedEvent) -> Publish {
         headers::RECORDED_AT,
         event.recorded_at.to_rfc3339().as_str(),
     );
-    if let Some(traceparent) = event.metadata().traceparent {
+    if let Some(traceparent) = traceparent.or_else(|| event.metadata().traceparent) {
         map.insert(headers::TRACEPARENT, traceparent.as_str());
     }
     Publish::build()

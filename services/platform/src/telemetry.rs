@@ -50,6 +50,7 @@ pub fn init(service_name: &str) -> TelemetryGuard {
     let otel = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service_name.to_owned()))
+            .with_filter(tracing_subscriber::filter::filter_fn(exported))
             .boxed()
     });
     let _ = tracing_subscriber::registry()
@@ -57,6 +58,15 @@ pub fn init(service_name: &str) -> TelemetryGuard {
         .with(otel)
         .try_init();
     TelemetryGuard { provider }
+}
+
+/// Whether a span (or an event, which goes with its span) goes to the collector: Kith's own, at
+/// INFO and above, whatever `RUST_LOG` says of the console. The libraries under it (HTTP/2,
+/// tower, the NATS and PostgreSQL clients) make many spans per call that say nothing an operator
+/// can act on; the spans Kith makes around them (the call, the append, the publish, the apply)
+/// carry what matters, named and attributed by the OpenTelemetry conventions.
+fn exported(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() <= tracing::Level::INFO && metadata.target().starts_with("kith")
 }
 
 fn otlp_provider(service_name: &str) -> Result<SdkTracerProvider, String> {
@@ -114,7 +124,12 @@ impl Injector for MapInjector<'_> {
 
 /// The W3C `traceparent` of the current span, when traces are being recorded.
 pub fn current_traceparent() -> Option<String> {
-    let context = tracing::Span::current().context();
+    traceparent_of(&tracing::Span::current())
+}
+
+/// The W3C `traceparent` of `span`, when traces are being recorded.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
     let mut carrier = HashMap::new();
     TraceContextPropagator::new().inject_context(&context, &mut MapInjector(&mut carrier));
     carrier.remove("traceparent")

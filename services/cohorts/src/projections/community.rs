@@ -84,13 +84,22 @@ impl Communities {
 
 /// Members whose places may need releasing, collected while a batch is applied and handed over
 /// after it commits (a scan before the commit would not see the batch). Each projection has its
-/// own, so one projection's commit never hands over another's uncommitted batch.
+/// own, so one projection's commit never hands over another's uncommitted batch. Each member
+/// comes with the trace of the event that touched them, so that the release it causes joins the
+/// trace of the command that caused it.
 #[derive(Debug)]
 pub(crate) struct Touched {
-    pending: Mutex<Vec<Uuid>>,
-    committed: Mutex<Vec<Uuid>>,
+    pending: Mutex<Vec<Touch>>,
+    committed: Mutex<Vec<Touch>>,
     /// Wakes the releaser; shared by every projection that feeds it.
     releaser: Arc<Notify>,
+}
+
+/// A member touched, and the W3C trace context of the apply that touched them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Touch {
+    pub(crate) member: Uuid,
+    pub(crate) traceparent: Option<String>,
 }
 
 impl Touched {
@@ -102,8 +111,12 @@ impl Touched {
         }
     }
 
+    /// Called from a projection's apply, whose span is the current one.
     pub(crate) fn touch(&self, member: Uuid) {
-        lock(&self.pending).push(member);
+        lock(&self.pending).push(Touch {
+            member,
+            traceparent: kith_platform::telemetry::current_traceparent(),
+        });
     }
 
     /// Called after a batch commits: what it touched becomes visible to the releaser.
@@ -115,12 +128,14 @@ impl Touched {
         }
     }
 
-    /// The members touched by committed batches since the last call.
-    pub(crate) fn take(&self) -> Vec<Uuid> {
-        let mut members = std::mem::take(&mut *lock(&self.committed));
-        members.sort_unstable();
-        members.dedup();
-        members
+    /// The members touched by committed batches since the last call, once each (with the
+    /// trace of the last touch).
+    pub(crate) fn take(&self) -> Vec<Touch> {
+        let mut touches = std::mem::take(&mut *lock(&self.committed));
+        touches.reverse();
+        touches.sort_by_key(|touch| touch.member);
+        touches.dedup_by_key(|touch| touch.member);
+        touches
     }
 }
 

@@ -4,5 +4,5 @@
 pub(crate) mod community;
 pub(crate) mod roster;
 
-pub(crate) use community::{Communities, Touched};
+pub(crate) use community::{Communities, Touch, Touched};
 pub(crate) use roster::Roster;

@@ -168,7 +168,14 @@ pub async fn apply_bus_batch(
         }
         match delivered {
             Delivered::Event(event) => {
-                match super::apply_traced(projection, &mut tx, event).await {
+                let process = process_span(projection, source_key, sequence, event);
+                let applied =
+                    super::apply_traced(projection, &mut tx, event, super::Trace::Within(&process))
+                        .await;
+                if applied.is_err() {
+                    process.record("otel.status_code", "ERROR");
+                }
+                match applied {
                     Ok(()) => {
                         outcome.applied += 1;
                         last_event = Some((event.event_id, sequence));
@@ -217,6 +224,38 @@ pub async fn apply_bus_batch(
         }
         None => Ok(outcome),
     }
+}
+
+/// The consumer's span of one message, in the trace its `traceparent` header names (the relay's
+/// publish span, or the writing command's); named and attributed by the OpenTelemetry messaging
+/// conventions. The projection's apply hangs off it.
+fn process_span(
+    projection: &dyn Projection,
+    source_key: &str,
+    sequence: i64,
+    event: &RecordedEvent,
+) -> tracing::Span {
+    let stream = source_key.strip_prefix("bus:").unwrap_or(source_key);
+    let span = tracing::info_span!(
+        parent: None,
+        "process",
+        otel.name = %format!("process {stream}"),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = stream,
+        messaging.consumer.group.name = projection.name(),
+        messaging.message.id = %event.event_id,
+        messaging.message.body.size = event.payload.len(),
+        kith.sequence = sequence,
+        kith.event_type = %event.event_type,
+    );
+    if let Some(traceparent) = event.metadata().traceparent {
+        crate::telemetry::continue_traceparent(&span, &traceparent);
+    }
+    span
 }
 
 /// Records that the projection stops at the event at `sequence` because of `err` (unless the

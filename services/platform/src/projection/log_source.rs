@@ -220,7 +220,14 @@ impl LogProjector {
         let mut last = locked;
         let mut stopped = None;
         for event in batch.iter().filter(|event| event.checkpoint() > locked) {
-            match super::apply_traced(self.projection.as_ref(), &mut tx, event).await {
+            match super::apply_traced(
+                self.projection.as_ref(),
+                &mut tx,
+                event,
+                super::Trace::OfEvent,
+            )
+            .await
+            {
                 Ok(()) => last = event.checkpoint(),
                 // Nothing was written for it: keep what came before and stop right there.
                 Err(err @ Error::UnknownEventType { .. }) => {

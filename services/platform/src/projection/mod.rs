@@ -59,24 +59,49 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     fn committed(&self) {}
 }
 
-/// Applies one event inside a span that continues the trace of the command that wrote it, so a
-/// trace follows a command from the API through the log or the bus into every read model.
+/// Which trace an event's apply belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trace<'a> {
+    /// The trace of the command that wrote it, named in the event's metadata (the service's own
+    /// log).
+    OfEvent,
+    /// Under this span (the consumer's `process` span of a bus message).
+    Within(&'a tracing::Span),
+    /// None: a rebuild re-applies history, which would otherwise add a span to every old trace.
+    Untraced,
+}
+
+/// Applies one event, in a span in the trace `trace` says, so a trace follows a command from the
+/// API through the log or the bus into every read model.
 pub(crate) async fn apply_traced(
     projection: &dyn Projection,
     conn: &mut PgConnection,
     event: &RecordedEvent,
+    trace: Trace<'_>,
 ) -> Result<()> {
     use tracing::Instrument;
-    let span = tracing::info_span!(
-        "projection.apply",
-        projection = projection.name(),
-        event_type = %event.event_type,
-        stream_id = %event.stream_id,
-        version = event.version,
-    );
-    if let Some(traceparent) = event.metadata().traceparent {
-        crate::telemetry::continue_traceparent(&span, &traceparent);
-    }
+    let span = match trace {
+        Trace::Untraced => tracing::Span::none(),
+        Trace::OfEvent | Trace::Within(_) => {
+            let parent = match trace {
+                Trace::Within(parent) => parent.id(),
+                _ => None,
+            };
+            let span = tracing::info_span!(
+                parent: parent,
+                "projection.apply",
+                otel.name = %format!("apply {}", projection.name()),
+                kith.projection = projection.name(),
+                kith.event_type = %event.event_type,
+                kith.stream_id = %event.stream_id,
+                kith.version = event.version,
+            );
+            if let (Trace::OfEvent, Some(traceparent)) = (trace, event.metadata().traceparent) {
+                crate::telemetry::continue_traceparent(&span, &traceparent);
+            }
+            span
+        }
+    };
     if !projection.knows(&event.event_type) {
         if projection.reads(&event.stream_type) {
             return Err(crate::Error::UnknownEventType {

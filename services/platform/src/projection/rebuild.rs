@@ -150,7 +150,7 @@ async fn replay(
         }
         let mut tx = conn.begin().await?;
         for event in &batch {
-            super::apply_traced(projection, &mut tx, event).await?;
+            super::apply_traced(projection, &mut tx, event, super::Trace::Untraced).await?;
         }
         tx.commit().await?;
         applied += batch.len() as u64;
@@ -175,7 +175,7 @@ async fn replay(
             break;
         }
         for event in &batch {
-            super::apply_traced(projection, &mut tx, event).await?;
+            super::apply_traced(projection, &mut tx, event, super::Trace::Untraced).await?;
         }
         applied += batch.len() as u64;
         checkpoint = batch.last().map_or(checkpoint, |event| event.checkpoint());

@@ -188,7 +188,7 @@ async fn apply_batch(
             return Err(gap(stream, projection, done.sequence + 1, sequence));
         }
         if let Delivered::Event(event) = Delivered::of(&message) {
-            super::apply_traced(projection, &mut *tx, &event).await?;
+            super::apply_traced(projection, &mut *tx, &event, super::Trace::Untraced).await?;
             done.applied += 1;
             done.last_event = Some((
                 event.event_id,

@@ -2,11 +2,13 @@
 //! JetStream streams, both removed when dropped. A missing PostgreSQL or NATS fails the test with
 //! a message saying what to start; nothing is skipped.
 
+mod collector;
 mod processes;
 mod proxy;
 
 use std::time::Duration;
 
+pub use collector::{Collector, ReceivedSpan, kind as span_kind};
 pub use processes::{PrivateNats, PrivatePostgres, free_port};
 pub use proxy::SilentProxy;
 
@@ -324,7 +326,17 @@ impl ServiceProcess {
         database_url: &str,
         nats_url: &str,
     ) -> Self {
-        Self::start(program, args, env, database_url, nats_url, None).await
+        Self::start(program, args, env, database_url, nats_url, None, &[]).await
+    }
+
+    /// [`ServiceProcess::spawn`] with more environment variables (an OTLP endpoint, say).
+    pub async fn spawn_with_vars(
+        program: &str,
+        args: &[&str],
+        env: &TestEnv,
+        vars: &[(&str, String)],
+    ) -> Self {
+        Self::start(program, args, env, &env.db.url, &nats_url(), None, vars).await
     }
 
     /// [`ServiceProcess::spawn`] with everything the process logs (at INFO and above) copied to
@@ -337,7 +349,16 @@ impl ServiceProcess {
     ) -> Self {
         let file = std::fs::File::create(log)
             .unwrap_or_else(|err| panic!("create {}: {err}", log.display()));
-        Self::start(program, args, env, &env.db.url, &nats_url(), Some(file)).await
+        Self::start(
+            program,
+            args,
+            env,
+            &env.db.url,
+            &nats_url(),
+            Some(file),
+            &[],
+        )
+        .await
     }
 
     async fn start(
@@ -347,9 +368,11 @@ impl ServiceProcess {
         database_url: &str,
         nats_url: &str,
         log: Option<std::fs::File>,
+        vars: &[(&str, String)],
     ) -> Self {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut child = tokio::process::Command::new(program)
+            .envs(vars.iter().map(|(name, value)| (*name, value.as_str())))
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
