@@ -58,7 +58,7 @@ pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
 }
 
 /// Rounds each measurement is split into.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 6;
 /// Passes of the tail measurement; the median is reported.
 const TAIL_PASSES: usize = 3;
 

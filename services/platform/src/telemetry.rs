@@ -114,6 +114,19 @@ pub fn continue_traceparent(span: &tracing::Span, traceparent: &str) {
     let _ = span.set_parent(context);
 }
 
+/// Links `span` to the span `traceparent` names: for a span that works on behalf of several
+/// traces at once (a batch), where a parent would claim it for one.
+pub fn link_traceparent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt;
+    let mut carrier = HashMap::new();
+    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let linked = context.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
 struct MapInjector<'a>(&'a mut HashMap<String, String>);
 
 impl Injector for MapInjector<'_> {

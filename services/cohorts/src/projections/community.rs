@@ -2,6 +2,7 @@
 //! bus: who is an active member and in which role, and how far each community's stream has been
 //! seen (for `community_version` waits). Nothing personal is kept: ids, roles and statuses only.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -160,112 +161,100 @@ CREATE TABLE IF NOT EXISTS community_members (
 );
 ";
 
-async fn set_standing(
-    conn: &mut PgConnection,
-    community: Uuid,
-    member: Uuid,
-    standing: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO community_members (community_id, member_id, role, status)
-         VALUES ($1, $2, 'member', $3)
-         ON CONFLICT (community_id, member_id) DO UPDATE SET status = EXCLUDED.status",
-    )
-    .bind(community)
-    .bind(member)
-    .bind(standing)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// What one membership event does to a member's row, applied in order to the row as it stands.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// The member's standing; the row is created (as a plain member) if missing.
+    Standing(&'static str),
+    /// The member's role, if the row exists.
+    Role(Option<CommunityRole>),
+    /// Out as if removed, if banned.
+    Unbanned,
 }
 
-async fn set_role(
-    conn: &mut PgConnection,
-    community: Uuid,
-    member: Uuid,
-    role: Option<CommunityRole>,
-) -> Result<()> {
-    let role = role.unwrap_or(CommunityRole::Member);
-    sqlx::query(
-        "UPDATE community_members SET role = $3 WHERE community_id = $1 AND member_id = $2",
-    )
-    .bind(community)
-    .bind(member)
-    .bind(role_name(role))
-    .execute(conn)
-    .await?;
-    Ok(())
+/// A member's row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MemberRow {
+    role: String,
+    status: String,
 }
 
-#[async_trait]
-impl Projection for Communities {
-    fn name(&self) -> &'static str {
-        "communities"
+impl Step {
+    fn apply(self, row: &mut Option<MemberRow>) {
+        match self {
+            Step::Standing(standing) => {
+                let role = row
+                    .take()
+                    .map_or_else(|| role_name(CommunityRole::Member).to_owned(), |r| r.role);
+                *row = Some(MemberRow {
+                    role,
+                    status: standing.to_owned(),
+                });
+            }
+            Step::Role(role) => {
+                if let Some(row) = row {
+                    row.role = role_name(role.unwrap_or(CommunityRole::Member)).to_owned();
+                }
+            }
+            Step::Unbanned => {
+                // Membership now says removed; still not a member.
+                if let Some(row) = row.as_mut().filter(|row| row.status == status::BANNED) {
+                    row.status = status::REMOVED.to_owned();
+                }
+            }
+        }
+    }
+}
+
+/// What a batch of events does: each community's last version and whether it was archived,
+/// and each member's steps in order.
+#[derive(Debug, Default)]
+struct Changes {
+    communities: BTreeMap<Uuid, (i64, bool)>,
+    steps: Vec<((Uuid, Uuid), Step)>,
+    touched: Vec<Uuid>,
+}
+
+impl Changes {
+    fn of(events: &[&RecordedEvent]) -> Result<Self> {
+        let mut changes = Self::default();
+        for event in events {
+            changes.add(event)?;
+        }
+        Ok(changes)
     }
 
-    fn tables(&self) -> &'static [&'static str] {
-        &["communities", "community_members"]
-    }
-
-    fn ddl(&self) -> &'static str {
-        DDL
-    }
-
-    fn reads(&self, stream_type: &str) -> bool {
-        // Only communities say who belongs where; another kind of stream that membership adds
-        // later cannot change that.
-        stream_type == "community"
-    }
-
-    async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {
+    fn add(&mut self, event: &RecordedEvent) -> Result<()> {
         let Ok(community) = event.stream_id.parse::<Uuid>() else {
             return Ok(());
         };
+        let seen = self
+            .communities
+            .entry(community)
+            .or_insert((event.version, false));
+        seen.0 = seen.0.max(event.version);
         let t = event.event_type.as_str();
-        sqlx::query(
-            "INSERT INTO communities (community_id, version) VALUES ($1, $2)
-             ON CONFLICT (community_id) DO UPDATE SET version = GREATEST(communities.version, EXCLUDED.version)",
-        )
-        .bind(community)
-        .bind(event.version)
-        .execute(&mut *conn)
-        .await?;
+        let mut step = |member: &str, step: Step| -> Result<Uuid> {
+            let member = stored_id(member)?;
+            self.steps.push(((community, member), step));
+            Ok(member)
+        };
         if t == pb::CommunityArchived::full_name() {
-            sqlx::query("UPDATE communities SET archived = true WHERE community_id = $1")
-                .bind(community)
-                .execute(&mut *conn)
-                .await?;
+            seen.1 = true;
         } else if t == pb::MemberJoined::full_name() {
             let e: pb::MemberJoined = decode_payload(event)?;
-            let member = stored_id(&e.member_id)?;
-            set_standing(conn, community, member, status::ACTIVE).await?;
-            set_role(conn, community, member, role_from_pb(e.role)).await?;
-            self.touched.touch(member);
+            step(&e.member_id, Step::Standing(status::ACTIVE))?;
+            let member = step(&e.member_id, Step::Role(role_from_pb(e.role)))?;
+            self.touched.push(member);
         } else if t == pb::RoleAssigned::full_name() {
             let e: pb::RoleAssigned = decode_payload(event)?;
-            set_role(
-                conn,
-                community,
-                stored_id(&e.member_id)?,
-                role_from_pb(e.role),
-            )
-            .await?;
+            step(&e.member_id, Step::Role(role_from_pb(e.role)))?;
         } else if t == pb::MemberUnbanned::full_name() {
-            // Out as if removed, as membership now says; still not a member.
             let e: pb::MemberUnbanned = decode_payload(event)?;
-            sqlx::query(
-                "UPDATE community_members SET status = $3
-                 WHERE community_id = $1 AND member_id = $2 AND status = $4",
-            )
-            .bind(community)
-            .bind(stored_id(&e.member_id)?)
-            .bind(status::REMOVED)
-            .bind(status::BANNED)
-            .execute(&mut *conn)
-            .await?;
+            step(&e.member_id, Step::Unbanned)?;
         } else if t == pb::RoleRevoked::full_name() {
             let e: pb::RoleRevoked = decode_payload(event)?;
-            set_role(conn, community, stored_id(&e.member_id)?, None).await?;
+            step(&e.member_id, Step::Role(None))?;
         } else {
             let departure = if t == pb::MemberLeft::full_name() {
                 Some((
@@ -291,10 +280,119 @@ impl Projection for Communities {
                 None
             };
             if let Some((member, standing)) = departure {
-                let member = stored_id(&member)?;
-                set_standing(conn, community, member, standing).await?;
-                self.touched.touch(member);
+                let member = step(&member, Step::Standing(standing))?;
+                self.touched.push(member);
             }
+        }
+        Ok(())
+    }
+}
+
+/// The stored rows of `keys` (`None` for a member with no row yet).
+async fn member_rows(
+    conn: &mut PgConnection,
+    keys: &[(Uuid, Uuid)],
+) -> Result<HashMap<(Uuid, Uuid), Option<MemberRow>>> {
+    let (communities, members): (Vec<Uuid>, Vec<Uuid>) = keys.iter().copied().unzip();
+    let stored: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+        "SELECT community_id, member_id, role, status FROM community_members
+         WHERE (community_id, member_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
+    )
+    .bind(communities)
+    .bind(members)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut rows: HashMap<(Uuid, Uuid), Option<MemberRow>> =
+        keys.iter().map(|key| (*key, None)).collect();
+    for (community, member, role, status) in stored {
+        rows.insert((community, member), Some(MemberRow { role, status }));
+    }
+    Ok(rows)
+}
+
+#[async_trait]
+impl Projection for Communities {
+    fn name(&self) -> &'static str {
+        "communities"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["communities", "community_members"]
+    }
+
+    fn ddl(&self) -> &'static str {
+        DDL
+    }
+
+    fn reads(&self, stream_type: &str) -> bool {
+        // Only communities say who belongs where; another kind of stream that membership adds
+        // later cannot change that.
+        stream_type == "community"
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {
+        self.apply_batch(conn, &[event]).await
+    }
+
+    /// The batch's steps run in memory on the rows they touch, read in one statement; each
+    /// table is then written in one statement, whatever the batch's size.
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&RecordedEvent]) -> Result<()> {
+        let changes = Changes::of(events)?;
+        if !changes.steps.is_empty() {
+            let mut keys: Vec<(Uuid, Uuid)> = changes.steps.iter().map(|(key, _)| *key).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let before = member_rows(conn, &keys).await?;
+            let mut rows = before.clone();
+            for (key, step) in &changes.steps {
+                if let Some(row) = rows.get_mut(key) {
+                    step.apply(row);
+                }
+            }
+            let changed: Vec<(&(Uuid, Uuid), &MemberRow)> = rows
+                .iter()
+                .filter(|(key, row)| before.get(key) != Some(row))
+                .filter_map(|(key, row)| row.as_ref().map(|row| (key, row)))
+                .collect();
+            if !changed.is_empty() {
+                let communities: Vec<Uuid> = changed.iter().map(|((c, _), _)| *c).collect();
+                let members: Vec<Uuid> = changed.iter().map(|((_, m), _)| *m).collect();
+                let roles: Vec<&str> = changed.iter().map(|(_, row)| row.role.as_str()).collect();
+                let statuses: Vec<&str> =
+                    changed.iter().map(|(_, row)| row.status.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO community_members (community_id, member_id, role, status)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])
+                     ON CONFLICT (community_id, member_id)
+                     DO UPDATE SET role = EXCLUDED.role, status = EXCLUDED.status",
+                )
+                .bind(communities)
+                .bind(members)
+                .bind(roles)
+                .bind(statuses)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        if !changes.communities.is_empty() {
+            let ids: Vec<Uuid> = changes.communities.keys().copied().collect();
+            let versions: Vec<i64> = changes.communities.values().map(|(v, _)| *v).collect();
+            let archived: Vec<bool> = changes.communities.values().map(|(_, a)| *a).collect();
+            sqlx::query(
+                "INSERT INTO communities (community_id, version, archived)
+                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::boolean[])
+                 ON CONFLICT (community_id) DO UPDATE
+                 SET version = GREATEST(communities.version, EXCLUDED.version),
+                     archived = communities.archived OR EXCLUDED.archived",
+            )
+            .bind(ids)
+            .bind(versions)
+            .bind(archived)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for member in changes.touched {
+            self.touched.touch(member);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! service whose events reach cohorts through JetStream. One server per test, each with its own
 //! database and NATS namespace.
 
+mod batch_apply;
 mod capacity;
 mod cross_service;
 mod error_rule;

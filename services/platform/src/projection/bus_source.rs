@@ -147,59 +147,69 @@ pub async fn apply_bus_batch(
 ) -> Result<BatchOutcome> {
     let mut tx = pool.begin().await?;
     let locked = lock_checkpoint(&mut tx, projection.name(), source_key).await?;
-    let mut last = locked.position;
-    let mut last_event = None;
-    let mut outcome = BatchOutcome::default();
-    let mut stopped = None;
+    // What lies past the checkpoint, in order and without a gap.
+    let mut fresh: Vec<(i64, &Delivered)> = Vec::with_capacity(batch.len());
+    let mut expected = locked.position + 1;
     for (sequence, delivered) in batch {
         let sequence =
             i64::try_from(*sequence).map_err(|_| Error::Codec("sequence overflow".into()))?;
-        if sequence <= last {
+        if sequence < expected {
             continue;
         }
-        if sequence != last + 1 {
+        if sequence != expected {
             return Err(Error::Stuck(format!(
-                "gap in {source_key} for projection {}: expected sequence {}, got {sequence}; if \
-                 it persists, messages were removed from the stream: rebuild the stream from its \
-                 log with `kith republish`",
+                "gap in {source_key} for projection {}: expected sequence {expected}, got \
+                 {sequence}; if it persists, messages were removed from the stream: rebuild the \
+                 stream from its log with `kith republish`",
                 projection.name(),
-                last + 1
             )));
         }
-        match delivered {
-            Delivered::Event(event) => {
-                let process = process_span(projection, source_key, sequence, event);
-                let applied =
-                    super::apply_traced(projection, &mut tx, event, super::Trace::Within(&process))
-                        .await;
-                if applied.is_err() {
-                    process.record("otel.status_code", "ERROR");
-                }
-                match applied {
-                    Ok(()) => {
-                        outcome.applied += 1;
-                        last_event = Some((event.event_id, sequence));
-                    }
-                    // Nothing was written for it: keep what came before and stop right there.
-                    Err(err @ Error::UnknownEventType { .. }) => {
-                        stopped = Some((sequence, event, err));
-                        break;
-                    }
-                    Err(err) => {
-                        drop(tx);
-                        return Err(
-                            stop_at(pool, projection, source_key, sequence, event, err).await
-                        );
-                    }
-                }
-            }
-            Delivered::NotAnEvent { why, .. } => {
-                tracing::warn!(projection = projection.name(), source = source_key, sequence, %why, "stepped over a message that is not a Kith event");
-                outcome.set_aside += 1;
-            }
-        }
-        last = sequence;
+        fresh.push((sequence, delivered));
+        expected += 1;
     }
+    let events: Vec<(i64, &RecordedEvent)> = fresh
+        .iter()
+        .filter_map(|(sequence, delivered)| match delivered {
+            Delivered::Event(event) => Some((*sequence, event)),
+            Delivered::NotAnEvent { .. } => None,
+        })
+        .collect();
+    let refs: Vec<&RecordedEvent> = events.iter().map(|(_, event)| *event).collect();
+    let stream = source_key.strip_prefix("bus:").unwrap_or(source_key);
+    let applied =
+        super::apply_events(projection, &mut tx, &refs, super::Source::Bus { stream }).await;
+    // The checkpoint moves over what was applied and the messages that are not events around
+    // it, up to the event that stopped the batch if one did.
+    let mut stopped = None;
+    let mut last = match applied.stopped {
+        Some((index, err @ Error::UnknownEventType { .. })) => {
+            let (sequence, event) = events[index];
+            stopped = Some((sequence, event, err));
+            sequence - 1
+        }
+        Some((index, err)) => {
+            drop(tx);
+            let (sequence, event) = events[index];
+            return Err(stop_at(pool, projection, source_key, sequence, event, err).await);
+        }
+        None => fresh
+            .last()
+            .map_or(locked.position, |(sequence, _)| *sequence),
+    };
+    last = last.max(locked.position);
+    let mut outcome = BatchOutcome {
+        applied: applied.count,
+        set_aside: 0,
+    };
+    for (sequence, delivered) in &fresh {
+        if let (Delivered::NotAnEvent { why }, true) = (delivered, *sequence <= last) {
+            tracing::warn!(projection = projection.name(), source = source_key, sequence, %why, "stepped over a message that is not a Kith event");
+            outcome.set_aside += 1;
+        }
+    }
+    let last_event = events[..applied.count]
+        .last()
+        .map(|(sequence, event)| (event.event_id, *sequence));
     if last != locked.position {
         write_checkpoint(
             &mut tx,
@@ -224,38 +234,6 @@ pub async fn apply_bus_batch(
         }
         None => Ok(outcome),
     }
-}
-
-/// The consumer's span of one message, in the trace its `traceparent` header names (the relay's
-/// publish span, or the writing command's); named and attributed by the OpenTelemetry messaging
-/// conventions. The projection's apply hangs off it.
-fn process_span(
-    projection: &dyn Projection,
-    source_key: &str,
-    sequence: i64,
-    event: &RecordedEvent,
-) -> tracing::Span {
-    let stream = source_key.strip_prefix("bus:").unwrap_or(source_key);
-    let span = tracing::info_span!(
-        parent: None,
-        "process",
-        otel.name = %format!("process {stream}"),
-        otel.kind = "consumer",
-        otel.status_code = tracing::field::Empty,
-        messaging.system = "nats",
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-        messaging.destination.name = stream,
-        messaging.consumer.group.name = projection.name(),
-        messaging.message.id = %event.event_id,
-        messaging.message.body.size = event.payload.len(),
-        kith.sequence = sequence,
-        kith.event_type = %event.event_type,
-    );
-    if let Some(traceparent) = event.metadata().traceparent {
-        crate::telemetry::continue_traceparent(&span, &traceparent);
-    }
-    span
 }
 
 /// Records that the projection stops at the event at `sequence` because of `err` (unless the

@@ -217,29 +217,30 @@ impl LogProjector {
         }
         let mut tx = self.pool.begin().await?;
         let locked = lock_checkpoint(&mut tx, name, LOG_SOURCE).await?;
-        let mut last = locked;
-        let mut stopped = None;
-        for event in batch.iter().filter(|event| event.checkpoint() > locked) {
-            match super::apply_traced(
-                self.projection.as_ref(),
-                &mut tx,
-                event,
-                super::Trace::OfEvent,
-            )
-            .await
-            {
-                Ok(()) => last = event.checkpoint(),
-                // Nothing was written for it: keep what came before and stop right there.
-                Err(err @ Error::UnknownEventType { .. }) => {
-                    stopped = Some((event, err));
-                    break;
-                }
-                Err(err) => {
-                    drop(tx);
-                    return Err(self.stop_at(event, err).await);
-                }
+        let pending: Vec<&eventlog::RecordedEvent> = batch
+            .iter()
+            .filter(|event| event.checkpoint() > locked)
+            .collect();
+        let applied = super::apply_events(
+            self.projection.as_ref(),
+            &mut tx,
+            &pending,
+            super::Source::Log,
+        )
+        .await;
+        let last = match applied.count {
+            0 => locked,
+            count => pending[count - 1].checkpoint(),
+        };
+        let stopped = match applied.stopped {
+            // Nothing was written for it: keep what came before and stop right there.
+            Some((index, err @ Error::UnknownEventType { .. })) => Some((pending[index], err)),
+            Some((index, err)) => {
+                drop(tx);
+                return Err(self.stop_at(pending[index], err).await);
             }
-        }
+            None => None,
+        };
         if last != locked {
             write_checkpoint(&mut tx, name, LOG_SOURCE, last, None).await?;
             tx.commit().await?;

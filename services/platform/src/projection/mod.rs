@@ -23,8 +23,8 @@ pub use notices::{CheckpointNotices, CheckpointWatch};
 pub use rebuild::{RebuildReport, rebuild};
 pub use rebuild_bus::rebuild_from_bus;
 
-use crate::Result;
 use crate::eventlog::RecordedEvent;
+use crate::{Error, Result};
 
 /// A projection fed from another service's stream, with the stream it reads.
 pub type FromBus = (BusSource, std::sync::Arc<dyn Projection>);
@@ -41,6 +41,17 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     /// Applies one event inside the batch's transaction. Event types it has no use for are
     /// ignored.
     async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()>;
+    /// Applies several events, in order, with the effect of applying them one by one: the place
+    /// for a projection to write a batch in a statement per table rather than several per event
+    /// (catching up on a backlog is then bounded by the database's write rate, not by round
+    /// trips). By default, one by one. When it fails, the platform rolls it back and applies the
+    /// events one at a time to find the one at fault.
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&RecordedEvent]) -> Result<()> {
+        for event in events {
+            self.apply(conn, event).await?;
+        }
+        Ok(())
+    }
     /// Whether events of streams of `stream_type` can change this projection. An event of a type
     /// this build does not know (written by a newer version) stops the projection when it does,
     /// since applying it wrongly or not at all would both be silent mistakes; when it does not,
@@ -59,66 +70,218 @@ pub trait Projection: Send + Sync + std::fmt::Debug + 'static {
     fn committed(&self) {}
 }
 
-/// Which trace an event's apply belongs to.
+/// Where a batch of events comes from, which decides its spans.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Trace<'a> {
-    /// The trace of the command that wrote it, named in the event's metadata (the service's own
-    /// log).
-    OfEvent,
-    /// Under this span (the consumer's `process` span of a bus message).
-    Within(&'a tracing::Span),
-    /// None: a rebuild re-applies history, which would otherwise add a span to every old trace.
-    Untraced,
+pub(crate) enum Source<'a> {
+    /// The service's own log: an `apply {projection}` span.
+    Log,
+    /// A stream on the bus: a consumer span `process {stream}`, the apply under it.
+    Bus { stream: &'a str },
+    /// A rebuild re-applying history: no spans, which would otherwise add one to every old
+    /// trace.
+    Rebuild,
 }
 
-/// Applies one event, in a span in the trace `trace` says, so a trace follows a command from the
-/// API through the log or the bus into every read model.
-pub(crate) async fn apply_traced(
+/// What applying a batch came to.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    /// How many of the events, from the first, were applied (or stepped over).
+    pub(crate) count: usize,
+    /// The event (by index) that stopped the rest, and why; nothing of it was written.
+    pub(crate) stopped: Option<(usize, Error)>,
+}
+
+/// Applies `events`, in order, inside the caller's transaction: several at once through the
+/// projection's [`Projection::apply_batch`] (one statement per table rather than several per
+/// event), and when that fails, one at a time to apply what can be and find the event at fault.
+///
+/// Events of a type this build does not know stop the batch there when the projection reads
+/// their stream, and are stepped over (counted) when it does not.
+///
+/// The spans continue the trace of the command that wrote the events when they all belong to
+/// one (the common case: a command's events, applied as they come); a batch that mixes traces
+/// (catching up, or under load) is a span of its own with a link to each, as the OpenTelemetry
+/// messaging conventions have it for batch processing.
+pub(crate) async fn apply_events(
     projection: &dyn Projection,
     conn: &mut PgConnection,
-    event: &RecordedEvent,
-    trace: Trace<'_>,
-) -> Result<()> {
+    events: &[&RecordedEvent],
+    source: Source<'_>,
+) -> Applied {
     use tracing::Instrument;
-    let span = match trace {
-        Trace::Untraced => tracing::Span::none(),
-        Trace::OfEvent | Trace::Within(_) => {
-            let parent = match trace {
-                Trace::Within(parent) => parent.id(),
-                _ => None,
-            };
-            let span = tracing::info_span!(
-                parent: parent,
-                "projection.apply",
-                otel.name = %format!("apply {}", projection.name()),
-                kith.projection = projection.name(),
-                kith.event_type = %event.event_type,
-                kith.stream_id = %event.stream_id,
-                kith.version = event.version,
-            );
-            if let (Trace::OfEvent, Some(traceparent)) = (trace, event.metadata().traceparent) {
-                crate::telemetry::continue_traceparent(&span, &traceparent);
-            }
-            span
+    let mut usable = Vec::with_capacity(events.len());
+    let mut stopped = None;
+    for (index, event) in events.iter().enumerate() {
+        if projection.knows(&event.event_type) {
+            usable.push((index, *event));
+        } else if projection.reads(&event.stream_type) {
+            stopped = Some((
+                index,
+                Error::UnknownEventType {
+                    stream_id: event.stream_id.clone(),
+                    event_type: event.event_type.clone(),
+                },
+            ));
+            break;
+        } else {
+            crate::metrics::metrics()
+                .unknown_events
+                .get_or_create(&crate::metrics::UnknownEventLabels {
+                    projection: projection.name().to_owned(),
+                    event_type: event.event_type.clone(),
+                })
+                .inc();
         }
-    };
-    if !projection.knows(&event.event_type) {
-        if projection.reads(&event.stream_type) {
-            return Err(crate::Error::UnknownEventType {
-                stream_id: event.stream_id.clone(),
-                event_type: event.event_type.clone(),
-            });
-        }
-        crate::metrics::metrics()
-            .unknown_events
-            .get_or_create(&crate::metrics::UnknownEventLabels {
-                projection: projection.name().to_owned(),
-                event_type: event.event_type.clone(),
-            })
-            .inc();
-        return Ok(());
     }
-    projection.apply(conn, event).instrument(span).await
+    let reach = stopped.as_ref().map_or(events.len(), |(index, _)| *index);
+    if usable.is_empty() {
+        return Applied {
+            count: reach,
+            stopped,
+        };
+    }
+    let batch: Vec<&RecordedEvent> = usable.iter().map(|(_, event)| *event).collect();
+    let (outer, span) = spans(projection, &batch, source);
+    match apply_all(projection, conn, &batch)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(()) => Applied {
+            count: reach,
+            stopped,
+        },
+        Err((at, err)) => {
+            span.record("otel.status_code", "ERROR");
+            outer.record("otel.status_code", "ERROR");
+            let index = usable[at].0;
+            Applied {
+                count: index,
+                stopped: Some((index, err)),
+            }
+        }
+    }
+}
+
+/// [`apply_events`] for a rebuild, where any event that stops the batch fails the rebuild.
+pub(crate) async fn apply_rebuilding(
+    projection: &dyn Projection,
+    conn: &mut PgConnection,
+    events: &[&RecordedEvent],
+) -> Result<()> {
+    match apply_events(projection, conn, events, Source::Rebuild)
+        .await
+        .stopped
+    {
+        Some((_, err)) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Applies `batch` at once, or when that fails one event at a time; the error names the index
+/// of the event at fault.
+async fn apply_all(
+    projection: &dyn Projection,
+    conn: &mut PgConnection,
+    batch: &[&RecordedEvent],
+) -> std::result::Result<(), (usize, Error)> {
+    use sqlx::Connection;
+    if let [event] = batch {
+        return projection.apply(conn, event).await.map_err(|err| (0, err));
+    }
+    // A savepoint, so that a failed batch leaves nothing behind to redo one by one.
+    let mut savepoint = conn.begin().await.map_err(|err| (0, err.into()))?;
+    let tried = projection.apply_batch(&mut savepoint, batch).await;
+    match tried {
+        Ok(()) => savepoint.commit().await.map_err(|err| (0, err.into())),
+        Err(err) => {
+            savepoint.rollback().await.map_err(|err| (0, err.into()))?;
+            for (index, event) in batch.iter().enumerate() {
+                projection
+                    .apply(conn, event)
+                    .await
+                    .map_err(|err| (index, err))?;
+            }
+            // One by one they all applied: the batch form disagrees with `apply`, a bug in the
+            // projection; what is written is `apply`'s.
+            tracing::warn!(projection = projection.name(), events = batch.len(), error = %err, "a batch failed to apply at once but applied one event at a time");
+            Ok(())
+        }
+    }
+}
+
+/// The span a batch's apply runs in, and the consumer span around it for a bus source (none for
+/// the log).
+fn spans(
+    projection: &dyn Projection,
+    batch: &[&RecordedEvent],
+    source: Source<'_>,
+) -> (tracing::Span, tracing::Span) {
+    let name = projection.name();
+    let mut types: Vec<&str> = batch.iter().map(|e| e.event_type.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    let types = types.join(",");
+    let apply_span = |parent: Option<tracing::Id>| {
+        tracing::info_span!(
+            parent: parent,
+            "projection.apply",
+            otel.name = %format!("apply {name}"),
+            otel.status_code = tracing::field::Empty,
+            kith.projection = name,
+            kith.events = batch.len(),
+            kith.event_type = %types,
+            kith.stream_id = %batch[0].stream_id,
+            kith.version = batch[0].version,
+        )
+    };
+    match source {
+        Source::Rebuild => (tracing::Span::none(), tracing::Span::none()),
+        Source::Log => {
+            let apply = apply_span(None);
+            continue_or_link(&apply, batch);
+            (tracing::Span::none(), apply)
+        }
+        Source::Bus { stream } => {
+            let process = tracing::info_span!(
+                parent: None,
+                "process",
+                otel.name = %format!("process {stream}"),
+                otel.kind = "consumer",
+                otel.status_code = tracing::field::Empty,
+                messaging.system = "nats",
+                messaging.operation.type = "process",
+                messaging.operation.name = "process",
+                messaging.destination.name = stream,
+                messaging.consumer.group.name = name,
+                messaging.batch.message_count = batch.len(),
+                messaging.message.id = %batch[0].event_id,
+                kith.event_type = %types,
+            );
+            continue_or_link(&process, batch);
+            let apply = apply_span(process.id());
+            (process, apply)
+        }
+    }
+}
+
+/// Makes `span` a child of the events' trace when they share one, or links it to each trace.
+fn continue_or_link(span: &tracing::Span, batch: &[&RecordedEvent]) {
+    let parents: Vec<String> = batch
+        .iter()
+        .filter_map(|event| event.metadata().traceparent)
+        .collect();
+    let trace_of = |traceparent: &str| traceparent.get(3..35).map(str::to_owned);
+    let Some(first) = parents.first() else {
+        return;
+    };
+    if parents.iter().all(|p| trace_of(p) == trace_of(first)) {
+        crate::telemetry::continue_traceparent(span, first);
+    } else {
+        // The conventions' limit on links per span, and an end to the cost of parsing them.
+        for traceparent in parents.iter().take(128) {
+            crate::telemetry::link_traceparent(span, traceparent);
+        }
+    }
 }
 
 /// Creates the projection's tables if they are missing, or applies its DDL again when it changed

@@ -149,9 +149,8 @@ async fn replay(
             break;
         }
         let mut tx = conn.begin().await?;
-        for event in &batch {
-            super::apply_traced(projection, &mut tx, event, super::Trace::Untraced).await?;
-        }
+        let events: Vec<&_> = batch.iter().collect();
+        super::apply_rebuilding(projection, &mut tx, &events).await?;
         tx.commit().await?;
         applied += batch.len() as u64;
         checkpoint = batch.last().map_or(checkpoint, |event| event.checkpoint());
@@ -174,9 +173,8 @@ async fn replay(
         if batch.is_empty() {
             break;
         }
-        for event in &batch {
-            super::apply_traced(projection, &mut tx, event, super::Trace::Untraced).await?;
-        }
+        let events: Vec<&_> = batch.iter().collect();
+        super::apply_rebuilding(projection, &mut tx, &events).await?;
         applied += batch.len() as u64;
         checkpoint = batch.last().map_or(checkpoint, |event| event.checkpoint());
     }

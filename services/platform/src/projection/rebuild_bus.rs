@@ -177,26 +177,32 @@ async fn apply_batch(
         .await
         .map_err(Error::nats)?;
     let mut received = 0;
+    let mut events = Vec::new();
+    let mut last = done.sequence;
     while let Some(message) = messages.next().await {
         let message = message.map_err(Error::nats)?;
         let sequence = message.info().map_err(Error::nats)?.stream_sequence;
         received += 1;
-        if sequence <= done.sequence {
+        if sequence <= last {
             continue;
         }
-        if sequence != done.sequence + 1 {
-            return Err(gap(stream, projection, done.sequence + 1, sequence));
+        if sequence != last + 1 {
+            return Err(gap(stream, projection, last + 1, sequence));
         }
         if let Delivered::Event(event) = Delivered::of(&message) {
-            super::apply_traced(projection, &mut *tx, &event, super::Trace::Untraced).await?;
-            done.applied += 1;
-            done.last_event = Some((
-                event.event_id,
-                i64::try_from(sequence).map_err(|_| Error::Codec("sequence overflow".into()))?,
-            ));
+            let at =
+                i64::try_from(sequence).map_err(|_| Error::Codec("sequence overflow".into()))?;
+            events.push((at, event));
         }
-        done.sequence = sequence;
+        last = sequence;
     }
+    let refs: Vec<&_> = events.iter().map(|(_, event)| event).collect();
+    super::apply_rebuilding(projection, &mut *tx, &refs).await?;
+    done.applied += events.len() as u64;
+    if let Some((at, event)) = events.last() {
+        done.last_event = Some((event.event_id, *at));
+    }
+    done.sequence = last;
     if received == 0 {
         // The head is ahead but nothing came: is the next message gone?
         match stream.get_raw_message(done.sequence + 1).await {
