@@ -73,6 +73,8 @@ impl Reactions {
             tokio::pin!(woken);
             woken.as_mut().enable();
             pending.extend(self.sources.iter().flat_map(|s| s.take()));
+            // Newest first, so that a member's release joins the trace of their latest touch.
+            pending.reverse();
             pending.sort_by_key(|touch| touch.member);
             pending.dedup_by_key(|touch| touch.member);
             let failed = !pending.is_empty()

@@ -102,7 +102,7 @@ fn communities_source(nats: &NatsArgs) -> BusSource {
     BusSource {
         durable: format!("{SERVICE}-communities"),
         stream: nats.stream_for(MEMBERSHIP).name,
-        batch_size: 500,
+        batch_size: 1000,
         service: SERVICE.to_owned(),
     }
 }

@@ -28,6 +28,9 @@ pub(crate) enum Bench {
     /// Cohort joins per second (one contended cohort, many uncontended ones) and the latency
     /// from a membership event to the cohort roster, beside raw PostgreSQL and raw NATS.
     Cohorts(crate::bench_cohorts::CohortsArgs),
+    /// How fast a read model catches up on a backlog of events, from its service's own log and
+    /// from another service's stream, beside PostgreSQL's COPY rate for as many rows.
+    Projections(crate::bench_projections::ProjectionsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +57,7 @@ pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Log(args) => log(args).await,
         Bench::Cohorts(args) => crate::bench_cohorts::run(args).await,
+        Bench::Projections(args) => crate::bench_projections::run(args).await,
     }
 }
 

@@ -489,6 +489,7 @@ async fn latency(
     let cohort_id: Uuid = cohort.parse()?;
     let mut client = callers.membership(0);
     let mut samples = Vec::new();
+    let mut to_projection = Vec::new();
     let progress = bar(
         args.samples.min(members.len()),
         "membership event -> roster",
@@ -507,14 +508,22 @@ async fn latency(
             .await?;
         let committed = Instant::now();
         let deadline = committed + Duration::from_secs(30);
+        let mut projected = None;
         loop {
-            let present: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM cohort_places WHERE cohort_id = $1 AND member_id = $2)",
+            // Whether cohorts' projection of membership's events has the removal yet, and
+            // whether the roster still lists the member.
+            let (seen, present): (bool, bool) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM community_members
+                                WHERE member_id = $2 AND status <> 'active'),
+                        EXISTS (SELECT 1 FROM cohort_places WHERE cohort_id = $1 AND member_id = $2)",
             )
             .bind(cohort_id)
             .bind(member)
             .fetch_one(&pool)
             .await?;
+            if seen && projected.is_none() {
+                projected = Some(committed.elapsed());
+            }
             if !present {
                 break;
             }
@@ -523,13 +532,21 @@ async fn latency(
             }
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
+        to_projection.push(projected.unwrap_or_else(|| committed.elapsed()));
         samples.push(committed.elapsed());
         progress.inc(1);
     }
     progress.finish_and_clear();
     pool.close().await;
     samples.sort();
+    to_projection.sort();
     let raw = raw_nats(&args.nats_url, args.samples).await?;
+    println!(
+        "membership command OK -> cohorts' projection of it: p50={:.1}ms p99={:.1}ms (n={}; through the relay, NATS and the consumer)",
+        percentile(&to_projection, 0.5),
+        percentile(&to_projection, 0.99),
+        to_projection.len()
+    );
     println!(
         "membership event -> cohort roster: p50={:.1}ms p99={:.1}ms (n={}; the removal's reply to the roster row gone)",
         percentile(&samples, 0.5),

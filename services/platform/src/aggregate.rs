@@ -81,6 +81,8 @@ struct Queued<D: Decider> {
     metadata: Metadata,
     command: D::Command,
     reply: oneshot::Sender<Outcome<D>>,
+    /// The caller's span: a batch's work is traced under its first command's caller.
+    span: tracing::Span,
 }
 
 type Outcome<D> = Result<Appended, Rejected<<D as Decider>::Error>>;
@@ -207,17 +209,16 @@ impl<D: Decider, C: Codec<D> + 'static> Repository<D, C> {
                 metadata: metadata.clone(),
                 command: command.clone(),
                 reply,
+                span: tracing::Span::current(),
             });
             !std::mem::replace(&mut queue.draining, true)
         };
         if start_drain {
-            use tracing::Instrument;
             let inner = Arc::clone(&self.inner);
             let stream_id = stream_id.to_owned();
-            tokio::spawn(
-                async move { inner.drain(&stream_id, &slot).await }
-                    .instrument(tracing::Span::current()),
-            );
+            // Not under this caller's span: the task outlives its call, draining the commands
+            // of callers after it. Each batch runs under the span of its first command's caller.
+            tokio::spawn(async move { inner.drain(&stream_id, &slot).await });
         }
         outcome.await.unwrap_or_else(|_| {
             // The batch's task dropped the reply: it panicked (a bug, logged), or the process
@@ -258,8 +259,13 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
             };
             // A panic (a bug in a decider or codec) fails its own batch, whose callers then hear
             // the call failed; the stream goes on with the commands queued behind it.
+            use tracing::Instrument;
+            let span = batch
+                .first()
+                .map_or_else(tracing::Span::none, |first| first.span.clone());
             let ran = std::panic::AssertUnwindSafe(self.run_batch(stream_id, &mut loaded, batch))
                 .catch_unwind()
+                .instrument(span)
                 .await;
             if ran.is_err() {
                 tracing::error!(
@@ -341,6 +347,36 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
                 _ => self.log.append_all(&appends).await,
             };
             match written {
+                Ok(results) if batch.len() > 1 && results.iter().any(|done| done.replayed) => {
+                    // The one append was a retry's, recorded before: nothing was written, and the
+                    // batch's other commands were decided on a state holding its events. Answer
+                    // it, and decide the others again on the stream as it is.
+                    *cached = None;
+                    let appended = decided
+                        .iter()
+                        .position(|decided| matches!(decided, Decided::Appending(_)));
+                    let mut rest = Vec::new();
+                    for (index, (queued, decided)) in batch.into_iter().zip(decided).enumerate() {
+                        let first = match decided {
+                            Decided::Appending(_) => Some(index),
+                            Decided::SameAs(first) => Some(first),
+                            _ => None,
+                        };
+                        match (first == appended, results.first()) {
+                            (true, Some(done)) => {
+                                let _ = queued.reply.send(Ok(Appended {
+                                    replayed: true,
+                                    ..*done
+                                }));
+                            }
+                            _ => rest.push(queued),
+                        }
+                    }
+                    if !rest.is_empty() {
+                        Box::pin(self.run_batch(stream_id, cached, rest)).await;
+                    }
+                    return;
+                }
                 Ok(results) => {
                     // A replayed result means another call with the key appended first and ours
                     // did not: the state folded here is not the stream's, so reload next time.
@@ -359,8 +395,9 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
                 }
                 Err(err) => {
                     // Committed after all (the reply was lost)? A command with a key says so.
+                    let had = batch.len();
                     let batch = self.settle_committed(batch, &err).await;
-                    if batch.len() > 1 && !unreachable(&err) {
+                    if had > 1 && !batch.is_empty() && !unreachable(&err) {
                         // One command's trouble (a key recorded meanwhile by another process, a
                         // row the database refuses) must not fail the others: run each alone.
                         tracing::debug!(stream_id, error = %err, "batch failed; running its commands one by one");
@@ -391,9 +428,11 @@ impl<D: Decider, C: Codec<D>> Inner<D, C> {
         let Ok(found) = self.log.command_results(&keys).await else {
             return batch;
         };
-        // Recorded before this batch (a retry) when the batch failed on a key; otherwise by this
-        // batch, whose commit went through.
-        let replayed = crate::eventlog::key_recorded_before(err);
+        // Recorded by this batch when its statement failed on the way back (the commit went
+        // through and only the reply was lost); before it (a retry) when the statement itself
+        // was refused, on a key or otherwise, and so appended nothing.
+        let replayed =
+            !matches!(err, Error::Database(_)) || crate::eventlog::key_recorded_before(err);
         let mut rest = Vec::with_capacity(batch.len());
         for queued in batch {
             // Each command checked against the recorded request: the same one committed (its reply

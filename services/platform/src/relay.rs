@@ -269,7 +269,7 @@ async fn publish_loop(
             continue;
         }
         busy_until = tokio::time::Instant::now() + BUSY_FOR;
-        sequence = publish_batch(js, &config.stream, &batch, sequence, max_payload).await?;
+        sequence = publish_batch(js, &config.stream, &batch, sequence, max_payload, true).await?;
         if let Some(event) = batch.last() {
             checkpoint = event.checkpoint();
             config.published.mark(checkpoint);
@@ -287,6 +287,7 @@ async fn publish_batch(
     batch: &[RecordedEvent],
     sequence: u64,
     max_payload: usize,
+    traced: bool,
 ) -> Result<u64> {
     let mut acks = Vec::with_capacity(batch.len());
     let mut previous: Option<&RecordedEvent> = None;
@@ -302,7 +303,12 @@ async fn publish_batch(
             )));
         }
         let subject = spec.subject(&event.stream_type, &event.stream_id);
-        let span = publish_span(spec, &subject, event);
+        // A republish sends history again: spans in every old trace would say nothing new. And
+        // with no collector there is nothing to join up.
+        let span = match traced && crate::telemetry::exporting() {
+            true => publish_span(spec, &subject, event),
+            false => tracing::Span::none(),
+        };
         let mut publish = message(event, crate::telemetry::traceparent_of(&span))
             .expected_last_sequence(expected);
         if let Some(previous) = previous {
@@ -372,7 +378,7 @@ pub async fn republish(
                 return Ok(sequence);
             };
             checkpoint = last.checkpoint();
-            sequence = publish_batch(js, spec, &batch, sequence, max_payload).await?;
+            sequence = publish_batch(js, spec, &batch, sequence, max_payload, false).await?;
             on_progress(sequence, total.max(sequence));
         }
     };

@@ -11,8 +11,11 @@
 //! checkpoint, so whatever a vanished leader held unacknowledged comes again at once rather than
 //! after the ack wait. Before that it checks that the stream still holds the message its
 //! checkpoint names: a purged, aged-out or replaced stream is refused with what to run, never
-//! read past. Messages on the stream that are not Kith events are stepped over (terminated,
-//! counted, logged), never applied.
+//! read past. Messages on the stream that are not Kith events are stepped over (acknowledged
+//! with their batch, counted, logged), never applied.
+//!
+//! A batch is applied at once (see [`super::apply_events`]) and acknowledged with one ack of its
+//! last message; the next batch is fetched while this one is written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -475,6 +478,11 @@ async fn find_message(stream: &Stream, event_id: Uuid) -> Result<Option<u64>> {
     Ok(None)
 }
 
+/// How long a fetch waits for a first message.
+const FETCH_EXPIRY: Duration = Duration::from_secs(30);
+/// How often the server shows a waiting fetch it is alive.
+const FETCH_HEARTBEAT: Duration = Duration::from_secs(5);
+
 async fn consume(
     pool: &PgPool,
     js: &jetstream::Context,
@@ -497,7 +505,8 @@ async fn consume(
     let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some(source.durable.clone()),
-            ack_policy: AckPolicy::Explicit,
+            // One ack per batch, for its last message, acknowledges the whole batch.
+            ack_policy: AckPolicy::All,
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: start,
             },
@@ -510,20 +519,34 @@ async fn consume(
     let key = source.key();
     let labels = SourceLabels::new(&source.service, projection.name(), &key);
     let metrics = crate::metrics::metrics();
+    // A fetch returns what the stream holds at once, up to a batch, or waits for the first
+    // message up to its expiry. The client gives up on a fetch 5 s after its expiry, dropping
+    // what it holds unread; the expiry is long so that a batch fetched early outlives even a
+    // slow apply of the one before (a dropped batch would look like a gap, and the consumer
+    // would start over from its checkpoint). The heartbeat tells a dead connection from a quiet
+    // stream meanwhile.
+    let fetch = || {
+        consumer
+            .fetch()
+            .max_messages(source.batch_size)
+            .expires(FETCH_EXPIRY)
+            .heartbeat(FETCH_HEARTBEAT)
+            .messages()
+    };
+    let mut next = fetch().await.map_err(Error::nats)?;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let mut messages = consumer
-            .fetch()
-            .max_messages(source.batch_size)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-            .map_err(Error::nats)?;
+        let mut messages = next;
         let mut batch: Vec<(u64, Delivered)> = Vec::new();
         let mut received: Vec<Message> = Vec::new();
-        while let Some(message) = messages.next().await {
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                () = shutdown.cancelled() => return Ok(()),
+            };
+            let Some(message) = message else { break };
             let message = message.map_err(Error::nats)?;
             let info = message.info().map_err(Error::nats)?;
             let sequence = info.stream_sequence;
@@ -533,13 +556,16 @@ async fn consume(
             batch.push((sequence, Delivered::of(&message)));
             received.push(message);
         }
-        if batch.is_empty() {
+        // The next batch is asked for before this one is applied, so that it travels while
+        // this one is written rather than after (two batches fit in max_ack_pending).
+        next = fetch().await.map_err(Error::nats)?;
+        let Some(last) = received.last() else {
             // An empty fetch is also what a deleted consumer (or stream) looks like: make sure
             // this one still exists, or start over from the checkpoint.
             let mut consumer = consumer.clone();
             consumer.info().await.map_err(Error::nats)?;
             continue;
-        }
+        };
         let outcome = apply_bus_batch(pool, projection, &key, &batch).await?;
         if outcome.set_aside > 0 {
             metrics
@@ -547,13 +573,9 @@ async fn consume(
                 .get_or_create(&labels)
                 .inc_by(outcome.set_aside as u64);
         }
-        for (message, (_, delivered)) in received.into_iter().zip(&batch) {
-            let ack = match delivered {
-                Delivered::Event(_) => AckKind::Ack,
-                Delivered::NotAnEvent { .. } => AckKind::Term,
-            };
-            message.ack_with(ack).await.map_err(Error::nats)?;
-        }
+        // Messages that are not events are acknowledged with the rest: the checkpoint has
+        // stepped over them, and they are counted and logged.
+        last.ack_with(AckKind::Ack).await.map_err(Error::nats)?;
         metrics.projection_stalled.get_or_create(&labels).set(0);
         *backoff = Duration::from_millis(200);
     }

@@ -266,6 +266,9 @@ fn spans(
 
 /// Makes `span` a child of the events' trace when they share one, or links it to each trace.
 fn continue_or_link(span: &tracing::Span, batch: &[&RecordedEvent]) {
+    if !crate::telemetry::exporting() {
+        return;
+    }
     let parents: Vec<String> = batch
         .iter()
         .filter_map(|event| event.metadata().traceparent)
