@@ -223,10 +223,12 @@ async fn a_ban_is_one_trace_from_the_call_through_the_bus_into_the_release_and_i
     );
     members.ban_member(ban).await.expect("ban");
 
-    // The release's roster apply is the last link of the chain.
+    // The release's roster apply is the last link of the chain; a span is exported when it
+    // ends, so those around it (the release, the call) may come after it: wait until every span
+    // of the trace has its parent there too, up to the call's server span.
     let trace = eventually(
         Duration::from_secs(30),
-        "the trace to reach the roster apply of the release",
+        "the trace to reach the roster apply of the release, every link exported",
         || {
             let trace = Trace::of(collector.spans(), &trace_id);
             async move {
@@ -234,7 +236,11 @@ async fn a_ban_is_one_trace_from_the_call_through_the_bus_into_the_release_and_i
                     span.attribute("kith.event_type")
                         .is_some_and(|t| t.contains(".MemberReleased"))
                 });
-                released.then_some(trace)
+                let whole = trace
+                    .spans
+                    .values()
+                    .all(|span| span.parent_span_id == caller_span || trace.parent(span).is_some());
+                (released && whole).then_some(trace)
             }
         },
     )

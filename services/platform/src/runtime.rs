@@ -389,7 +389,7 @@ pub async fn run_service(
     listen: crate::config::ListenArgs,
     start: impl AsyncFnOnce(&Runtime) -> Result<Router>,
 ) -> Result<()> {
-    let _telemetry = crate::telemetry::init(service);
+    let _telemetry = crate::telemetry::init(&format!("kith-{service}"));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let runtime = Runtime::connect(args).await?;

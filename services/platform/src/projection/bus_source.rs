@@ -478,10 +478,10 @@ async fn find_message(stream: &Stream, event_id: Uuid) -> Result<Option<u64>> {
     Ok(None)
 }
 
-/// How long a fetch waits for a first message.
-const FETCH_EXPIRY: Duration = Duration::from_secs(30);
-/// How often the server shows a waiting fetch it is alive.
-const FETCH_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a fetch waits for a first message. Short: a quiet consumer learns soon that its
+/// consumer or stream is gone, and the server ends a fetch that has messages only when they stop
+/// coming or its expiry passes, whichever is first.
+const FETCH_EXPIRY: Duration = Duration::from_millis(500);
 
 async fn consume(
     pool: &PgPool,
@@ -520,20 +520,17 @@ async fn consume(
     let labels = SourceLabels::new(&source.service, projection.name(), &key);
     let metrics = crate::metrics::metrics();
     // A fetch returns what the stream holds at once, up to a batch, or waits for the first
-    // message up to its expiry. The client gives up on a fetch 5 s after its expiry, dropping
-    // what it holds unread; the expiry is long so that a batch fetched early outlives even a
-    // slow apply of the one before (a dropped batch would look like a gap, and the consumer
-    // would start over from its checkpoint). The heartbeat tells a dead connection from a quiet
-    // stream meanwhile.
+    // message up to its expiry.
     let fetch = || {
         consumer
             .fetch()
             .max_messages(source.batch_size)
             .expires(FETCH_EXPIRY)
-            .heartbeat(FETCH_HEARTBEAT)
             .messages()
     };
     let mut next = fetch().await.map_err(Error::nats)?;
+    // The sequence the next batch must start at, once one was applied.
+    let mut expected: Option<u64> = None;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -566,6 +563,19 @@ async fn consume(
             consumer.info().await.map_err(Error::nats)?;
             continue;
         };
+        if let (Some(expected), Some((first, _))) = (expected, batch.first())
+            && *first > expected
+        {
+            // The client gives up on a fetch 5 s after its expiry and drops what it holds
+            // unread: a batch fetched ahead of an apply that took longer is lost here, not on
+            // the stream. Starting over from the checkpoint gets it again (and finds a real gap,
+            // on a fresh consumer, for what it is).
+            return Err(Error::Unavailable(format!(
+                "messages {expected} to {} were fetched ahead and dropped while a batch was \
+                 applied; starting over from the checkpoint",
+                first - 1
+            )));
+        }
         let outcome = apply_bus_batch(pool, projection, &key, &batch).await?;
         if outcome.set_aside > 0 {
             metrics
@@ -576,6 +586,7 @@ async fn consume(
         // Messages that are not events are acknowledged with the rest: the checkpoint has
         // stepped over them, and they are counted and logged.
         last.ack_with(AckKind::Ack).await.map_err(Error::nats)?;
+        expected = batch.last().map(|(sequence, _)| sequence + 1);
         metrics.projection_stalled.get_or_create(&labels).set(0);
         *backoff = Duration::from_millis(200);
     }
