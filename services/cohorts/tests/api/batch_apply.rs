@@ -286,3 +286,62 @@ async fn a_batch_leaves_the_tables_that_its_events_one_at_a_time_leave() {
         assert_eq!(batch, rules, "seed {seed}: in batches");
     }
 }
+
+/// Counts the statements sqlx sends (each is logged under the `sqlx::query` target when it ends).
+#[derive(Clone, Default)]
+struct Statements(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+// A current-thread runtime, so that the counting subscriber, set for this thread, sees every
+// statement.
+#[tokio::test]
+async fn a_batch_costs_a_statement_per_table_whatever_its_size() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let db = TestDatabase::create().await;
+    let nats = kith_platform::config::NatsArgs {
+        nats_url: kith_platform::testing::nats_url(),
+        stream_replicas: 1,
+        duplicate_window_secs: 120,
+        nats_namespace: None,
+    };
+    let projection = kith_cohorts::bus_projections(&nats)
+        .into_iter()
+        .next()
+        .expect("the communities projection")
+        .1;
+    let pool = db.pool("counted", &[]).await;
+    kith_platform::projection::create_tables(&pool, projection.as_ref())
+        .await
+        .expect("tables");
+    let events = history(11, 1000);
+    let refs: Vec<&RecordedEvent> = events.iter().collect();
+    let mut conn = pool.acquire().await.expect("connection");
+    let mut tx = conn.begin().await.expect("begin");
+
+    let statements = Statements::default();
+    let counting =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(statements.clone()));
+    projection
+        .apply_batch(&mut tx, &refs)
+        .await
+        .expect("apply batch");
+    drop(counting);
+    let sent = statements.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        sent >= 2,
+        "the counter saw {sent} statements: it is not counting"
+    );
+    assert!(
+        sent <= 3,
+        "1,000 events took {sent} statements: the rows they touch are read once and each table written once"
+    );
+    tx.commit().await.expect("commit");
+    assert_eq!(tables(&pool).await, expected(&events));
+}
