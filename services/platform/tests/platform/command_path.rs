@@ -296,3 +296,181 @@ async fn a_refusal_is_not_decided_on_a_state_another_process_has_moved_past() {
         ]
     );
 }
+
+/// The numbers codec, holding the batch that adds 99 at its encoding until the test opens the
+/// gate: the commands sent meanwhile queue behind it and are decided together, as one batch.
+struct Gated {
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Codec<Numbers> for Gated {
+    async fn encode(&self, stream_id: &str, events: &[Change]) -> Result<Vec<NewEvent>> {
+        if events.contains(&Change::Add(99)) {
+            self.entered.notify_one();
+            self.gate.notified().await;
+        }
+        NumbersCodec.encode(stream_id, events).await
+    }
+
+    async fn decode(&self, events: &[RecordedEvent]) -> Result<Vec<Change>> {
+        NumbersCodec.decode(events).await
+    }
+
+    fn erased_subjects(&self, _: &str, _: &[Change]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Runs `commands` as one batch on a stream: a command adding 99 holds the stream while they
+/// queue behind it. Returns their results, in order.
+async fn one_batch(
+    repository: &Arc<Repository<Numbers, Gated>>,
+    entered: &tokio::sync::Notify,
+    gate: &tokio::sync::Notify,
+    commands: Vec<(Option<CommandKey>, Change)>,
+) -> Vec<Result<Appended, Rejected<&'static str>>> {
+    let holder = {
+        let repository = Arc::clone(repository);
+        tokio::spawn(async move {
+            repository
+                .execute(STREAM, None, &Metadata::default(), &Change::Add(99))
+                .await
+        })
+    };
+    entered.notified().await;
+    let queued: Vec<_> = commands
+        .into_iter()
+        .map(|(key, change)| {
+            let repository = Arc::clone(repository);
+            tokio::spawn(async move {
+                repository
+                    .execute(STREAM, key.as_ref(), &Metadata::default(), &change)
+                    .await
+            })
+        })
+        .collect();
+    // On this current-thread runtime each spawned call queues its command in its first poll,
+    // which a yield lets happen.
+    tokio::task::yield_now().await;
+    gate.notify_one();
+    holder.await.expect("holder").expect("99 added");
+    let mut results = Vec::new();
+    for call in queued {
+        results.push(call.await.expect("call"));
+    }
+    results
+}
+
+fn gated(
+    log: &EventLog,
+) -> (
+    Arc<Repository<Numbers, Gated>>,
+    Arc<tokio::sync::Notify>,
+    Arc<tokio::sync::Notify>,
+) {
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let codec = Gated {
+        entered: Arc::clone(&entered),
+        gate: Arc::clone(&gate),
+    };
+    (Arc::new(Repository::new(log.clone(), codec)), entered, gate)
+}
+
+#[tokio::test]
+async fn a_retry_in_a_batch_does_not_leave_its_batchmates_decided_on_events_never_written() {
+    let (_db, log) = log().await;
+    let (repository, entered, gate) = gated(&log);
+    let add = key("add-10", Change::Add(10));
+    let first = repository
+        .execute(STREAM, Some(&add), &Metadata::default(), &Change::Add(10))
+        .await
+        .expect("added");
+    repository
+        .execute(STREAM, None, &Metadata::default(), &Change::Remove(10))
+        .await
+        .expect("removed");
+    // In one batch: the retry (which, 10 being gone, decides to add it again: the append finds
+    // its key recorded and writes nothing) and a new request adding 10, decided after it on a
+    // state that holds the retry's 10.
+    let fresh = key("add-10-again", Change::Add(10));
+    let results = one_batch(
+        &repository,
+        &entered,
+        &gate,
+        vec![
+            (Some(add.clone()), Change::Add(10)),
+            (Some(fresh), Change::Add(10)),
+        ],
+    )
+    .await;
+    let retry = results[0].as_ref().expect("the retry answered");
+    assert_eq!(
+        *retry,
+        Appended {
+            replayed: true,
+            ..first
+        }
+    );
+    let again = results[1].as_ref().expect("the new request answered");
+    assert!(!again.replayed);
+    let stored = stored(&log).await;
+    assert_eq!(
+        stored,
+        [
+            Change::Add(10),
+            Change::Remove(10),
+            Change::Add(99),
+            Change::Add(10)
+        ],
+        "the new request's 10 was written"
+    );
+    assert_eq!(again.version, 4, "{again:?}");
+}
+
+#[tokio::test]
+async fn a_retry_in_a_batch_of_appends_does_not_fail_the_command_left_beside_it() {
+    let (_db, log) = log().await;
+    let (repository, entered, gate) = gated(&log);
+    let add = key("add-10", Change::Add(10));
+    let first = repository
+        .execute(STREAM, Some(&add), &Metadata::default(), &Change::Add(10))
+        .await
+        .expect("added");
+    repository
+        .execute(STREAM, None, &Metadata::default(), &Change::Remove(10))
+        .await
+        .expect("removed");
+    // Both append: the batch's statement fails on the retry's key, which is answered with its
+    // first result; the other command must still be written.
+    let results = one_batch(
+        &repository,
+        &entered,
+        &gate,
+        vec![
+            (Some(add.clone()), Change::Add(10)),
+            (Some(key("add-11", Change::Add(11))), Change::Add(11)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        results[0].as_ref().expect("the retry answered"),
+        &Appended {
+            replayed: true,
+            ..first
+        }
+    );
+    let other = results[1].as_ref().expect("the other command appended");
+    assert!(!other.replayed);
+    assert_eq!(
+        stored(&log).await,
+        [
+            Change::Add(10),
+            Change::Remove(10),
+            Change::Add(99),
+            Change::Add(11)
+        ]
+    );
+}
