@@ -47,6 +47,24 @@ pub(crate) struct CohortsArgs {
     /// Membership events timed through to the cohort roster.
     #[arg(long, default_value_t = 100)]
     samples: usize,
+    /// Only the latency from a membership command to cohorts (no join rates).
+    #[arg(long)]
+    latency_only: bool,
+}
+
+impl CohortsArgs {
+    /// The latency measurement alone, with `samples` members, for `kith bench projections`.
+    pub(crate) fn latency(database_url: &str, nats_url: &str, samples: usize) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            nats_url: nats_url.to_owned(),
+            joins: samples,
+            callers: 8,
+            cohorts: 1,
+            samples,
+            latency_only: true,
+        }
+    }
 }
 
 const SECRET: &str = "kith-bench-secret";
@@ -198,13 +216,15 @@ async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyh
         })
     };
     let addr = addr.await.context("the server did not start")?;
-    println!(
-        "kith bench cohorts: {} joins per measurement by {} callers over gRPC, on {} and {}",
-        args.joins,
-        args.callers,
-        redact(&args.database_url),
-        args.nats_url
-    );
+    if !args.latency_only {
+        println!(
+            "kith bench cohorts: {} joins per measurement by {} callers over gRPC, on {} and {}",
+            args.joins,
+            args.callers,
+            redact(&args.database_url),
+            args.nats_url
+        );
+    }
     let outcome = scenarios(args, addr, scratch).await;
     shutdown.cancel();
     server.await??;
@@ -220,6 +240,16 @@ async fn scenarios(args: &CohortsArgs, addr: SocketAddr, scratch: &Scratch) -> a
 
     // One cohort of 12, every join contending for it.
     let contended = open_cohort(&callers, owner, &community, version).await?;
+    if args.latency_only {
+        let mut client = callers.cohorts(0);
+        for member in members.iter() {
+            join(&mut client, *member, contended.clone()).await?;
+        }
+        return latency(
+            args, &callers, owner, &community, &members, &contended, scratch,
+        )
+        .await;
+    }
     let rate = {
         let (callers, members, cohort) = (
             Arc::clone(&callers),

@@ -3,6 +3,9 @@
 //! takes the same number of rows of the read model's shape in by COPY, in the same run on the
 //! same database.
 //!
+//! Then, live, the latency from a membership command's OK to cohorts' projection of it (and on
+//! to the cohort roster), beside raw NATS publish-to-delivery.
+//!
 //! The read model is cohorts' `communities` projection (who belongs to which community, in
 //! which role and standing); the backlog is membership events: joins, role changes, departures,
 //! bans and unbans over communities of up to thirty members.
@@ -40,6 +43,9 @@ pub(crate) struct ProjectionsArgs {
     /// Events in the backlog.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// Membership commands timed through to cohorts' projection of them.
+    #[arg(long, default_value_t = 100)]
+    samples: usize,
 }
 
 /// Members per community: Kith's groups are under thirty people.
@@ -50,8 +56,8 @@ const PER_COMMUNITY: u64 = 100;
 const FILL_CHUNK: u64 = 20_000;
 
 pub(crate) async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
-    if args.events == 0 {
-        anyhow::bail!("--events must be positive");
+    if args.events == 0 || args.samples == 0 {
+        anyhow::bail!("--events and --samples must be positive");
     }
     db::ensure_database(&args.database_url).await?;
     let scratch = Scratch::create(&args.database_url).await?;
@@ -59,7 +65,15 @@ pub(crate) async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
     let result = measure(&args, &scratch, &namespace).await;
     kith_platform::bus::delete_namespace(&args.nats_url, &namespace).await;
     scratch.drop().await?;
-    result
+    result?;
+    // Live: a command's OK in membership to cohorts' projection of it, with both services
+    // running, beside raw NATS (on a scratch database and namespace of its own).
+    crate::bench_cohorts::run(crate::bench_cohorts::CohortsArgs::latency(
+        &args.database_url,
+        &args.nats_url,
+        args.samples,
+    ))
+    .await
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
