@@ -242,7 +242,7 @@ async fn scenarios(args: &CohortsArgs, addr: SocketAddr, scratch: &Scratch) -> a
     let contended = open_cohort(&callers, owner, &community, version).await?;
     if args.latency_only {
         let mut client = callers.cohorts(0);
-        for member in members.iter() {
+        for member in members.iter().take(args.samples) {
             join(&mut client, *member, contended.clone()).await?;
         }
         return latency(

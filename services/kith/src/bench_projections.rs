@@ -18,13 +18,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kith_platform::config::NatsArgs;
 use kith_platform::db::{self, Schema};
 use kith_platform::eventlog::EventLog;
-use kith_platform::projection::{self, LogProjector, Projection};
+use kith_platform::projection::{self, BusSource, LogProjector, Projection};
 use kith_proto::membership as mpb;
 use prost::{Message, Name};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use kith_platform::testing::Lcg;
 
 use crate::bench::{Scratch, redact};
 
@@ -87,12 +89,11 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// The communities projection as cohorts runs it.
-fn communities(nats: &NatsArgs) -> anyhow::Result<Arc<dyn Projection>> {
+/// The communities projection as cohorts runs it, with the source it reads.
+fn communities(nats: &NatsArgs) -> anyhow::Result<(BusSource, Arc<dyn Projection>)> {
     kith_cohorts::bus_projections(nats)
         .into_iter()
-        .map(|(_, projection)| projection)
-        .find(|projection| projection.name() == "communities")
+        .find(|(_, projection)| projection.name() == "communities")
         .context("cohorts has no communities projection")
 }
 
@@ -137,19 +138,6 @@ async fn measure(args: &ProjectionsArgs, scratch: &Scratch, namespace: &str) -> 
     );
     log_pool.close().await;
     Ok(())
-}
-
-/// A small deterministic generator: the same backlog every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
 }
 
 fn encoded<M: Message + Name>(message: &M) -> (String, Vec<u8>) {
@@ -276,7 +264,7 @@ async fn copy_rate(pool: &PgPool, rows: u64) -> anyhow::Result<f64> {
 /// The projection applied over the log from the start, batch after batch as the service runs
 /// it; events per second.
 async fn catch_up_from_log(pool: &PgPool, nats: &NatsArgs, events: u64) -> anyhow::Result<f64> {
-    let projection = communities(nats)?;
+    let (_, projection) = communities(nats)?;
     projection::create_tables(pool, projection.as_ref()).await?;
     let projector = LogProjector::new(pool.clone(), projection, Arc::new(Notify::new()));
     let progress = bar(events, "catching up from the log");
@@ -322,11 +310,7 @@ async fn catch_up_from_bus(
     let schema = Schema::parse("cohorts")?;
     let pool = db::connect(&scratch.url, &schema, 4).await?;
     db::migrate(&pool, &schema, "cohorts", &[]).await?;
-    // The projection with its source, as cohorts runs them.
-    let (source, projection) = kith_cohorts::bus_projections(nats)
-        .into_iter()
-        .find(|(_, projection)| projection.name() == "communities")
-        .context("cohorts has no communities projection")?;
+    let (source, projection) = communities(nats)?;
     anyhow::ensure!(
         source.stream == spec.name,
         "cohorts reads {}",

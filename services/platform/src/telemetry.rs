@@ -151,6 +151,9 @@ pub fn current_traceparent() -> Option<String> {
 
 /// The W3C `traceparent` of `span`, when traces are being recorded.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    if !exporting() {
+        return None;
+    }
     let context = span.context();
     let mut carrier = HashMap::new();
     TraceContextPropagator::new().inject_context(&context, &mut MapInjector(&mut carrier));

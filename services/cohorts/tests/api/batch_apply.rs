@@ -6,24 +6,11 @@
 
 use chrono::Utc;
 use kith_platform::eventlog::RecordedEvent;
-use kith_platform::testing::TestDatabase;
+use kith_platform::testing::{Lcg, Statements, TestDatabase};
 use kith_proto::membership as pb;
 use prost::{Message, Name};
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
-
-/// A small deterministic generator, so a failure can be replayed from its seed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
 
 fn recorded(
     community: Uuid,
@@ -287,23 +274,10 @@ async fn a_batch_leaves_the_tables_that_its_events_one_at_a_time_leave() {
     }
 }
 
-/// Counts the statements sqlx sends (each is logged under the `sqlx::query` target when it ends).
-#[derive(Clone, Default)]
-struct Statements(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() == "sqlx::query" {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-}
-
 // A current-thread runtime, so that the counting subscriber, set for this thread, sees every
 // statement.
 #[tokio::test]
 async fn a_batch_costs_a_statement_per_table_whatever_its_size() {
-    use tracing_subscriber::layer::SubscriberExt;
     let db = TestDatabase::create().await;
     let nats = kith_platform::config::NatsArgs {
         nats_url: kith_platform::testing::nats_url(),
@@ -325,15 +299,13 @@ async fn a_batch_costs_a_statement_per_table_whatever_its_size() {
     let mut conn = pool.acquire().await.expect("connection");
     let mut tx = conn.begin().await.expect("begin");
 
-    let statements = Statements::default();
-    let counting =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(statements.clone()));
+    let (statements, counting) = Statements::count_on_this_thread();
     projection
         .apply_batch(&mut tx, &refs)
         .await
         .expect("apply batch");
     drop(counting);
-    let sent = statements.0.load(std::sync::atomic::Ordering::SeqCst);
+    let sent = statements.taken();
     assert!(
         sent >= 2,
         "the counter saw {sent} statements: it is not counting"

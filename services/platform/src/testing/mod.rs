@@ -3,12 +3,14 @@
 //! a message saying what to start; nothing is skipped.
 
 mod collector;
+mod fixtures;
 mod processes;
 mod proxy;
 
 use std::time::Duration;
 
 pub use collector::{Collector, ReceivedSpan, kind as span_kind};
+pub use fixtures::{Lcg, Statements};
 pub use processes::{PrivateNats, PrivatePostgres, free_port};
 pub use proxy::SilentProxy;
 

@@ -5,13 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use kith_platform::aggregate::{Codec, Decider, Rejected, Repository};
 use kith_platform::eventlog::{Appended, CommandKey, EventLog, Metadata, NewEvent, RecordedEvent};
+use kith_platform::testing::Statements;
 use kith_platform::{Error, Result};
-use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
 
 use crate::helpers::log;
@@ -119,24 +118,6 @@ async fn stored(log: &EventLog) -> Vec<Change> {
     NumbersCodec.decode(&events).await.expect("decode")
 }
 
-/// Counts the statements sqlx sends (each is logged under the `sqlx::query` target when it ends).
-#[derive(Clone, Default)]
-struct Statements(Arc<AtomicUsize>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() == "sqlx::query" {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl Statements {
-    fn taken(&self) -> usize {
-        self.0.swap(0, Ordering::SeqCst)
-    }
-}
-
 // A current-thread runtime, so that the counting subscriber, set for this thread, sees the
 // statements of the tasks the repository spawns too.
 #[tokio::test]
@@ -151,9 +132,7 @@ async fn a_command_on_a_stream_in_memory_costs_one_statement_with_or_without_a_r
     .await
     .expect("the first command loads the stream");
 
-    let statements = Statements::default();
-    let _counting =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(statements.clone()));
+    let (statements, _counting) = Statements::count_on_this_thread();
     let keyed = run(
         &repository,
         Some(&key("k1", Change::Add(1))),
@@ -379,10 +358,9 @@ fn gated(
     (Arc::new(Repository::new(log.clone(), codec)), entered, gate)
 }
 
-#[tokio::test]
-async fn a_retry_in_a_batch_does_not_leave_its_batchmates_decided_on_events_never_written() {
-    let (_db, log) = log().await;
-    let (repository, entered, gate) = gated(&log);
+/// Adds 10 under a key, then removes it: a retry of the add would now append again. Returns the
+/// key and the add's result.
+async fn added_then_removed(repository: &Repository<Numbers, Gated>) -> (CommandKey, Appended) {
     let add = key("add-10", Change::Add(10));
     let first = repository
         .execute(STREAM, Some(&add), &Metadata::default(), &Change::Add(10))
@@ -392,6 +370,14 @@ async fn a_retry_in_a_batch_does_not_leave_its_batchmates_decided_on_events_neve
         .execute(STREAM, None, &Metadata::default(), &Change::Remove(10))
         .await
         .expect("removed");
+    (add, first)
+}
+
+#[tokio::test]
+async fn a_retry_in_a_batch_does_not_leave_its_batchmates_decided_on_events_never_written() {
+    let (_db, log) = log().await;
+    let (repository, entered, gate) = gated(&log);
+    let (add, first) = added_then_removed(&repository).await;
     // In one batch: the retry (which, 10 being gone, decides to add it again: the append finds
     // its key recorded and writes nothing) and a new request adding 10, decided after it on a
     // state that holds the retry's 10.
@@ -434,15 +420,7 @@ async fn a_retry_in_a_batch_does_not_leave_its_batchmates_decided_on_events_neve
 async fn a_retry_in_a_batch_of_appends_does_not_fail_the_command_left_beside_it() {
     let (_db, log) = log().await;
     let (repository, entered, gate) = gated(&log);
-    let add = key("add-10", Change::Add(10));
-    let first = repository
-        .execute(STREAM, Some(&add), &Metadata::default(), &Change::Add(10))
-        .await
-        .expect("added");
-    repository
-        .execute(STREAM, None, &Metadata::default(), &Change::Remove(10))
-        .await
-        .expect("removed");
+    let (add, first) = added_then_removed(&repository).await;
     // Both append: the batch's statement fails on the retry's key, which is answered with its
     // first result; the other command must still be written.
     let results = one_batch(

@@ -13,24 +13,7 @@ use super::super::{
 };
 use super::{COACH, OTHER_COACH, details, given, joined, member, now, opened, plus, waitlisted};
 
-/// A linear congruential generator (Knuth's MMIX constants): deterministic, and enough to stir
-/// the commands.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        let at = usize::try_from(self.below(items.len() as u64)).unwrap();
-        items[at]
-    }
-}
+use kith_platform::testing::Lcg;
 
 /// The seats and waitlist as a naive model folds them, to check the indexed state against.
 #[derive(Default)]
