@@ -23,8 +23,14 @@ pub mod kith {
             include!(concat!(env!("OUT_DIR"), "/kith.cohorts.v1.rs"));
         }
     }
+    pub mod messaging {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/kith.messaging.v1.rs"));
+        }
+    }
 }
 
 pub use kith::cohorts::v1 as cohorts;
 pub use kith::membership::v1 as membership;
+pub use kith::messaging::v1 as messaging;
 pub use kith::platform::v1 as platform;

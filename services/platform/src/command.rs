@@ -23,6 +23,8 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// An argument is out of range, whatever the state.
     InvalidArgument,
+    /// A quota of the actor's is used up for now (slow mode); it passes with time.
+    ResourceExhausted,
 }
 
 /// A domain's refusal: its message says what is wrong, its kind picks the status code, and its
@@ -43,11 +45,21 @@ pub trait Refusal: std::fmt::Display {
     fn field(&self) -> Option<&'static str> {
         None
     }
+    /// For a refusal that passes with time, how long to wait: sent as a `google.rpc.RetryInfo`.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The status a domain refusal answers with.
 pub fn status_from_refusal(err: &impl Refusal) -> Status {
-    refusal(err.kind(), err.reason(), err.to_string(), err.field())
+    refusal_status(
+        err.kind(),
+        err.reason(),
+        err.to_string(),
+        err.field(),
+        err.retry_after(),
+    )
 }
 
 /// A refusal's status: the code of `kind`, the message, a `google.rpc.ErrorInfo` with `reason`,
@@ -59,15 +71,25 @@ pub fn refusal(
     message: impl Into<String>,
     field: Option<&str>,
 ) -> Status {
+    refusal_status(kind, reason, message.into(), field, None)
+}
+
+fn refusal_status(
+    kind: ErrorKind,
+    reason: &str,
+    message: String,
+    field: Option<&str>,
+    retry_after: Option<std::time::Duration>,
+) -> Status {
     use tonic::Code;
     use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
-    let message = message.into();
     let code = match kind {
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::PermissionDenied => Code::PermissionDenied,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
     };
     let mut details = match (kind, field) {
         (ErrorKind::InvalidArgument, Some(field)) => {
@@ -75,6 +97,9 @@ pub fn refusal(
         }
         _ => ErrorDetails::new(),
     };
+    if let Some(wait) = retry_after {
+        details.set_retry_info(Some(wait));
+    }
     details.set_error_info(
         reason,
         crate::grpc::ERROR_DOMAIN,

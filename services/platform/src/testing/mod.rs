@@ -530,6 +530,16 @@ pub mod decider {
                 Err(error) => assert_eq!(error, expected),
             }
         }
+
+        /// Checks the refusal and goes on from the unchanged state, for the next `when`.
+        #[track_caller]
+        pub fn then_error_and_keep(self, expected: D::Error) -> Given<D> {
+            match self.result {
+                Ok(events) => panic!("expected the refusal {expected:?}, got events {events:?}"),
+                Err(error) => assert_eq!(error, expected),
+            }
+            Given { state: self.state }
+        }
     }
 }
 

@@ -1,0 +1,8 @@
+//! The messaging service: each cohort's conversation (threads, replies, edits with their
+//! history, deletions, pins, reactions, mentions), direct messages between two to nine members,
+//! read cursors and unread counts, and moderation (hide, report, slow mode). It learns who may
+//! read what from membership's and cohorts' events only. `domain` decides, the rest is I/O
+//! around it.
+
+pub mod domain;
+pub mod service;
