@@ -4,5 +4,6 @@
 //! read what from membership's and cohorts' events only. `domain` decides, the rest is I/O
 //! around it.
 
+pub mod codec;
 pub mod domain;
 pub mod service;
