@@ -6,4 +6,5 @@
 
 pub mod codec;
 pub mod domain;
+pub mod projections;
 pub mod service;

@@ -1,0 +1,4 @@
+//! Read models. Access (who reads which conversation) comes from membership's and cohorts'
+//! streams on the bus.
+
+pub mod access;
