@@ -10,7 +10,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     collect(&root.join("kith"), &mut files)?;
     files.sort();
     // tonic-prost-build does not watch protos on its own.
-    println!("cargo:rerun-if-changed={}", root.join("kith").display());
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }
@@ -32,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn collect(dir: &std::path::Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    // A folder's mtime changes when a file is added to it, not to its subfolders: watch each,
+    // so that a new proto in an existing package is compiled.
+    println!("cargo:rerun-if-changed={}", dir.display());
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {

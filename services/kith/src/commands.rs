@@ -36,6 +36,11 @@ const SERVICES: &[Service] = &[
         projections: kith_cohorts::projections,
         bus_projections: kith_cohorts::bus_projections,
     },
+    Service {
+        name: kith_messaging::SERVICE,
+        projections: kith_messaging::projections,
+        bus_projections: kith_messaging::bus_projections,
+    },
 ];
 
 pub(crate) fn service_names() -> Vec<&'static str> {
@@ -130,6 +135,14 @@ async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
         ),
         false => None,
     };
+    let messaging = match args.runs(kith_messaging::SERVICE) {
+        true => Some(
+            kith_messaging::start(&runtime)
+                .await
+                .context("starting messaging")?,
+        ),
+        false => None,
+    };
     let mut names = Vec::new();
     if membership.is_some() {
         names.push("kith.membership.v1.MembershipService");
@@ -137,9 +150,13 @@ async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
     if cohorts.is_some() {
         names.push(kith_cohorts::service::GRPC_SERVICE);
     }
+    if messaging.is_some() {
+        names.push(kith_messaging::service::GRPC_SERVICE);
+    }
     let router = kith_platform::grpc::server()
         .add_optional_service(membership.map(|started| started.server))
-        .add_optional_service(cohorts.map(|started| started.server));
+        .add_optional_service(cohorts.map(|started| started.server))
+        .add_optional_service(messaging.map(|started| started.server));
     runtime::serve(
         &runtime,
         args.listen.listen,

@@ -88,6 +88,7 @@ async fn kith_up_serves_health_and_membership_and_stops_on_sigterm() {
     for service in [
         "kith.membership.v1.MembershipService",
         "kith.cohorts.v1.CohortsService",
+        "kith.messaging.v1.MessagingService",
     ] {
         assert!(listed.contains(&service.to_owned()), "{listed:?}");
     }

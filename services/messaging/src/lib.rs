@@ -4,7 +4,11 @@
 //! read what from membership's and cohorts' events only. `domain` decides, the rest is I/O
 //! around it.
 
+mod api;
 pub mod codec;
 pub mod domain;
 pub mod projections;
 pub mod service;
+
+pub use api::Api;
+pub use service::{Messaging, SERVICE, bus_projections, projections, start};

@@ -164,6 +164,7 @@ impl Projection for Members {
         }
         if matches!(change, Change::Erased) {
             erase(conn, community, member).await?;
+            super::messages::blank_erased(conn, community, member).await?;
         }
         self.advance(conn, event).await
     }

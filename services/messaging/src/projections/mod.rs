@@ -2,3 +2,7 @@
 //! streams on the bus.
 
 pub mod access;
+pub mod messages;
+
+pub use access::{Members, Places};
+pub use messages::Messages;

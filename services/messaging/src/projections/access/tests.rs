@@ -47,6 +47,9 @@ impl World {
     async fn new() -> (TestDatabase, Self) {
         let db = TestDatabase::create().await;
         let pool = db.pool("messaging", &[]).await;
+        // The service creates the messages projection too: an erasure blanks its rows.
+        let messages = crate::projections::Messages::new(Sealer::with_keks(pool.clone(), None));
+        create_tables(&pool, &messages).await.unwrap();
         create_tables(&pool, &Members).await.unwrap();
         create_tables(&pool, &Places).await.unwrap();
         let world = Self {

@@ -1,0 +1,464 @@
+//! The mutating calls: authenticate, validate every field (all violations at once), then run the
+//! command with the caller's access.
+
+use chrono::Utc;
+use kith_platform::aggregate::Rejected;
+use kith_platform::command::{self, command_key, committed, status_from_rejected};
+use kith_platform::eventlog::Appended;
+use kith_platform::validation::Violations;
+use kith_proto::messaging as pb;
+use kith_proto::platform::Committed;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{Api, ID_NAMESPACE, derived_id, direct_id};
+use crate::domain::{
+    Action, Body, Command, DomainError, MAX_DIRECT_PARTICIPANTS, Mentions, Reaction, ReaderAction,
+    ReaderCommand, Title,
+};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn incomplete() -> Status {
+    Status::internal("request validation was incomplete")
+}
+
+/// Checks a text field with the domain's parser, naming the field.
+fn text<T>(
+    v: &mut Violations,
+    field: &str,
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, crate::domain::InvalidValue>,
+) -> Option<T> {
+    v.check(field, parse(raw))
+}
+
+/// An optional title: empty means none.
+fn title(v: &mut Violations, raw: &str) -> Option<Option<Title>> {
+    if raw.is_empty() {
+        Some(None)
+    } else {
+        text(v, "title", raw, Title::parse).map(Some)
+    }
+}
+
+/// An optional id: empty means none.
+fn optional_id(v: &mut Violations, field: &str, raw: &str) -> Option<Option<Uuid>> {
+    if raw.is_empty() {
+        Some(None)
+    } else {
+        v.uuid(field, raw).map(Some)
+    }
+}
+
+/// Who a body mentions. `@cohort` mentions everyone who reads a cohort conversation; members
+/// by handle are resolved once membership shares handles with messaging (see the README).
+fn mentions(body: &Body) -> Mentions {
+    let everyone = body
+        .as_str()
+        .split(|c: char| !(c.is_alphanumeric() || c == '@' || c == '_'))
+        .any(|word| word.eq_ignore_ascii_case("@cohort"));
+    Mentions {
+        members: Vec::new(),
+        everyone,
+    }
+}
+
+impl Api {
+    /// Runs a conversation command for `caller`: its access as this replica knows it, and once
+    /// more after a short grace when refused for who the caller is and that is changing.
+    async fn converse<T: prost::Message + prost::Name>(
+        &self,
+        request: &Request<T>,
+        caller: Uuid,
+        request_id: &str,
+        conversation: Uuid,
+        action: Action,
+    ) -> Result<Appended, Status> {
+        let key = command_key(request, caller, request_id);
+        let metadata = command::metadata(request, &ID_NAMESPACE, caller, request_id);
+        let known = self.known_soon(conversation).await?;
+        let mut access = match &known {
+            Some(known) => self.access_now(conversation, known, caller).await?,
+            None => Default::default(),
+        };
+        let mut retried = false;
+        loop {
+            let command = Command {
+                actor: caller,
+                access,
+                origin: known.as_ref().and_then(|k| Self::origin(conversation, k)),
+                now: Utc::now(),
+                action: action.clone(),
+            };
+            match self
+                .conversations
+                .execute(&conversation.to_string(), Some(&key), &metadata, &command)
+                .await
+            {
+                Ok(appended) => return Ok(appended),
+                Err(Rejected::Domain(DomainError::NotAReader | DomainError::Forbidden(_)))
+                    if !retried
+                        && let Some(known) = &known
+                        && let Some(now) = self
+                            .access_changes(conversation, known, caller, access)
+                            .await? =>
+                {
+                    retried = true;
+                    access = now;
+                }
+                Err(rejected) => return Err(status_from_rejected(&rejected)),
+            }
+        }
+    }
+
+    pub(super) async fn post_message(
+        &self,
+        request: Request<pb::PostMessageRequest>,
+    ) -> Reply<pb::PostMessageResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let thread = optional_id(&mut v, "thread_id", &r.thread_id);
+        let title = title(&mut v, &r.title);
+        let body = text(&mut v, "body", &r.body, Body::parse);
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(thread), Some(title), Some(body)) =
+            (request_id, conversation, thread, title, body)
+        else {
+            return Err(incomplete());
+        };
+        let message_id = derived_id(caller, &request_id, "message");
+        let mentions = mentions(&body);
+        let appended = self
+            .converse(
+                &request,
+                caller,
+                &request_id,
+                conversation,
+                Action::Post {
+                    message_id,
+                    thread,
+                    title,
+                    body,
+                    mentions,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::PostMessageResponse {
+            seq: appended.version,
+            committed: Some(committed(appended)),
+            message_id: message_id.to_string(),
+        }))
+    }
+
+    pub(super) async fn edit_message(
+        &self,
+        request: Request<pb::EditMessageRequest>,
+    ) -> Reply<pb::EditMessageResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let message_id = v.uuid("message_id", &r.message_id);
+        let title = title(&mut v, &r.title);
+        let body = text(&mut v, "body", &r.body, Body::parse);
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(message_id), Some(title), Some(body)) =
+            (request_id, conversation, message_id, title, body)
+        else {
+            return Err(incomplete());
+        };
+        let mentions = mentions(&body);
+        let appended = self
+            .converse(
+                &request,
+                caller,
+                &request_id,
+                conversation,
+                Action::Edit {
+                    message_id,
+                    title,
+                    body,
+                    mentions,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::EditMessageResponse {
+            committed: Some(committed(appended)),
+        }))
+    }
+
+    pub(super) async fn delete_message(
+        &self,
+        request: Request<pb::DeleteMessageRequest>,
+    ) -> Reply<pb::DeleteMessageResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let message_id = v.uuid("message_id", &r.message_id);
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(message_id)) =
+            (request_id, conversation, message_id)
+        else {
+            return Err(incomplete());
+        };
+        let appended = self
+            .converse(
+                &request,
+                caller,
+                &request_id,
+                conversation,
+                Action::Delete { message_id },
+            )
+            .await?;
+        Ok(Response::new(pb::DeleteMessageResponse {
+            committed: Some(committed(appended)),
+        }))
+    }
+
+    /// Adding and removing a reaction: the same fields, another action.
+    async fn reaction<T: prost::Message + prost::Name>(
+        &self,
+        request: &Request<T>,
+        fields: (&str, &str, &str, &str),
+        action: impl FnOnce(Uuid, Reaction) -> Action,
+    ) -> Result<Committed, Status> {
+        let caller = self.caller(request)?;
+        let (request_id, conversation, message_id, reaction) = fields;
+        let mut v = Violations::new();
+        let request_id = v.request_id(request_id);
+        let conversation = v.uuid("conversation_id", conversation);
+        let message_id = v.uuid("message_id", message_id);
+        let reaction = text(&mut v, "reaction", reaction, Reaction::parse);
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(message_id), Some(reaction)) =
+            (request_id, conversation, message_id, reaction)
+        else {
+            return Err(incomplete());
+        };
+        self.converse(
+            request,
+            caller,
+            &request_id,
+            conversation,
+            action(message_id, reaction),
+        )
+        .await
+        .map(committed)
+    }
+
+    pub(super) async fn add_reaction(
+        &self,
+        request: Request<pb::AddReactionRequest>,
+    ) -> Reply<pb::AddReactionResponse> {
+        let r = request.get_ref();
+        let fields = (
+            r.request_id.as_str(),
+            r.conversation_id.as_str(),
+            r.message_id.as_str(),
+            r.reaction.as_str(),
+        );
+        let committed = self
+            .reaction(&request, fields, |message_id, reaction| Action::React {
+                message_id,
+                reaction,
+            })
+            .await?;
+        Ok(Response::new(pb::AddReactionResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn remove_reaction(
+        &self,
+        request: Request<pb::RemoveReactionRequest>,
+    ) -> Reply<pb::RemoveReactionResponse> {
+        let r = request.get_ref();
+        let fields = (
+            r.request_id.as_str(),
+            r.conversation_id.as_str(),
+            r.message_id.as_str(),
+            r.reaction.as_str(),
+        );
+        let committed = self
+            .reaction(&request, fields, |message_id, reaction| Action::Unreact {
+                message_id,
+                reaction,
+            })
+            .await?;
+        Ok(Response::new(pb::RemoveReactionResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn open_direct_conversation(
+        &self,
+        request: Request<pb::OpenDirectConversationRequest>,
+    ) -> Reply<pb::OpenDirectConversationResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        let community = v.uuid("community_id", &r.community_id);
+        let mut others = Vec::new();
+        for (i, id) in r.participant_ids.iter().enumerate() {
+            if let Some(id) = v.uuid(&format!("participant_ids[{i}]"), id) {
+                others.push(id);
+            }
+        }
+        if r.participant_ids.is_empty() || r.participant_ids.len() >= MAX_DIRECT_PARTICIPANTS {
+            v.add(
+                "participant_ids",
+                format!(
+                    "names 1 to {} others (a direct conversation is 2 to {MAX_DIRECT_PARTICIPANTS} people)",
+                    MAX_DIRECT_PARTICIPANTS - 1
+                ),
+            );
+        }
+        v.finish()?;
+        let (Some(request_id), Some(community)) = (request_id, community) else {
+            return Err(incomplete());
+        };
+        let mut participants = others;
+        participants.push(caller);
+        participants.sort();
+        let conversation = direct_id(community, &participants);
+        let mut not_members = Vec::new();
+        for participant in &participants {
+            if self.role_in(community, *participant).await?.is_none() {
+                not_members.push(*participant);
+            }
+        }
+        // Someone who joined a moment ago is not refused while the event is on its way.
+        if !not_members.is_empty() {
+            let deadline = tokio::time::Instant::now() + super::STANDING_GRACE;
+            let found = self
+                .members
+                .wait_until(deadline, || async {
+                    for participant in &not_members {
+                        let active: Option<bool> = sqlx::query_scalar(
+                            "SELECT active FROM community_members WHERE community_id = $1 AND member_id = $2",
+                        )
+                        .bind(community)
+                        .bind(participant)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                        if active != Some(true) {
+                            return Ok(None);
+                        }
+                    }
+                    Ok(Some(()))
+                })
+                .await
+                .map_err(|err| kith_platform::grpc::status_from_platform(&err))?;
+            if found.is_some() {
+                not_members.clear();
+            }
+        }
+        let key = command_key(&request, caller, &request_id);
+        let metadata = command::metadata(&request, &ID_NAMESPACE, caller, &request_id);
+        let command = Command {
+            actor: caller,
+            access: crate::domain::Access {
+                reader: true,
+                ..Default::default()
+            },
+            origin: None,
+            now: Utc::now(),
+            action: Action::OpenDirect {
+                community_id: community,
+                participants,
+                not_members,
+            },
+        };
+        let appended = self
+            .conversations
+            .execute(&conversation.to_string(), Some(&key), &metadata, &command)
+            .await
+            .map_err(|rejected| status_from_rejected(&rejected))?;
+        Ok(Response::new(pb::OpenDirectConversationResponse {
+            committed: Some(committed(appended)),
+            conversation_id: conversation.to_string(),
+        }))
+    }
+
+    pub(super) async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Reply<pb::MarkReadResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let thread = optional_id(&mut v, "thread_id", &r.thread_id);
+        if r.seq < 1 {
+            v.add("seq", "must be the seq of a message (1 or more)");
+        }
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(thread)) =
+            (request_id, conversation, thread)
+        else {
+            return Err(incomplete());
+        };
+        let known = self.reader_of(conversation, caller).await?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = $1")
+                .bind(conversation.to_string())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(kith_platform::paging::status_from_db)?;
+        let mut v = Violations::new();
+        if r.seq > last.unwrap_or(0) {
+            v.add("seq", "is past the conversation's latest message");
+        }
+        if let Some(thread) = thread {
+            if known.kind == crate::domain::ConversationKind::Direct {
+                v.add(
+                    "thread_id",
+                    "a direct conversation has no threads; leave it empty",
+                );
+            } else {
+                let is_thread: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND message_id = $2 AND thread_id = $2)",
+                )
+                .bind(conversation)
+                .bind(thread)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(kith_platform::paging::status_from_db)?;
+                if !is_thread {
+                    v.add(
+                        "thread_id",
+                        format!("no thread {thread} in this conversation"),
+                    );
+                }
+            }
+        }
+        v.finish()?;
+        let key = command_key(&request, caller, &request_id);
+        let metadata = command::metadata(&request, &ID_NAMESPACE, caller, &request_id);
+        let command = ReaderCommand {
+            actor: caller,
+            action: ReaderAction::MoveCursor {
+                conversation_id: conversation,
+                thread,
+                seq: r.seq,
+            },
+        };
+        let appended = self
+            .readers
+            .execute(&caller.to_string(), Some(&key), &metadata, &command)
+            .await
+            .map_err(|rejected| status_from_rejected(&rejected))?;
+        Ok(Response::new(pb::MarkReadResponse {
+            committed: Some(committed(appended)),
+        }))
+    }
+}

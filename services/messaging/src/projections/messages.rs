@@ -1,0 +1,543 @@
+//! The conversations as readers see them, from the service's own log: conversations, messages
+//! (their latest version, and every version for the history), threads with their reply counts
+//! and latest activity, reactions, reports, and each member's read cursors, follows and receipt
+//! setting.
+//!
+//! Bodies and titles are stored opened, for reading and search; a deletion blanks them here as
+//! its key goes, and an erasure blanks every message of the member (see [`super::access`]). A
+//! rebuild opens nothing whose key is gone, so it shows the same.
+
+use async_trait::async_trait;
+use kith_platform::Result;
+use kith_platform::eventlog::RecordedEvent;
+use kith_platform::projection::Projection;
+use kith_platform::sealing::Sealer;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::codec::{decode, decode_reader};
+use crate::domain::{ConversationKind, Event, ReaderEvent};
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS conversations (
+    conversation_id uuid    PRIMARY KEY,
+    kind            text    NOT NULL,
+    community_id    uuid    NOT NULL,
+    participants    uuid[]  NOT NULL,
+    slow_mode       int     NOT NULL DEFAULT 0,
+    last_seq        bigint  NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS conversations_participants ON conversations USING gin (participants);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id   uuid        NOT NULL,
+    message_id        uuid        NOT NULL,
+    seq               bigint      NOT NULL,
+    thread_id         uuid,
+    author_id         uuid        NOT NULL,
+    community_id      uuid        NOT NULL,
+    title             text,
+    body              text,
+    mentioned_ids     uuid[]      NOT NULL,
+    mentions_everyone bool        NOT NULL,
+    posted_at         timestamptz NOT NULL,
+    edited_at         timestamptz,
+    deleted           bool        NOT NULL DEFAULT false,
+    hidden            bool        NOT NULL DEFAULT false,
+    erased            bool        NOT NULL DEFAULT false,
+    PRIMARY KEY (conversation_id, message_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_seq ON messages (conversation_id, seq);
+CREATE INDEX IF NOT EXISTS messages_thread ON messages (conversation_id, thread_id, seq);
+CREATE INDEX IF NOT EXISTS messages_author ON messages (community_id, author_id);
+CREATE TABLE IF NOT EXISTS message_versions (
+    conversation_id uuid        NOT NULL,
+    message_id      uuid        NOT NULL,
+    version         int         NOT NULL,
+    title           text,
+    body            text,
+    written_at      timestamptz NOT NULL,
+    PRIMARY KEY (conversation_id, message_id, version)
+);
+CREATE TABLE IF NOT EXISTS threads (
+    conversation_id  uuid        NOT NULL,
+    thread_id        uuid        NOT NULL,
+    reply_count      int         NOT NULL DEFAULT 0,
+    last_seq         bigint      NOT NULL,
+    last_activity_at timestamptz NOT NULL,
+    pinned           bool        NOT NULL DEFAULT false,
+    PRIMARY KEY (conversation_id, thread_id)
+);
+CREATE INDEX IF NOT EXISTS threads_activity ON threads (conversation_id, pinned DESC, last_seq DESC);
+CREATE TABLE IF NOT EXISTS reactions (
+    conversation_id uuid NOT NULL,
+    message_id      uuid NOT NULL,
+    member_id       uuid NOT NULL,
+    reaction        text NOT NULL,
+    PRIMARY KEY (conversation_id, message_id, member_id, reaction)
+);
+CREATE TABLE IF NOT EXISTS reports (
+    report_id       uuid PRIMARY KEY,
+    conversation_id uuid NOT NULL,
+    message_id      uuid NOT NULL,
+    reporter_id     uuid NOT NULL,
+    reason          text,
+    resolved_by     uuid
+);
+CREATE TABLE IF NOT EXISTS read_cursors (
+    member_id       uuid   NOT NULL,
+    conversation_id uuid   NOT NULL,
+    -- The nil uuid for the conversation's own cursor (every thread, or a direct conversation).
+    thread_key      uuid   NOT NULL,
+    seq             bigint NOT NULL,
+    PRIMARY KEY (member_id, conversation_id, thread_key)
+);
+CREATE INDEX IF NOT EXISTS read_cursors_conversation ON read_cursors (conversation_id, thread_key, seq);
+CREATE TABLE IF NOT EXISTS follows (
+    member_id       uuid NOT NULL,
+    conversation_id uuid NOT NULL,
+    thread_id       uuid NOT NULL,
+    following       bool NOT NULL,
+    PRIMARY KEY (member_id, conversation_id, thread_id)
+);
+CREATE TABLE IF NOT EXISTS reader_settings (
+    member_id        uuid PRIMARY KEY,
+    private_receipts bool NOT NULL
+);
+";
+
+/// The read model of conversations and read state.
+#[derive(Debug)]
+pub struct Messages {
+    sealer: Sealer,
+}
+
+impl Messages {
+    pub fn new(sealer: Sealer) -> Self {
+        Self { sealer }
+    }
+}
+
+fn kind_name(kind: ConversationKind) -> &'static str {
+    match kind {
+        ConversationKind::Cohort => "cohort",
+        ConversationKind::Direct => "direct",
+    }
+}
+
+#[async_trait]
+impl Projection for Messages {
+    fn name(&self) -> &'static str {
+        "messages"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "conversations",
+            "messages",
+            "message_versions",
+            "threads",
+            "reactions",
+            "reports",
+            "read_cursors",
+            "follows",
+            "reader_settings",
+        ]
+    }
+
+    fn ddl(&self) -> &'static str {
+        DDL
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {
+        match event.stream_type.as_str() {
+            "conversation" => {
+                let mut opener = self.sealer.opener();
+                let decoded = decode(Some(&mut opener), event).await?;
+                let conversation: Uuid = kith_platform::wire::stored_id(&event.stream_id)?;
+                apply_conversation(conn, conversation, event, decoded).await
+            }
+            "reader" => {
+                let member: Uuid = kith_platform::wire::stored_id(&event.stream_id)?;
+                apply_reader(conn, member, decode_reader(event)?).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn apply_conversation(
+    conn: &mut PgConnection,
+    conversation: Uuid,
+    recorded: &RecordedEvent,
+    event: Event,
+) -> Result<()> {
+    let seq = recorded.version;
+    match event {
+        Event::ConversationStarted {
+            kind,
+            community_id,
+            participants,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO conversations (conversation_id, kind, community_id, participants, last_seq)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (conversation_id) DO NOTHING",
+            )
+            .bind(conversation)
+            .bind(kind_name(kind))
+            .bind(community_id)
+            .bind(participants)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::MessagePosted {
+            message_id,
+            thread,
+            author,
+            title,
+            body,
+            mentions,
+            posted_at,
+        } => {
+            let erased = body.is_none();
+            let title = title.map(|t| t.as_str().to_owned());
+            let body = body.map(|b| b.as_str().to_owned());
+            sqlx::query(
+                "INSERT INTO messages (conversation_id, message_id, seq, thread_id, author_id,
+                     community_id, title, body, mentioned_ids, mentions_everyone, posted_at, erased)
+                 SELECT $1, $2, $3, $4, $5, c.community_id, $6, $7, $8, $9, $10, $11
+                 FROM conversations c WHERE c.conversation_id = $1
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(conversation)
+            .bind(message_id)
+            .bind(seq)
+            .bind(thread)
+            .bind(author)
+            .bind(&title)
+            .bind(&body)
+            .bind(&mentions.members)
+            .bind(mentions.everyone)
+            .bind(posted_at)
+            .bind(erased)
+            .execute(&mut *conn)
+            .await?;
+            version(conn, conversation, message_id, title, body, posted_at).await?;
+            match thread {
+                Some(thread) if thread == message_id => {
+                    sqlx::query(
+                        "INSERT INTO threads (conversation_id, thread_id, last_seq, last_activity_at)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(conversation)
+                    .bind(thread)
+                    .bind(seq)
+                    .bind(posted_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Some(thread) => {
+                    sqlx::query(
+                        "UPDATE threads SET reply_count = reply_count + 1,
+                             last_seq = GREATEST(last_seq, $3), last_activity_at = GREATEST(last_activity_at, $4)
+                         WHERE conversation_id = $1 AND thread_id = $2",
+                    )
+                    .bind(conversation)
+                    .bind(thread)
+                    .bind(seq)
+                    .bind(posted_at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                None => {}
+            }
+            sqlx::query(
+                "UPDATE conversations SET last_seq = GREATEST(last_seq, $2) WHERE conversation_id = $1",
+            )
+            .bind(conversation)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::MessageEdited {
+            message_id,
+            title,
+            body,
+            mentions,
+            ..
+        } => {
+            let title = title.map(|t| t.as_str().to_owned());
+            let body = body.map(|b| b.as_str().to_owned());
+            sqlx::query(
+                "UPDATE messages SET title = $3, body = $4, mentioned_ids = $5,
+                     mentions_everyone = $6, edited_at = $7
+                 WHERE conversation_id = $1 AND message_id = $2 AND NOT deleted AND NOT erased",
+            )
+            .bind(conversation)
+            .bind(message_id)
+            .bind(&title)
+            .bind(&body)
+            .bind(&mentions.members)
+            .bind(mentions.everyone)
+            .bind(recorded.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+            version(
+                conn,
+                conversation,
+                message_id,
+                title,
+                body,
+                recorded.recorded_at,
+            )
+            .await?;
+        }
+        Event::MessageDeleted { message_id, .. } => {
+            let thread: Option<Option<Uuid>> = sqlx::query_scalar(
+                "UPDATE messages SET deleted = true, title = NULL, body = NULL
+                 WHERE conversation_id = $1 AND message_id = $2 AND NOT deleted
+                 RETURNING thread_id",
+            )
+            .bind(conversation)
+            .bind(message_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE message_versions SET title = NULL, body = NULL
+                 WHERE conversation_id = $1 AND message_id = $2",
+            )
+            .bind(conversation)
+            .bind(message_id)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM reactions WHERE conversation_id = $1 AND message_id = $2")
+                .bind(conversation)
+                .bind(message_id)
+                .execute(&mut *conn)
+                .await?;
+            match thread.flatten() {
+                // A deleted first message keeps its thread (and its replies), unpinned.
+                Some(thread) if thread == message_id => {
+                    sqlx::query(
+                        "UPDATE threads SET pinned = false WHERE conversation_id = $1 AND thread_id = $2",
+                    )
+                    .bind(conversation)
+                    .bind(thread)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Some(thread) => {
+                    sqlx::query(
+                        "UPDATE threads SET reply_count = reply_count - 1
+                         WHERE conversation_id = $1 AND thread_id = $2",
+                    )
+                    .bind(conversation)
+                    .bind(thread)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                None => {}
+            }
+        }
+        Event::MessageHidden { message_id, .. } | Event::MessageUnhidden { message_id, .. } => {
+            sqlx::query(
+                "UPDATE messages SET hidden = $3 WHERE conversation_id = $1 AND message_id = $2",
+            )
+            .bind(conversation)
+            .bind(message_id)
+            .bind(matches!(event, Event::MessageHidden { .. }))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::ThreadPinned { thread_id, .. } | Event::ThreadUnpinned { thread_id, .. } => {
+            sqlx::query(
+                "UPDATE threads SET pinned = $3 WHERE conversation_id = $1 AND thread_id = $2",
+            )
+            .bind(conversation)
+            .bind(thread_id)
+            .bind(matches!(event, Event::ThreadPinned { .. }))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::ReactionAdded {
+            message_id,
+            member,
+            reaction,
+        } => {
+            sqlx::query(
+                "INSERT INTO reactions (conversation_id, message_id, member_id, reaction)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(conversation)
+            .bind(message_id)
+            .bind(member)
+            .bind(reaction.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::ReactionRemoved {
+            message_id,
+            member,
+            reaction,
+        } => {
+            sqlx::query(
+                "DELETE FROM reactions WHERE conversation_id = $1 AND message_id = $2
+                     AND member_id = $3 AND reaction = $4",
+            )
+            .bind(conversation)
+            .bind(message_id)
+            .bind(member)
+            .bind(reaction.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::MessageReported {
+            report_id,
+            message_id,
+            reporter,
+            reason,
+        } => {
+            sqlx::query(
+                "INSERT INTO reports (report_id, conversation_id, message_id, reporter_id, reason)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(report_id)
+            .bind(conversation)
+            .bind(message_id)
+            .bind(reporter)
+            .bind(reason.map(|r| r.as_str().to_owned()))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::ReportResolved { report_id, by } => {
+            sqlx::query("UPDATE reports SET resolved_by = $2 WHERE report_id = $1")
+                .bind(report_id)
+                .bind(by)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Event::SlowModeSet { interval, .. } => {
+            sqlx::query("UPDATE conversations SET slow_mode = $2 WHERE conversation_id = $1")
+                .bind(conversation)
+                .bind(i32::try_from(interval.seconds()).unwrap_or(i32::MAX))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records one version of a message for its history.
+async fn version(
+    conn: &mut PgConnection,
+    conversation: Uuid,
+    message: Uuid,
+    title: Option<String>,
+    body: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO message_versions (conversation_id, message_id, version, title, body, written_at)
+         SELECT $1, $2, COALESCE(max(version), 0) + 1, $3, $4, $5
+         FROM message_versions WHERE conversation_id = $1 AND message_id = $2",
+    )
+    .bind(conversation)
+    .bind(message)
+    .bind(title)
+    .bind(body)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn apply_reader(conn: &mut PgConnection, member: Uuid, event: ReaderEvent) -> Result<()> {
+    match event {
+        ReaderEvent::ReadCursorMoved {
+            conversation_id,
+            thread,
+            seq,
+        } => {
+            sqlx::query(
+                "INSERT INTO read_cursors (member_id, conversation_id, thread_key, seq)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (member_id, conversation_id, thread_key)
+                 DO UPDATE SET seq = GREATEST(read_cursors.seq, EXCLUDED.seq)",
+            )
+            .bind(member)
+            .bind(conversation_id)
+            .bind(thread.unwrap_or(Uuid::nil()))
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ReaderEvent::ThreadFollowed {
+            conversation_id,
+            thread_id,
+        }
+        | ReaderEvent::ThreadUnfollowed {
+            conversation_id,
+            thread_id,
+        } => {
+            sqlx::query(
+                "INSERT INTO follows (member_id, conversation_id, thread_id, following)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (member_id, conversation_id, thread_id) DO UPDATE SET following = EXCLUDED.following",
+            )
+            .bind(member)
+            .bind(conversation_id)
+            .bind(thread_id)
+            .bind(matches!(event, ReaderEvent::ThreadFollowed { .. }))
+            .execute(&mut *conn)
+            .await?;
+        }
+        ReaderEvent::ReadReceiptsSet { private } => {
+            sqlx::query(
+                "INSERT INTO reader_settings (member_id, private_receipts) VALUES ($1, $2)
+                 ON CONFLICT (member_id) DO UPDATE SET private_receipts = EXCLUDED.private_receipts",
+            )
+            .bind(member)
+            .bind(private)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Blanks every message `member` wrote in `community`, once their keys are gone (erasure).
+pub(crate) async fn blank_erased(
+    conn: &mut PgConnection,
+    community: Uuid,
+    member: Uuid,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE messages SET title = NULL, body = NULL, erased = true
+         WHERE community_id = $1 AND author_id = $2",
+    )
+    .bind(community)
+    .bind(member)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE message_versions v SET title = NULL, body = NULL
+         FROM messages m
+         WHERE m.community_id = $1 AND m.author_id = $2
+           AND v.conversation_id = m.conversation_id AND v.message_id = m.message_id",
+    )
+    .bind(community)
+    .bind(member)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE reports r SET reason = NULL
+         FROM conversations c
+         WHERE c.community_id = $1 AND r.conversation_id = c.conversation_id AND r.reporter_id = $2",
+    )
+    .bind(community)
+    .bind(member)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

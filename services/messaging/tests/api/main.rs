@@ -1,0 +1,8 @@
+//! The messaging service over real gRPC, against real PostgreSQL and NATS, beside real
+//! membership and cohorts services whose events reach messaging through JetStream. One server
+//! per test, each with its own database and NATS namespace.
+
+mod access;
+mod flows;
+mod helpers;
+mod validation;
