@@ -418,47 +418,377 @@ impl Api {
         if r.seq > last.unwrap_or(0) {
             v.add("seq", "is past the conversation's latest message");
         }
-        if let Some(thread) = thread {
-            if known.kind == crate::domain::ConversationKind::Direct {
-                v.add(
-                    "thread_id",
-                    "a direct conversation has no threads; leave it empty",
-                );
-            } else {
-                let is_thread: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND message_id = $2 AND thread_id = $2)",
-                )
-                .bind(conversation)
-                .bind(thread)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(kith_platform::paging::status_from_db)?;
-                if !is_thread {
-                    v.add(
-                        "thread_id",
-                        format!("no thread {thread} in this conversation"),
-                    );
-                }
-            }
+        if thread.is_some() && known.kind == crate::domain::ConversationKind::Direct {
+            v.add(
+                "thread_id",
+                "a direct conversation has no threads; leave it empty",
+            );
         }
         v.finish()?;
-        let key = command_key(&request, caller, &request_id);
-        let metadata = command::metadata(&request, &ID_NAMESPACE, caller, &request_id);
-        let command = ReaderCommand {
-            actor: caller,
-            action: ReaderAction::MoveCursor {
-                conversation_id: conversation,
-                thread,
-                seq: r.seq,
-            },
+        if let Some(thread) = thread
+            && known.kind == crate::domain::ConversationKind::Cohort
+        {
+            self.require_thread(conversation, thread).await?;
+        }
+        let committed = self
+            .reader_command(
+                &request,
+                caller,
+                &request_id,
+                ReaderAction::MoveCursor {
+                    conversation_id: conversation,
+                    thread,
+                    seq: r.seq,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::MarkReadResponse {
+            committed: Some(committed),
+        }))
+    }
+}
+
+/// The fields of a command on one thing of a conversation (a message, a thread, a report).
+struct OnOne<'a> {
+    request_id: &'a str,
+    conversation_id: &'a str,
+    field: &'a str,
+    id: &'a str,
+}
+
+impl Api {
+    /// A conversation command about one thing named by id.
+    async fn on_one<T: prost::Message + prost::Name>(
+        &self,
+        request: &Request<T>,
+        fields: OnOne<'_>,
+        action: impl FnOnce(Uuid) -> Action,
+    ) -> Result<Committed, Status> {
+        let caller = self.caller(request)?;
+        let mut v = Violations::new();
+        let request_id = v.request_id(fields.request_id);
+        let conversation = v.uuid("conversation_id", fields.conversation_id);
+        let id = v.uuid(fields.field, fields.id);
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(id)) = (request_id, conversation, id)
+        else {
+            return Err(incomplete());
+        };
+        self.converse(request, caller, &request_id, conversation, action(id))
+            .await
+            .map(committed)
+    }
+
+    pub(super) async fn hide_message(
+        &self,
+        request: Request<pb::HideMessageRequest>,
+    ) -> Reply<pb::HideMessageResponse> {
+        let r = request.get_ref();
+        let fields = OnOne {
+            request_id: &r.request_id,
+            conversation_id: &r.conversation_id,
+            field: "message_id",
+            id: &r.message_id,
+        };
+        let committed = self
+            .on_one(&request, fields, |message_id| Action::Hide { message_id })
+            .await?;
+        Ok(Response::new(pb::HideMessageResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn unhide_message(
+        &self,
+        request: Request<pb::UnhideMessageRequest>,
+    ) -> Reply<pb::UnhideMessageResponse> {
+        let r = request.get_ref();
+        let fields = OnOne {
+            request_id: &r.request_id,
+            conversation_id: &r.conversation_id,
+            field: "message_id",
+            id: &r.message_id,
+        };
+        let committed = self
+            .on_one(&request, fields, |message_id| Action::Unhide { message_id })
+            .await?;
+        Ok(Response::new(pb::UnhideMessageResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn pin_thread(
+        &self,
+        request: Request<pb::PinThreadRequest>,
+    ) -> Reply<pb::PinThreadResponse> {
+        let r = request.get_ref();
+        let fields = OnOne {
+            request_id: &r.request_id,
+            conversation_id: &r.conversation_id,
+            field: "thread_id",
+            id: &r.thread_id,
+        };
+        let committed = self
+            .on_one(&request, fields, |thread_id| Action::Pin { thread_id })
+            .await?;
+        Ok(Response::new(pb::PinThreadResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn unpin_thread(
+        &self,
+        request: Request<pb::UnpinThreadRequest>,
+    ) -> Reply<pb::UnpinThreadResponse> {
+        let r = request.get_ref();
+        let fields = OnOne {
+            request_id: &r.request_id,
+            conversation_id: &r.conversation_id,
+            field: "thread_id",
+            id: &r.thread_id,
+        };
+        let committed = self
+            .on_one(&request, fields, |thread_id| Action::Unpin { thread_id })
+            .await?;
+        Ok(Response::new(pb::UnpinThreadResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn resolve_report(
+        &self,
+        request: Request<pb::ResolveReportRequest>,
+    ) -> Reply<pb::ResolveReportResponse> {
+        let r = request.get_ref();
+        let fields = OnOne {
+            request_id: &r.request_id,
+            conversation_id: &r.conversation_id,
+            field: "report_id",
+            id: &r.report_id,
+        };
+        let committed = self
+            .on_one(&request, fields, |report_id| Action::ResolveReport {
+                report_id,
+            })
+            .await?;
+        Ok(Response::new(pb::ResolveReportResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn report_message(
+        &self,
+        request: Request<pb::ReportMessageRequest>,
+    ) -> Reply<pb::ReportMessageResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let message_id = v.uuid("message_id", &r.message_id);
+        let reason = text(
+            &mut v,
+            "reason",
+            &r.reason,
+            crate::domain::ReportReason::parse,
+        );
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(message_id), Some(reason)) =
+            (request_id, conversation, message_id, reason)
+        else {
+            return Err(incomplete());
+        };
+        let report_id = derived_id(caller, &request_id, "report");
+        let appended = self
+            .converse(
+                &request,
+                caller,
+                &request_id,
+                conversation,
+                Action::Report {
+                    report_id,
+                    message_id,
+                    reason,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ReportMessageResponse {
+            committed: Some(committed(appended)),
+            report_id: report_id.to_string(),
+        }))
+    }
+
+    pub(super) async fn set_slow_mode(
+        &self,
+        request: Request<pb::SetSlowModeRequest>,
+    ) -> Reply<pb::SetSlowModeResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let interval = v.check(
+            "interval_seconds",
+            crate::domain::SlowMode::parse(r.interval_seconds),
+        );
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(interval)) =
+            (request_id, conversation, interval)
+        else {
+            return Err(incomplete());
         };
         let appended = self
-            .readers
+            .converse(
+                &request,
+                caller,
+                &request_id,
+                conversation,
+                Action::SetSlowMode { interval },
+            )
+            .await?;
+        Ok(Response::new(pb::SetSlowModeResponse {
+            committed: Some(committed(appended)),
+        }))
+    }
+
+    /// Runs a command on the caller's own read state.
+    async fn reader_command<T: prost::Message + prost::Name>(
+        &self,
+        request: &Request<T>,
+        caller: Uuid,
+        request_id: &str,
+        action: ReaderAction,
+    ) -> Result<Committed, Status> {
+        let key = command_key(request, caller, request_id);
+        let metadata = command::metadata(request, &ID_NAMESPACE, caller, request_id);
+        let command = ReaderCommand {
+            actor: caller,
+            action,
+        };
+        self.readers
             .execute(&caller.to_string(), Some(&key), &metadata, &command)
             .await
-            .map_err(|rejected| status_from_rejected(&rejected))?;
-        Ok(Response::new(pb::MarkReadResponse {
-            committed: Some(committed(appended)),
+            .map(committed)
+            .map_err(|rejected| status_from_rejected(&rejected))
+    }
+
+    /// Follow and unfollow: the caller reads the conversation and the thread is one.
+    async fn follow<T: prost::Message + prost::Name>(
+        &self,
+        request: &Request<T>,
+        fields: OnOne<'_>,
+        action: impl FnOnce(Uuid, Uuid) -> ReaderAction,
+    ) -> Result<Committed, Status> {
+        let caller = self.caller(request)?;
+        let mut v = Violations::new();
+        let request_id = v.request_id(fields.request_id);
+        let conversation = v.uuid("conversation_id", fields.conversation_id);
+        let thread = v.uuid(fields.field, fields.id);
+        v.finish()?;
+        let (Some(request_id), Some(conversation), Some(thread)) =
+            (request_id, conversation, thread)
+        else {
+            return Err(incomplete());
+        };
+        self.reader_of(conversation, caller).await?;
+        self.require_thread(conversation, thread).await?;
+        self.reader_command(request, caller, &request_id, action(conversation, thread))
+            .await
+    }
+
+    /// INVALID_ARGUMENT on `thread_id` unless it names a thread of `conversation`.
+    async fn require_thread(&self, conversation: Uuid, thread: Uuid) -> Result<(), Status> {
+        let is_thread: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages
+                            WHERE conversation_id = $1 AND message_id = $2 AND thread_id = $2)",
+        )
+        .bind(conversation)
+        .bind(thread)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(kith_platform::paging::status_from_db)?;
+        if is_thread {
+            return Ok(());
+        }
+        let mut v = Violations::new();
+        v.add(
+            "thread_id",
+            format!("no thread {thread} in this conversation"),
+        );
+        v.finish()?;
+        Err(incomplete())
+    }
+
+    pub(super) async fn follow_thread(
+        &self,
+        request: Request<pb::FollowThreadRequest>,
+    ) -> Reply<pb::FollowThreadResponse> {
+        let r = request.get_ref();
+        let fields = OnOne {
+            request_id: &r.request_id,
+            conversation_id: &r.conversation_id,
+            field: "thread_id",
+            id: &r.thread_id,
+        };
+        let committed = self
+            .follow(&request, fields, |conversation_id, thread_id| {
+                ReaderAction::Follow {
+                    conversation_id,
+                    thread_id,
+                }
+            })
+            .await?;
+        Ok(Response::new(pb::FollowThreadResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn unfollow_thread(
+        &self,
+        request: Request<pb::UnfollowThreadRequest>,
+    ) -> Reply<pb::UnfollowThreadResponse> {
+        let r = request.get_ref();
+        let fields = OnOne {
+            request_id: &r.request_id,
+            conversation_id: &r.conversation_id,
+            field: "thread_id",
+            id: &r.thread_id,
+        };
+        let committed = self
+            .follow(&request, fields, |conversation_id, thread_id| {
+                ReaderAction::Unfollow {
+                    conversation_id,
+                    thread_id,
+                }
+            })
+            .await?;
+        Ok(Response::new(pb::UnfollowThreadResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn set_read_receipts(
+        &self,
+        request: Request<pb::SetReadReceiptsRequest>,
+    ) -> Reply<pb::SetReadReceiptsResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        v.finish()?;
+        let Some(request_id) = request_id else {
+            return Err(incomplete());
+        };
+        let committed = self
+            .reader_command(
+                &request,
+                caller,
+                &request_id,
+                ReaderAction::SetPrivateReceipts { private: r.private },
+            )
+            .await?;
+        Ok(Response::new(pb::SetReadReceiptsResponse {
+            committed: Some(committed),
         }))
     }
 }

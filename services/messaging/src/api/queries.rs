@@ -358,3 +358,334 @@ fn thread(row: &PgRow, viewer: Uuid) -> Result<pb::Thread, sqlx::Error> {
         unread: row.try_get("unread")?,
     })
 }
+
+const DEFAULT_MESSAGES: u32 = 50;
+const MAX_MESSAGES: u32 = 200;
+const DEFAULT_LIST: u32 = 20;
+const MAX_LIST: u32 = 100;
+
+impl Api {
+    pub(super) async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Reply<pb::ListMessagesResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let query = page_query!(caller, r);
+        let mut v = Violations::new();
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let limit = page_size(&mut v, r.page_size, DEFAULT_MESSAGES, MAX_MESSAGES);
+        let before = page_token(&mut v, &r.page_token, &query);
+        let min = min_position(&mut v, r.min_position);
+        v.finish()?;
+        let Some(conversation) = conversation else {
+            return Err(incomplete());
+        };
+        self.wait(min).await?;
+        self.reader_of(conversation, caller).await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.conversation_id = $1 AND m.seq < $2
+              ORDER BY m.seq DESC LIMIT $3"
+        ))
+        .bind(conversation)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        let (mut messages, next_page_token) = page_keyed(
+            &rows,
+            limit,
+            &query,
+            |row| Ok(vec![row.try_get("seq")?]),
+            |row| message(row, caller),
+        )?;
+        self.reactions(conversation, &mut messages, caller).await?;
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages,
+            next_page_token,
+        }))
+    }
+
+    /// The message `message_id` of `conversation` as the projection holds it: its author, seq,
+    /// thread and whether it is hidden; INVALID_ARGUMENT on `message_id` when there is none.
+    async fn message_row(&self, conversation: Uuid, message_id: Uuid) -> Result<PgRow, Status> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.conversation_id = $1 AND m.message_id = $2"
+        ))
+        .bind(conversation)
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        match row {
+            Some(row) => Ok(row),
+            None => Err(kith_platform::command::refusal(
+                kith_platform::command::ErrorKind::NotFound,
+                "MESSAGE_NOT_FOUND",
+                "message not found",
+                None,
+            )),
+        }
+    }
+
+    pub(super) async fn get_message_history(
+        &self,
+        request: Request<pb::GetMessageHistoryRequest>,
+    ) -> Reply<pb::GetMessageHistoryResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let message_id = v.uuid("message_id", &r.message_id);
+        let min = min_position(&mut v, r.min_position);
+        v.finish()?;
+        let (Some(conversation), Some(message_id)) = (conversation, message_id) else {
+            return Err(incomplete());
+        };
+        self.wait(min).await?;
+        self.reader_of(conversation, caller).await?;
+        let row = self.message_row(conversation, message_id).await?;
+        let shown = message(&row, caller).map_err(status_from_db)?;
+        // A hidden message's history is its author's alone, as its body is.
+        let hidden_from_caller = shown.hidden && shown.author_id != caller.to_string();
+        let rows = sqlx::query(
+            "SELECT version, title, body, written_at FROM message_versions
+             WHERE conversation_id = $1 AND message_id = $2 ORDER BY version",
+        )
+        .bind(conversation)
+        .bind(message_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        let versions = rows
+            .iter()
+            .map(|row| {
+                let text = |column: &str| -> Result<String, sqlx::Error> {
+                    Ok(if hidden_from_caller {
+                        String::new()
+                    } else {
+                        row.try_get::<Option<String>, _>(column)?
+                            .unwrap_or_default()
+                    })
+                };
+                Ok(pb::MessageVersion {
+                    version: row.try_get("version")?,
+                    title: text("title")?,
+                    body: text("body")?,
+                    written_at: Some(timestamp(row.try_get("written_at")?)),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(status_from_db)?;
+        Ok(Response::new(pb::GetMessageHistoryResponse { versions }))
+    }
+
+    pub(super) async fn get_seen_by(
+        &self,
+        request: Request<pb::GetSeenByRequest>,
+    ) -> Reply<pb::GetSeenByResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let conversation = v.uuid("conversation_id", &r.conversation_id);
+        let message_id = v.uuid("message_id", &r.message_id);
+        let min = min_position(&mut v, r.min_position);
+        v.finish()?;
+        let (Some(conversation), Some(message_id)) = (conversation, message_id) else {
+            return Err(incomplete());
+        };
+        self.wait(min).await?;
+        let known = self.reader_of(conversation, caller).await?;
+        let row = self.message_row(conversation, message_id).await?;
+        let seq: i64 = row.try_get("seq").map_err(status_from_db)?;
+        let thread: Option<Uuid> = row.try_get("thread_id").map_err(status_from_db)?;
+        let author: Uuid = row.try_get("author_id").map_err(status_from_db)?;
+        // Readers now: a cohort's seated members and facilitators, a direct conversation's
+        // people; each active in the community. At most 30 of them, so this is exact.
+        let member_ids: Vec<Uuid> = sqlx::query_scalar(
+            "WITH readers AS (
+                 SELECT DISTINCT p.member_id FROM cohort_places p
+                 WHERE $4 = 'cohort' AND p.cohort_id = $1 AND p.place IN ('seat', 'facilitator')
+                 UNION
+                 SELECT unnest(participants) FROM conversations
+                 WHERE $4 = 'direct' AND conversation_id = $1
+             )
+             SELECT r.member_id FROM readers r
+             JOIN community_members cm ON cm.community_id = $5 AND cm.member_id = r.member_id
+                  AND cm.active
+             WHERE r.member_id <> $6
+               AND NOT COALESCE((SELECT private_receipts FROM reader_settings s
+                                  WHERE s.member_id = r.member_id), false)
+               AND EXISTS (SELECT 1 FROM read_cursors c
+                           WHERE c.member_id = r.member_id AND c.conversation_id = $1
+                             AND c.thread_key IN ($2, $3) AND c.seq >= $7)
+             ORDER BY r.member_id",
+        )
+        .bind(conversation)
+        .bind(thread.unwrap_or(Uuid::nil()))
+        .bind(Uuid::nil())
+        .bind(match known.kind {
+            ConversationKind::Cohort => "cohort",
+            ConversationKind::Direct => "direct",
+        })
+        .bind(known.community)
+        .bind(author)
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        Ok(Response::new(pb::GetSeenByResponse {
+            member_ids: member_ids.iter().map(Uuid::to_string).collect(),
+        }))
+    }
+
+    pub(super) async fn list_direct_conversations(
+        &self,
+        request: Request<pb::ListDirectConversationsRequest>,
+    ) -> Reply<pb::ListDirectConversationsResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let query = page_query!(caller, r);
+        let mut v = Violations::new();
+        let community = v.uuid("community_id", &r.community_id);
+        let limit = page_size(&mut v, r.page_size, DEFAULT_LIST, MAX_LIST);
+        let before = page_token(&mut v, &r.page_token, &query);
+        let min = min_position(&mut v, r.min_position);
+        v.finish()?;
+        let Some(community) = community else {
+            return Err(incomplete());
+        };
+        self.wait(min).await?;
+        if self.role_in(community, caller).await?.is_none() {
+            return Err(kith_platform::command::refusal(
+                kith_platform::command::ErrorKind::PermissionDenied,
+                "NOT_A_MEMBER",
+                "you are not a member of the community",
+                None,
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT c.conversation_id, c.participants, c.last_seq, c.last_position,
+                    (SELECT count(*)::int FROM messages m
+                      WHERE m.conversation_id = c.conversation_id AND m.author_id <> $2
+                        AND NOT m.deleted AND NOT m.hidden
+                        AND m.seq > COALESCE((SELECT seq FROM read_cursors rc
+                                               WHERE rc.member_id = $2
+                                                 AND rc.conversation_id = c.conversation_id
+                                                 AND rc.thread_key = $3), 0)) AS unread
+             FROM conversations c
+             WHERE c.kind = 'direct' AND c.community_id = $1 AND c.participants @> ARRAY[$2::uuid]
+               AND c.last_position < $4
+             ORDER BY c.last_position DESC LIMIT $5",
+        )
+        .bind(community)
+        .bind(caller)
+        .bind(Uuid::nil())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        let (conversations, next_page_token) = page_keyed(
+            &rows,
+            limit,
+            &query,
+            |row| Ok(vec![row.try_get("last_position")?]),
+            |row| {
+                let participants: Vec<Uuid> = row.try_get("participants")?;
+                Ok(pb::DirectConversation {
+                    conversation_id: row.try_get::<Uuid, _>("conversation_id")?.to_string(),
+                    participant_ids: participants.iter().map(Uuid::to_string).collect(),
+                    last_seq: row.try_get("last_seq")?,
+                    unread: row.try_get("unread")?,
+                })
+            },
+        )?;
+        Ok(Response::new(pb::ListDirectConversationsResponse {
+            conversations,
+            next_page_token,
+        }))
+    }
+
+    pub(super) async fn list_reports(
+        &self,
+        request: Request<pb::ListReportsRequest>,
+    ) -> Reply<pb::ListReportsResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let query = page_query!(caller, r);
+        let mut v = Violations::new();
+        let community = v.uuid("community_id", &r.community_id);
+        let limit = page_size(&mut v, r.page_size, DEFAULT_LIST, MAX_LIST);
+        let before = page_token(&mut v, &r.page_token, &query);
+        let min = min_position(&mut v, r.min_position);
+        v.finish()?;
+        let Some(community) = community else {
+            return Err(incomplete());
+        };
+        self.wait(min).await?;
+        let role = self.role_in(community, caller).await?;
+        if !matches!(
+            role.as_deref(),
+            Some(crate::projections::access::role::OWNER)
+                | Some(crate::projections::access::role::HOST)
+                | Some(crate::projections::access::role::MODERATOR)
+        ) {
+            return Err(kith_platform::command::refusal(
+                kith_platform::command::ErrorKind::PermissionDenied,
+                "NOT_PERMITTED",
+                "only the community's owners, hosts and moderators see its reports",
+                None,
+            ));
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT r.report_id, r.reporter_id, r.reason, r.resolved_by, r.position, ",
+            message_columns!(),
+            " FROM reports r
+              JOIN conversations c ON c.conversation_id = r.conversation_id
+              JOIN messages m ON m.conversation_id = r.conversation_id AND m.message_id = r.message_id
+              WHERE c.community_id = $1 AND ($2 OR r.resolved_by IS NULL) AND r.position < $3
+              ORDER BY r.position DESC LIMIT $4"
+        ))
+        .bind(community)
+        .bind(r.include_resolved)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        let (reports, next_page_token) = page_keyed(
+            &rows,
+            limit,
+            &query,
+            |row| Ok(vec![row.try_get("position")?]),
+            |row| {
+                // Moderators see a hidden message's body: deciding on it is their job.
+                let mut shown = message(row, row.try_get("author_id")?)?;
+                shown.reactions.clear();
+                Ok(pb::Report {
+                    report_id: row.try_get::<Uuid, _>("report_id")?.to_string(),
+                    conversation_id: shown.conversation_id.clone(),
+                    reporter_id: row.try_get::<Uuid, _>("reporter_id")?.to_string(),
+                    reason: row
+                        .try_get::<Option<String>, _>("reason")?
+                        .unwrap_or_default(),
+                    resolved_by: row
+                        .try_get::<Option<Uuid>, _>("resolved_by")?
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
+                    message: Some(shown),
+                })
+            },
+        )?;
+        Ok(Response::new(pb::ListReportsResponse {
+            reports,
+            next_page_token,
+        }))
+    }
+}

@@ -30,7 +30,22 @@ delegate! {
     remove_reaction(pb::RemoveReactionRequest) -> pb::RemoveReactionResponse;
     open_direct_conversation(pb::OpenDirectConversationRequest) -> pb::OpenDirectConversationResponse;
     mark_read(pb::MarkReadRequest) -> pb::MarkReadResponse;
+    hide_message(pb::HideMessageRequest) -> pb::HideMessageResponse;
+    unhide_message(pb::UnhideMessageRequest) -> pb::UnhideMessageResponse;
+    pin_thread(pb::PinThreadRequest) -> pb::PinThreadResponse;
+    unpin_thread(pb::UnpinThreadRequest) -> pb::UnpinThreadResponse;
+    report_message(pb::ReportMessageRequest) -> pb::ReportMessageResponse;
+    resolve_report(pb::ResolveReportRequest) -> pb::ResolveReportResponse;
+    set_slow_mode(pb::SetSlowModeRequest) -> pb::SetSlowModeResponse;
+    follow_thread(pb::FollowThreadRequest) -> pb::FollowThreadResponse;
+    unfollow_thread(pb::UnfollowThreadRequest) -> pb::UnfollowThreadResponse;
+    set_read_receipts(pb::SetReadReceiptsRequest) -> pb::SetReadReceiptsResponse;
     list_threads(pb::ListThreadsRequest) -> pb::ListThreadsResponse;
     get_thread(pb::GetThreadRequest) -> pb::GetThreadResponse;
     get_unread_counts(pb::GetUnreadCountsRequest) -> pb::GetUnreadCountsResponse;
+    list_messages(pb::ListMessagesRequest) -> pb::ListMessagesResponse;
+    get_message_history(pb::GetMessageHistoryRequest) -> pb::GetMessageHistoryResponse;
+    get_seen_by(pb::GetSeenByRequest) -> pb::GetSeenByResponse;
+    list_direct_conversations(pb::ListDirectConversationsRequest) -> pb::ListDirectConversationsResponse;
+    list_reports(pb::ListReportsRequest) -> pb::ListReportsResponse;
 }

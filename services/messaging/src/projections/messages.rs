@@ -25,7 +25,9 @@ CREATE TABLE IF NOT EXISTS conversations (
     community_id    uuid    NOT NULL,
     participants    uuid[]  NOT NULL,
     slow_mode       int     NOT NULL DEFAULT 0,
-    last_seq        bigint  NOT NULL DEFAULT 0
+    last_seq        bigint  NOT NULL DEFAULT 0,
+    -- The log position of its latest message: an order of activity across conversations.
+    last_position   bigint  NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS conversations_participants ON conversations USING gin (participants);
 CREATE TABLE IF NOT EXISTS messages (
@@ -81,7 +83,8 @@ CREATE TABLE IF NOT EXISTS reports (
     message_id      uuid NOT NULL,
     reporter_id     uuid NOT NULL,
     reason          text,
-    resolved_by     uuid
+    resolved_by     uuid,
+    position        bigint NOT NULL
 );
 CREATE TABLE IF NOT EXISTS read_cursors (
     member_id       uuid   NOT NULL,
@@ -253,10 +256,13 @@ async fn apply_conversation(
                 None => {}
             }
             sqlx::query(
-                "UPDATE conversations SET last_seq = GREATEST(last_seq, $2) WHERE conversation_id = $1",
+                "UPDATE conversations SET last_seq = GREATEST(last_seq, $2),
+                     last_position = GREATEST(last_position, $3)
+                 WHERE conversation_id = $1",
             )
             .bind(conversation)
             .bind(seq)
+            .bind(recorded.position)
             .execute(&mut *conn)
             .await?;
         }
@@ -399,14 +405,15 @@ async fn apply_conversation(
             reason,
         } => {
             sqlx::query(
-                "INSERT INTO reports (report_id, conversation_id, message_id, reporter_id, reason)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                "INSERT INTO reports (report_id, conversation_id, message_id, reporter_id, reason, position)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             )
             .bind(report_id)
             .bind(conversation)
             .bind(message_id)
             .bind(reporter)
             .bind(reason.map(|r| r.as_str().to_owned()))
+            .bind(recorded.position)
             .execute(&mut *conn)
             .await?;
         }

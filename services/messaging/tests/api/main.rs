@@ -5,4 +5,5 @@
 mod access;
 mod flows;
 mod helpers;
+mod moderation;
 mod validation;
