@@ -4,6 +4,7 @@
 //! queries read the projections.
 
 mod commands;
+mod live;
 mod queries;
 mod service;
 

@@ -35,9 +35,10 @@ macro_rules! message_columns {
          m.erased"
     };
 }
+pub(super) use message_columns;
 
 /// A message as `viewer` may see it: a hidden message's body only for its author.
-fn message(row: &PgRow, viewer: Uuid) -> Result<pb::Message, sqlx::Error> {
+pub(super) fn message(row: &PgRow, viewer: Uuid) -> Result<pb::Message, sqlx::Error> {
     let author: Uuid = row.try_get("author_id")?;
     let hidden: bool = row.try_get("hidden")?;
     let shown = !hidden || author == viewer;
@@ -279,6 +280,14 @@ impl Api {
         let min = min_position(&mut v, r.min_position);
         v.finish()?;
         self.wait(min).await?;
+        Ok(Response::new(self.unread_counts(caller).await?))
+    }
+
+    /// `caller`'s unread counts in every conversation they read now.
+    pub(super) async fn unread_counts(
+        &self,
+        caller: Uuid,
+    ) -> Result<pb::GetUnreadCountsResponse, Status> {
         let rows = sqlx::query(
             "WITH readable AS (
                 SELECT c.conversation_id FROM conversations c
@@ -338,12 +347,12 @@ impl Api {
                 mentions,
             });
         }
-        Ok(Response::new(pb::GetUnreadCountsResponse {
+        Ok(pb::GetUnreadCountsResponse {
             threads,
             conversations,
             total_messages,
             total_mentions,
-        }))
+        })
     }
 }
 

@@ -12,6 +12,16 @@ macro_rules! delegate {
     ($($method:ident($request:ty) -> $response:ty;)*) => {
         #[tonic::async_trait]
         impl MessagingService for Api {
+            type SubscribeStream = super::live::LiveStream;
+
+            #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
+            async fn subscribe(
+                &self,
+                request: Request<pb::SubscribeRequest>,
+            ) -> Reply<Self::SubscribeStream> {
+                kith_platform::grpc::observed(Api::subscribe(self, request).await)
+            }
+
             $(
                 #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
                 async fn $method(&self, request: Request<$request>) -> Reply<$response> {

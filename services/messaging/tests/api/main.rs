@@ -5,5 +5,6 @@
 mod access;
 mod flows;
 mod helpers;
+mod live;
 mod moderation;
 mod validation;

@@ -50,6 +50,33 @@ impl Progress {
             .await?;
         reached.ok_or(Error::WaitTimeout(position))
     }
+
+    /// How far the projection has applied the log, as committed.
+    pub async fn applied(&self) -> Result<eventlog::Checkpoint> {
+        let mut conn = self.pool.acquire().await?;
+        read_checkpoint(&mut conn, self.projection, LOG_SOURCE).await
+    }
+
+    /// Waits until the projection has applied past `after`, or `deadline` passes; returns how far
+    /// it has applied either way. For readers that follow the log behind the projection (live
+    /// streams), on any replica.
+    pub async fn wait_past(
+        &self,
+        after: eventlog::Checkpoint,
+        deadline: tokio::time::Instant,
+    ) -> Result<eventlog::Checkpoint> {
+        let past = self
+            .watch
+            .wait_until(deadline, || async {
+                let applied = self.applied().await?;
+                Ok((applied > after).then_some(applied))
+            })
+            .await?;
+        match past {
+            Some(applied) => Ok(applied),
+            None => self.applied().await,
+        }
+    }
 }
 
 /// Runs one projection over the service's own log.

@@ -235,6 +235,13 @@ impl CheckpointWatch {
         }
     }
 
+    /// Completes at the checkpoint's next advance after it is enabled (`Notified::enable`), for
+    /// a follower that waits on several watches at once; re-read after it, and re-read now and
+    /// then too, since an advance between enabling and waiting is only caught if enabled first.
+    pub fn advanced(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
     /// Makes waits end at once with [`crate::Error::ProjectionStalled`] when the projection is
     /// stopped at an event it cannot apply, instead of at their deadline.
     pub fn reporting_stalls(mut self, pool: &PgPool, projection: &str, source: &str) -> Self {
