@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS community_members (
     member_id    uuid   NOT NULL,
     role         text   NOT NULL,
     active       bool   NOT NULL,
+    -- Erased from the community: their messages read as erased, whatever was applied first.
+    erased       bool   NOT NULL DEFAULT false,
     PRIMARY KEY (community_id, member_id)
 );
 CREATE TABLE IF NOT EXISTS communities (
@@ -151,7 +153,7 @@ impl Projection for Members {
                 .execute(&mut *conn)
                 .await?;
             }
-            Change::Gone | Change::Erased => {
+            Change::Gone => {
                 sqlx::query(
                     "UPDATE community_members SET active = false
                      WHERE community_id = $1 AND member_id = $2",
@@ -161,8 +163,23 @@ impl Projection for Members {
                 .execute(&mut *conn)
                 .await?;
             }
+            Change::Erased => {
+                // Someone banned before they ever joined may be erased: they get a row too.
+                sqlx::query(
+                    "INSERT INTO community_members (community_id, member_id, role, active, erased)
+                     VALUES ($1, $2, $3, false, true)
+                     ON CONFLICT (community_id, member_id)
+                     DO UPDATE SET active = false, erased = true",
+                )
+                .bind(community)
+                .bind(member)
+                .bind(role::MEMBER)
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         if matches!(change, Change::Erased) {
+            super::messages::erasure_lock(conn, community, member).await?;
             erase(conn, community, member).await?;
             super::messages::blank_erased(conn, community, member).await?;
         }

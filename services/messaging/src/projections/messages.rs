@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS messages (
     edited_at         timestamptz,
     deleted           bool        NOT NULL DEFAULT false,
     hidden            bool        NOT NULL DEFAULT false,
+    -- Its author was erased from the community (its body reads as nothing, whatever order
+    -- the erasure and the message were applied in).
     erased            bool        NOT NULL DEFAULT false,
     PRIMARY KEY (conversation_id, message_id)
 );
@@ -203,14 +205,24 @@ async fn apply_conversation(
             mentions,
             posted_at,
         } => {
-            let erased = body.is_none();
             let title = title.map(|t| t.as_str().to_owned());
             let body = body.map(|b| b.as_str().to_owned());
+            hold_author(conn, conversation, author).await?;
+            // The author's erasure may have been applied first: then nothing of the body is
+            // kept, whatever the key still opened when the event was decoded.
             sqlx::query(
                 "INSERT INTO messages (conversation_id, message_id, seq, thread_id, author_id,
                      community_id, title, body, mentioned_ids, mentions_everyone, posted_at, erased)
-                 SELECT $1, $2, $3, $4, $5, c.community_id, $6, $7, $8, $9, $10, $11
-                 FROM conversations c WHERE c.conversation_id = $1
+                 SELECT $1, $2, $3, $4, $5, c.community_id,
+                        CASE WHEN e.erased THEN NULL ELSE $6 END,
+                        CASE WHEN e.erased THEN NULL ELSE $7 END,
+                        $8, $9, $10, e.erased
+                 FROM conversations c
+                 CROSS JOIN LATERAL (
+                     SELECT EXISTS (SELECT 1 FROM community_members cm
+                                    WHERE cm.community_id = c.community_id
+                                      AND cm.member_id = $5 AND cm.erased) AS erased) e
+                 WHERE c.conversation_id = $1
                  ON CONFLICT DO NOTHING",
             )
             .bind(conversation)
@@ -223,10 +235,9 @@ async fn apply_conversation(
             .bind(&mentions.members)
             .bind(mentions.everyone)
             .bind(posted_at)
-            .bind(erased)
             .execute(&mut *conn)
             .await?;
-            version(conn, conversation, message_id, title, body, posted_at).await?;
+            version(conn, conversation, message_id, posted_at).await?;
             match thread {
                 Some(thread) if thread == message_id => {
                     sqlx::query(
@@ -268,17 +279,19 @@ async fn apply_conversation(
         }
         Event::MessageEdited {
             message_id,
+            author,
             title,
             body,
             mentions,
-            ..
         } => {
             let title = title.map(|t| t.as_str().to_owned());
             let body = body.map(|b| b.as_str().to_owned());
+            hold_author(conn, conversation, author).await?;
             sqlx::query(
-                "UPDATE messages SET title = $3, body = $4, mentioned_ids = $5,
+                "UPDATE messages SET title = CASE WHEN erased THEN NULL ELSE $3 END,
+                     body = CASE WHEN erased THEN NULL ELSE $4 END, mentioned_ids = $5,
                      mentions_everyone = $6, edited_at = $7
-                 WHERE conversation_id = $1 AND message_id = $2 AND NOT deleted AND NOT erased",
+                 WHERE conversation_id = $1 AND message_id = $2",
             )
             .bind(conversation)
             .bind(message_id)
@@ -289,15 +302,7 @@ async fn apply_conversation(
             .bind(recorded.recorded_at)
             .execute(&mut *conn)
             .await?;
-            version(
-                conn,
-                conversation,
-                message_id,
-                title,
-                body,
-                recorded.recorded_at,
-            )
-            .await?;
+            version(conn, conversation, message_id, recorded.recorded_at).await?;
         }
         Event::MessageDeleted { message_id, .. } => {
             let thread: Option<Option<Uuid>> = sqlx::query_scalar(
@@ -404,9 +409,17 @@ async fn apply_conversation(
             reporter,
             reason,
         } => {
+            hold_author(conn, conversation, reporter).await?;
             sqlx::query(
                 "INSERT INTO reports (report_id, conversation_id, message_id, reporter_id, reason, position)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                 SELECT $1, $2, $3, $4,
+                        CASE WHEN EXISTS (SELECT 1 FROM community_members cm
+                                          WHERE cm.community_id = c.community_id
+                                            AND cm.member_id = $4 AND cm.erased)
+                             THEN NULL ELSE $5 END,
+                        $6
+                 FROM conversations c WHERE c.conversation_id = $2
+                 ON CONFLICT DO NOTHING",
             )
             .bind(report_id)
             .bind(conversation)
@@ -435,27 +448,56 @@ async fn apply_conversation(
     Ok(())
 }
 
-/// Records one version of a message for its history.
+/// Records the message's current title and body as its next version, for its history.
 async fn version(
     conn: &mut PgConnection,
     conversation: Uuid,
     message: Uuid,
-    title: Option<String>,
-    body: Option<String>,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO message_versions (conversation_id, message_id, version, title, body, written_at)
-         SELECT $1, $2, COALESCE(max(version), 0) + 1, $3, $4, $5
-         FROM message_versions WHERE conversation_id = $1 AND message_id = $2",
+         SELECT m.conversation_id, m.message_id,
+                (SELECT COALESCE(max(v.version), 0) + 1 FROM message_versions v
+                  WHERE v.conversation_id = $1 AND v.message_id = $2),
+                m.title, m.body, $3
+         FROM messages m WHERE m.conversation_id = $1 AND m.message_id = $2",
     )
     .bind(conversation)
     .bind(message)
-    .bind(title)
-    .bind(body)
     .bind(at)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Takes the lock an erasure of `member` in the conversation's community takes exclusively
+/// ([`erasure_lock`]), shared, until the transaction ends: a message of theirs applied while
+/// their erasure is applied would otherwise be missed by the erasure and keep its body.
+async fn hold_author(conn: &mut PgConnection, conversation: Uuid, member: Uuid) -> Result<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended(c.community_id::text || '/' || $2::text, 0))
+         FROM conversations c WHERE c.conversation_id = $1",
+    )
+    .bind(conversation)
+    .bind(member)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes the lock that orders an erasure of `member` in `community` with the messages of theirs
+/// being applied ([`hold_author`]), until the transaction ends.
+pub(crate) async fn erasure_lock(
+    conn: &mut PgConnection,
+    community: Uuid,
+    member: Uuid,
+) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))")
+        .bind(community)
+        .bind(member)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -7,4 +7,5 @@ mod flows;
 mod helpers;
 mod live;
 mod moderation;
+mod rebuild;
 mod validation;
