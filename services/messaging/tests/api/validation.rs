@@ -96,6 +96,7 @@ async fn every_malformed_field_is_named_and_nothing_is_appended() {
             msg::ListThreadsRequest {
                 conversation_id: cohort.clone(),
                 page_size: 1,
+                min_position: reply.committed.unwrap().position,
                 ..Default::default()
             },
         ))
