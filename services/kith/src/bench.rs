@@ -31,6 +31,10 @@ pub(crate) enum Bench {
     /// How fast a read model catches up on a backlog of events, from its service's own log and
     /// from another service's stream, beside PostgreSQL's COPY rate for as many rows.
     Projections(crate::bench_projections::ProjectionsArgs),
+    /// Posts per second into one cohort and into many, the latency from a post to another
+    /// member's live stream, and the unread-count query on a long history, beside raw
+    /// PostgreSQL and raw NATS.
+    Messaging(crate::bench_messaging::MessagingArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +62,7 @@ pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Log(args) => log(args).await,
         Bench::Cohorts(args) => crate::bench_cohorts::run(args).await,
         Bench::Projections(args) => crate::bench_projections::run(args).await,
+        Bench::Messaging(args) => crate::bench_messaging::run(args).await,
     }
 }
 

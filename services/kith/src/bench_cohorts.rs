@@ -67,14 +67,14 @@ impl CohortsArgs {
     }
 }
 
-const SECRET: &str = "kith-bench-secret";
+pub(crate) const SECRET: &str = "kith-bench-secret";
 
-struct Callers {
+pub(crate) struct Callers {
     channels: Vec<Channel>,
 }
 
 impl Callers {
-    async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Self> {
         let mut channels = Vec::new();
         for _ in 0..count.div_ceil(8).max(1) {
             channels.push(
@@ -86,16 +86,21 @@ impl Callers {
         Ok(Self { channels })
     }
 
-    fn cohorts(&self, caller: usize) -> CohortsServiceClient<Channel> {
+    /// The channel of `caller` (callers share one per eight).
+    pub(crate) fn channel(&self, caller: usize) -> Channel {
+        self.channels[caller % self.channels.len()].clone()
+    }
+
+    pub(crate) fn cohorts(&self, caller: usize) -> CohortsServiceClient<Channel> {
         CohortsServiceClient::new(self.channels[caller % self.channels.len()].clone())
     }
 
-    fn membership(&self, caller: usize) -> MembershipServiceClient<Channel> {
+    pub(crate) fn membership(&self, caller: usize) -> MembershipServiceClient<Channel> {
         MembershipServiceClient::new(self.channels[caller % self.channels.len()].clone())
     }
 }
 
-fn as_member<T>(member: Uuid, message: T) -> anyhow::Result<Request<T>> {
+pub(crate) fn as_member<T>(member: Uuid, message: T) -> anyhow::Result<Request<T>> {
     let token = kith_platform::auth::mint_hs256(SECRET.as_bytes(), member, 3600)?;
     let mut request = Request::new(message);
     request
@@ -104,11 +109,11 @@ fn as_member<T>(member: Uuid, message: T) -> anyhow::Result<Request<T>> {
     Ok(request)
 }
 
-fn rid() -> String {
+pub(crate) fn rid() -> String {
     Uuid::new_v4().to_string()
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
         ProgressStyle::with_template(&format!("{what} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}}"))
@@ -120,7 +125,12 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 
 /// Runs `total` operations over `callers` concurrent loops (operation `i` by caller
 /// `i % callers`); returns operations per second.
-async fn spread<F, Fut>(callers: usize, total: usize, what: &str, op: F) -> anyhow::Result<f64>
+pub(crate) async fn spread<F, Fut>(
+    callers: usize,
+    total: usize,
+    what: &str,
+    op: F,
+) -> anyhow::Result<f64>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -146,7 +156,7 @@ where
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted
         .get(index)
@@ -169,14 +179,15 @@ pub(crate) async fn run(args: CohortsArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyhow::Result<()> {
-    let service_args = ServiceArgs {
+/// The services' arguments for a bench on `scratch` under the NATS `namespace`.
+pub(crate) fn bench_args(scratch: &Scratch, nats_url: &str, namespace: &str) -> ServiceArgs {
+    ServiceArgs {
         database: DatabaseArgs {
             database_url: scratch.url.clone(),
             database_max_connections: 16,
         },
         nats: NatsArgs {
-            nats_url: args.nats_url.clone(),
+            nats_url: nats_url.to_owned(),
             stream_replicas: 1,
             duplicate_window_secs: 120,
             nats_namespace: Some(namespace.to_owned()),
@@ -190,8 +201,11 @@ async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyh
             insecure_dev_auth: false,
         },
         sealing: Default::default(),
-    };
-    let runtime = Runtime::connect(service_args).await?;
+    }
+}
+
+async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyhow::Result<()> {
+    let runtime = Runtime::connect(bench_args(scratch, &args.nats_url, namespace)).await?;
     let membership = kith_membership::start(&runtime).await?;
     let cohorts = kith_cohorts::start(&runtime).await?;
     let router = kith_platform::grpc::server()
@@ -294,7 +308,7 @@ async fn scenarios(args: &CohortsArgs, addr: SocketAddr, scratch: &Scratch) -> a
                         Arc::clone(&ids),
                     );
                     async move {
-                        let id = open_cohort_by(&callers, caller, owner, &community, 0).await?;
+                        let id = open_cohort_by(&callers, caller, owner, &community, 0, 12).await?;
                         ids.lock().await[i] = id;
                         Ok(())
                     }
@@ -351,10 +365,20 @@ async fn scenarios(args: &CohortsArgs, addr: SocketAddr, scratch: &Scratch) -> a
 
 /// A community with `args.joins` members besides its owner; returns its id, the members and the
 /// community stream's version after the last join.
-async fn community(
+pub(crate) async fn community(
     callers: &Arc<Callers>,
     owner: Uuid,
     args: &CohortsArgs,
+) -> anyhow::Result<(String, Vec<Uuid>, i64)> {
+    community_of(callers, owner, args.callers, args.joins).await
+}
+
+/// A community with `size` members besides its owner, joined by `concurrency` callers.
+pub(crate) async fn community_of(
+    callers: &Arc<Callers>,
+    owner: Uuid,
+    concurrency: usize,
+    size: usize,
 ) -> anyhow::Result<(String, Vec<Uuid>, i64)> {
     let mut client = callers.membership(0);
     let community = client
@@ -385,7 +409,7 @@ async fn community(
         .await?
         .into_inner()
         .invitation_id;
-    let members: Arc<Vec<Uuid>> = Arc::new((0..args.joins).map(|_| Uuid::new_v4()).collect());
+    let members: Arc<Vec<Uuid>> = Arc::new((0..size).map(|_| Uuid::new_v4()).collect());
     let version = Arc::new(std::sync::atomic::AtomicI64::new(0));
     {
         let (callers, members, version) = (
@@ -394,37 +418,32 @@ async fn community(
             Arc::clone(&version),
         );
         let (community, invitation) = (community.clone(), invitation.clone());
-        spread(
-            args.callers,
-            args.joins,
-            "community members",
-            move |caller, i| {
-                let mut client = callers.membership(caller);
-                let (member, community, invitation, version) = (
-                    members[i],
-                    community.clone(),
-                    invitation.clone(),
-                    Arc::clone(&version),
-                );
-                async move {
-                    let reply = client
-                        .accept_invitation(as_member(
-                            member,
-                            mpb::AcceptInvitationRequest {
-                                request_id: rid(),
-                                community_id: community,
-                                invitation_id: invitation,
-                                profile: Some(profile()),
-                            },
-                        )?)
-                        .await?
-                        .into_inner();
-                    let at = reply.committed.map_or(0, |c| c.version);
-                    version.fetch_max(at, std::sync::atomic::Ordering::Relaxed);
-                    Ok(())
-                }
-            },
-        )
+        spread(concurrency, size, "community members", move |caller, i| {
+            let mut client = callers.membership(caller);
+            let (member, community, invitation, version) = (
+                members[i],
+                community.clone(),
+                invitation.clone(),
+                Arc::clone(&version),
+            );
+            async move {
+                let reply = client
+                    .accept_invitation(as_member(
+                        member,
+                        mpb::AcceptInvitationRequest {
+                            request_id: rid(),
+                            community_id: community,
+                            invitation_id: invitation,
+                            profile: Some(profile()),
+                        },
+                    )?)
+                    .await?
+                    .into_inner();
+                let at = reply.committed.map_or(0, |c| c.version);
+                version.fetch_max(at, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+        })
         .await?;
     }
     let version = version.load(std::sync::atomic::Ordering::Relaxed);
@@ -446,15 +465,16 @@ async fn open_cohort(
     community: &str,
     community_version: i64,
 ) -> anyhow::Result<String> {
-    open_cohort_by(callers, 0, owner, community, community_version).await
+    open_cohort_by(callers, 0, owner, community, community_version, 12).await
 }
 
-async fn open_cohort_by(
+pub(crate) async fn open_cohort_by(
     callers: &Callers,
     caller: usize,
     owner: Uuid,
     community: &str,
     community_version: i64,
+    capacity: u32,
 ) -> anyhow::Result<String> {
     let mut client = callers.cohorts(caller);
     let cohort = client
@@ -465,7 +485,7 @@ async fn open_cohort_by(
                 community_id: community.into(),
                 name: "Bench cohort".into(),
                 kind: pb::CohortKind::Mastermind as i32,
-                capacity: Some(12),
+                capacity: Some(capacity),
                 community_version,
                 ..Default::default()
             },
@@ -485,7 +505,7 @@ async fn open_cohort_by(
     Ok(cohort)
 }
 
-async fn join(
+pub(crate) async fn join(
     client: &mut CohortsServiceClient<Channel>,
     member: Uuid,
     cohort: String,
@@ -592,7 +612,7 @@ async fn latency(
     Ok(())
 }
 
-async fn raw_nats(url: &str, samples: usize) -> anyhow::Result<Vec<Duration>> {
+pub(crate) async fn raw_nats(url: &str, samples: usize) -> anyhow::Result<Vec<Duration>> {
     let client = async_nats::connect(url).await?;
     let subject = format!("kithbench.{}", Uuid::new_v4().simple());
     let mut subscriber = client.subscribe(subject.clone()).await?;

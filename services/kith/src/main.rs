@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_cohorts;
+mod bench_messaging;
 mod bench_projections;
 mod commands;
 mod embedded;
