@@ -147,14 +147,31 @@ impl Api {
         let rows = sqlx::query(concat!(
             "SELECT ", message_columns!(), ", t.reply_count, t.pinned, t.last_seq, t.last_activity_at,
                     t.pinned::int AS pinned_key,
-                    (SELECT count(*)::int FROM messages u
-                      WHERE u.conversation_id = t.conversation_id AND u.thread_id = t.thread_id
-                        AND u.author_id <> $2 AND NOT u.deleted AND NOT u.hidden
-                        AND u.seq > GREATEST(
-                          COALESCE((SELECT seq FROM read_cursors c WHERE c.member_id = $2
-                                     AND c.conversation_id = t.conversation_id AND c.thread_key = t.thread_id), 0),
-                          COALESCE((SELECT seq FROM read_cursors c WHERE c.member_id = $2
-                                     AND c.conversation_id = t.conversation_id AND c.thread_key = $5), 0))
+                    (SELECT (COALESCE((SELECT mc.messages FROM message_counts mc
+                                        WHERE mc.conversation_id = t.conversation_id
+                                          AND mc.thread_key = t.thread_id AND mc.author_id = $5), 0)
+                             - COALESCE((SELECT r.thread_rank FROM messages r
+                                          WHERE r.conversation_id = t.conversation_id
+                                            AND r.thread_key = t.thread_id AND r.seq <= e.at
+                                          ORDER BY r.seq DESC LIMIT 1), 0)
+                             - COALESCE((SELECT mc.messages FROM message_counts mc
+                                          WHERE mc.conversation_id = t.conversation_id
+                                            AND mc.thread_key = t.thread_id AND mc.author_id = $2), 0)
+                             + COALESCE((SELECT r.author_thread_rank FROM messages r
+                                          WHERE r.conversation_id = t.conversation_id
+                                            AND r.thread_key = t.thread_id AND r.author_id = $2
+                                            AND r.seq <= e.at ORDER BY r.seq DESC LIMIT 1), 0)
+                             - (SELECT count(*) FROM gone g
+                                 WHERE g.conversation_id = t.conversation_id
+                                   AND g.thread_key = t.thread_id AND g.seq > e.at
+                                   AND g.author_id <> $2))::int
+                     FROM (SELECT GREATEST(
+                              COALESCE((SELECT seq FROM read_cursors c WHERE c.member_id = $2
+                                         AND c.conversation_id = t.conversation_id
+                                         AND c.thread_key = t.thread_id), 0),
+                              COALESCE((SELECT seq FROM read_cursors c WHERE c.member_id = $2
+                                         AND c.conversation_id = t.conversation_id
+                                         AND c.thread_key = $5), 0)) AS at) e
                     ) AS unread
              FROM threads t
              JOIN messages m ON m.conversation_id = t.conversation_id AND m.message_id = t.thread_id
@@ -283,69 +300,53 @@ impl Api {
         Ok(Response::new(self.unread_counts(caller).await?))
     }
 
-    /// `caller`'s unread counts in every conversation they read now.
+    /// `caller`'s unread counts in every conversation they read now: per conversation and in
+    /// total, and per thread for the threads they follow (posted or were mentioned in, or
+    /// followed, and not unfollowed) and per direct conversation. Each count is a subtraction of
+    /// ranks (see the messages projection), so it costs a few index probes per conversation and
+    /// per thread cursor, whatever the history's length.
     pub(super) async fn unread_counts(
         &self,
         caller: Uuid,
     ) -> Result<pb::GetUnreadCountsResponse, Status> {
-        let rows = sqlx::query(
-            "WITH readable AS (
-                SELECT c.conversation_id FROM conversations c
-                JOIN community_members cm ON cm.community_id = c.community_id
-                     AND cm.member_id = $1 AND cm.active
-                WHERE (c.kind = 'cohort' AND EXISTS (
-                          SELECT 1 FROM cohort_places p WHERE p.cohort_id = c.conversation_id
-                             AND p.member_id = $1 AND p.place IN ('seat', 'facilitator')))
-                   OR (c.kind = 'direct' AND c.participants @> ARRAY[$1::uuid])
-             )
-             SELECT m.conversation_id, m.thread_id, count(*)::int AS messages,
-                    count(*) FILTER (WHERE $1 = ANY(m.mentioned_ids) OR m.mentions_everyone)::int AS mentions
-             FROM readable r
-             JOIN messages m ON m.conversation_id = r.conversation_id
-             WHERE m.author_id <> $1 AND NOT m.deleted AND NOT m.hidden
-               AND m.seq > GREATEST(
-                     COALESCE((SELECT seq FROM read_cursors c WHERE c.member_id = $1
-                                AND c.conversation_id = m.conversation_id
-                                AND c.thread_key = COALESCE(m.thread_id, $2)), 0),
-                     COALESCE((SELECT seq FROM read_cursors c WHERE c.member_id = $1
-                                AND c.conversation_id = m.conversation_id AND c.thread_key = $2), 0))
-             GROUP BY m.conversation_id, m.thread_id
-             ORDER BY m.conversation_id, m.thread_id",
-        )
-        .bind(caller)
-        .bind(Uuid::nil())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(status_from_db)?;
-        let mut threads = Vec::with_capacity(rows.len());
-        let mut conversations: Vec<pb::UnreadCount> = Vec::new();
+        let rows = sqlx::query(UNREAD_SQL)
+            .bind(caller)
+            .bind(Uuid::nil())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(status_from_db)?;
+        let mut threads = Vec::new();
+        let mut conversations = Vec::new();
         let (mut total_messages, mut total_mentions) = (0, 0);
         for row in rows {
             let conversation: Uuid = row.try_get("conversation_id").map_err(status_from_db)?;
-            let thread: Option<Uuid> = row.try_get("thread_id").map_err(status_from_db)?;
-            let messages: i32 = row.try_get("messages").map_err(status_from_db)?;
-            let mentions: i32 = row.try_get("mentions").map_err(status_from_db)?;
-            total_messages += messages;
-            total_mentions += mentions;
-            let conversation_id = conversation.to_string();
-            match conversations.last_mut() {
-                Some(last) if last.conversation_id == conversation_id => {
-                    last.messages += messages;
-                    last.mentions += mentions;
-                }
-                _ => conversations.push(pb::UnreadCount {
-                    conversation_id: conversation_id.clone(),
-                    thread_id: String::new(),
-                    messages,
-                    mentions,
-                }),
+            let thread: Uuid = row.try_get("thread_key").map_err(status_from_db)?;
+            let direct: bool = row.try_get("direct").map_err(status_from_db)?;
+            let messages: i64 = row.try_get("messages").map_err(status_from_db)?;
+            let mentions: i64 = row.try_get("mentions").map_err(status_from_db)?;
+            if messages == 0 && mentions == 0 {
+                continue;
             }
-            threads.push(pb::UnreadCount {
-                conversation_id,
-                thread_id: thread.map(|t| t.to_string()).unwrap_or_default(),
-                messages,
-                mentions,
-            });
+            let count = pb::UnreadCount {
+                conversation_id: conversation.to_string(),
+                thread_id: if thread.is_nil() {
+                    String::new()
+                } else {
+                    thread.to_string()
+                },
+                messages: i32::try_from(messages).unwrap_or(i32::MAX),
+                mentions: i32::try_from(mentions).unwrap_or(i32::MAX),
+            };
+            if thread.is_nil() {
+                total_messages += count.messages;
+                total_mentions += count.mentions;
+                if direct {
+                    threads.push(count.clone());
+                }
+                conversations.push(count);
+            } else {
+                threads.push(count);
+            }
         }
         Ok(pb::GetUnreadCountsResponse {
             threads,
@@ -698,3 +699,142 @@ impl Api {
         }))
     }
 }
+
+/// A member's unread counts ($1; $2 is the nil uuid): one row per conversation they read
+/// (thread_key nil) and one per thread they follow. A count is what came after the cursor that
+/// counts (the conversation's, or the thread's when further), less the member's own messages
+/// and others' messages gone (deleted, hidden) after it, each from ranks, so that it costs a
+/// few index probes whatever the history's length. A conversation's count also subtracts what
+/// each thread cursor past the conversation's has read.
+const UNREAD_SQL: &str = "
+WITH readable AS (
+    SELECT c.conversation_id, c.kind = 'direct' AS direct FROM conversations c
+    JOIN community_members cm ON cm.community_id = c.community_id
+         AND cm.member_id = $1 AND cm.active
+    WHERE (c.kind = 'cohort' AND EXISTS (
+              SELECT 1 FROM cohort_places p WHERE p.cohort_id = c.conversation_id
+                 AND p.member_id = $1 AND p.place IN ('seat', 'facilitator')))
+       OR (c.kind = 'direct' AND c.participants @> ARRAY[$1::uuid])
+),
+conv AS (
+    SELECT r.conversation_id, r.direct,
+           COALESCE((SELECT seq FROM read_cursors rc WHERE rc.member_id = $1
+                       AND rc.conversation_id = r.conversation_id AND rc.thread_key = $2), 0) AS cc
+    FROM readable r
+),
+thread_cursors AS (
+    SELECT rc.conversation_id, rc.thread_key, rc.seq AS at, v.cc
+    FROM read_cursors rc JOIN conv v ON v.conversation_id = rc.conversation_id
+    WHERE rc.member_id = $1 AND rc.thread_key <> $2
+),
+followed AS (
+    SELECT DISTINCT t.conversation_id, t.thread_key
+    FROM (
+        SELECT mc.conversation_id, mc.thread_key FROM message_counts mc
+        JOIN conv v ON v.conversation_id = mc.conversation_id
+        WHERE mc.author_id = $1 AND mc.thread_key <> $2
+        UNION ALL
+        SELECT n.conversation_id, n.thread_key FROM mentions n
+        JOIN conv v ON v.conversation_id = n.conversation_id
+        WHERE n.member_id IN ($1, $2) AND n.thread_key <> $2 AND n.author_id <> $1
+        UNION ALL
+        SELECT f.conversation_id, f.thread_id FROM follows f
+        JOIN conv v ON v.conversation_id = f.conversation_id
+        WHERE f.member_id = $1 AND f.following
+    ) t
+    WHERE NOT EXISTS (SELECT 1 FROM follows f WHERE f.member_id = $1
+                        AND f.conversation_id = t.conversation_id
+                        AND f.thread_id = t.thread_key AND NOT f.following)
+),
+spans AS (
+    -- The conversation, after its cursor.
+    SELECT 'conv' AS kind, v.conversation_id, $2::uuid AS thread_key, v.direct, v.cc AS lo,
+           NULL::bigint AS hi
+    FROM conv v
+    UNION ALL
+    -- What a thread cursor past the conversation's has read.
+    SELECT 'read', t.conversation_id, t.thread_key, false, t.cc, t.at
+    FROM thread_cursors t WHERE t.at > t.cc
+    UNION ALL
+    -- A followed thread, after the cursor that counts for it.
+    SELECT 'follow', f.conversation_id, f.thread_key, false,
+           GREATEST(v.cc, COALESCE((SELECT t.at FROM thread_cursors t
+                                     WHERE t.conversation_id = f.conversation_id
+                                       AND t.thread_key = f.thread_key), 0)),
+           NULL
+    FROM followed f JOIN conv v ON v.conversation_id = f.conversation_id
+),
+counted AS (
+    SELECT s.kind, s.conversation_id, s.thread_key, s.direct,
+        -- Every message in (lo, hi]: by the count when hi is open, else by the rank at hi.
+        (CASE WHEN s.hi IS NULL THEN
+             COALESCE((SELECT mc.messages FROM message_counts mc
+                        WHERE mc.conversation_id = s.conversation_id
+                          AND mc.thread_key = s.thread_key AND mc.author_id = $2), 0)
+         ELSE COALESCE((SELECT m.thread_rank FROM messages m
+                         WHERE m.conversation_id = s.conversation_id AND m.thread_key = s.thread_key
+                           AND m.seq <= s.hi ORDER BY m.seq DESC LIMIT 1), 0)
+         END)
+        - (CASE WHEN s.kind = 'conv' THEN
+             COALESCE((SELECT m.conv_rank FROM messages m
+                        WHERE m.conversation_id = s.conversation_id AND m.seq <= s.lo
+                        ORDER BY m.seq DESC LIMIT 1), 0)
+           ELSE
+             COALESCE((SELECT m.thread_rank FROM messages m
+                        WHERE m.conversation_id = s.conversation_id AND m.thread_key = s.thread_key
+                          AND m.seq <= s.lo ORDER BY m.seq DESC LIMIT 1), 0)
+           END)
+        -- The member's own in (lo, hi].
+        - (CASE WHEN s.hi IS NULL THEN
+             COALESCE((SELECT mc.messages FROM message_counts mc
+                        WHERE mc.conversation_id = s.conversation_id
+                          AND mc.thread_key = s.thread_key AND mc.author_id = $1), 0)
+           ELSE COALESCE((SELECT m.author_thread_rank FROM messages m
+                           WHERE m.conversation_id = s.conversation_id
+                             AND m.thread_key = s.thread_key AND m.author_id = $1
+                             AND m.seq <= s.hi ORDER BY m.seq DESC LIMIT 1), 0)
+           END)
+        + (CASE WHEN s.kind = 'conv' THEN
+             COALESCE((SELECT m.author_rank FROM messages m
+                        WHERE m.conversation_id = s.conversation_id AND m.author_id = $1
+                          AND m.seq <= s.lo ORDER BY m.seq DESC LIMIT 1), 0)
+           ELSE
+             COALESCE((SELECT m.author_thread_rank FROM messages m
+                        WHERE m.conversation_id = s.conversation_id
+                          AND m.thread_key = s.thread_key AND m.author_id = $1
+                          AND m.seq <= s.lo ORDER BY m.seq DESC LIMIT 1), 0)
+           END)
+        -- Others' messages gone in (lo, hi].
+        - (SELECT count(*) FROM gone g
+            WHERE g.conversation_id = s.conversation_id
+              AND (s.kind = 'conv' OR g.thread_key = s.thread_key)
+              AND g.seq > s.lo AND (s.hi IS NULL OR g.seq <= s.hi)
+              AND g.author_id <> $1) AS unread
+    FROM spans s
+),
+mentioned AS (
+    -- Others' messages, not gone, mentioning the member or everyone, after the cursor that
+    -- counts for their thread.
+    SELECT n.conversation_id, n.thread_key, count(DISTINCT n.seq) AS mentions
+    FROM conv v JOIN mentions n ON n.conversation_id = v.conversation_id AND n.seq > v.cc
+    WHERE n.member_id IN ($1, $2) AND n.author_id <> $1
+      AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.conversation_id = n.conversation_id
+                        AND g.seq = n.seq)
+      AND n.seq > COALESCE((SELECT t.at FROM thread_cursors t
+                             WHERE t.conversation_id = n.conversation_id
+                               AND t.thread_key = n.thread_key), 0)
+    GROUP BY n.conversation_id, n.thread_key
+)
+SELECT c.conversation_id, $2::uuid AS thread_key, bool_or(c.direct) AS direct,
+       sum(CASE WHEN c.kind = 'conv' THEN c.unread ELSE -c.unread END)::bigint AS messages,
+       COALESCE((SELECT sum(m.mentions) FROM mentioned m
+                  WHERE m.conversation_id = c.conversation_id), 0)::bigint AS mentions
+FROM counted c WHERE c.kind IN ('conv', 'read')
+GROUP BY c.conversation_id
+UNION ALL
+SELECT c.conversation_id, c.thread_key, false, c.unread::bigint,
+       COALESCE((SELECT m.mentions FROM mentioned m WHERE m.conversation_id = c.conversation_id
+                   AND m.thread_key = c.thread_key), 0)::bigint
+FROM counted c WHERE c.kind = 'follow'
+ORDER BY 1, 2
+";

@@ -48,11 +48,50 @@ CREATE TABLE IF NOT EXISTS messages (
     -- Its author was erased from the community (its body reads as nothing, whatever order
     -- the erasure and the message were applied in).
     erased            bool        NOT NULL DEFAULT false,
+    -- thread_id, or the nil uuid in a direct conversation.
+    thread_key        uuid        NOT NULL,
+    -- Ordinals that never change once given, so that counting the messages after a cursor is a
+    -- subtraction, not a scan: among the conversation's messages, its thread's, its author's
+    -- in the conversation, and its author's in the thread.
+    conv_rank          bigint     NOT NULL,
+    thread_rank        bigint     NOT NULL,
+    author_rank        bigint     NOT NULL,
+    author_thread_rank bigint     NOT NULL,
     PRIMARY KEY (conversation_id, message_id)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS messages_seq ON messages (conversation_id, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_seq ON messages (conversation_id, seq) INCLUDE (conv_rank);
 CREATE INDEX IF NOT EXISTS messages_thread ON messages (conversation_id, thread_id, seq);
+CREATE INDEX IF NOT EXISTS messages_thread_key ON messages (conversation_id, thread_key, seq) INCLUDE (thread_rank);
+CREATE INDEX IF NOT EXISTS messages_by_author ON messages (conversation_id, author_id, seq) INCLUDE (author_rank);
+CREATE INDEX IF NOT EXISTS messages_by_author_thread ON messages (conversation_id, thread_key, author_id, seq) INCLUDE (author_thread_rank);
 CREATE INDEX IF NOT EXISTS messages_author ON messages (community_id, author_id);
+-- How many messages each conversation (thread_key nil), thread, author (author_id nil for all)
+-- has had; the source of the ranks.
+CREATE TABLE IF NOT EXISTS message_counts (
+    conversation_id uuid   NOT NULL,
+    thread_key      uuid   NOT NULL,
+    author_id       uuid   NOT NULL,
+    messages        bigint NOT NULL,
+    PRIMARY KEY (conversation_id, thread_key, author_id)
+);
+-- Messages deleted or hidden: few, subtracted from the counts.
+CREATE TABLE IF NOT EXISTS gone (
+    conversation_id uuid   NOT NULL,
+    seq             bigint NOT NULL,
+    thread_key      uuid   NOT NULL,
+    author_id       uuid   NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+-- Who each message mentions (the nil uuid: @cohort, everyone).
+CREATE TABLE IF NOT EXISTS mentions (
+    conversation_id uuid   NOT NULL,
+    seq             bigint NOT NULL,
+    thread_key      uuid   NOT NULL,
+    member_id       uuid   NOT NULL,
+    author_id       uuid   NOT NULL,
+    PRIMARY KEY (conversation_id, seq, member_id)
+);
+CREATE INDEX IF NOT EXISTS mentions_member ON mentions (member_id, conversation_id, seq);
 CREATE TABLE IF NOT EXISTS message_versions (
     conversation_id uuid        NOT NULL,
     message_id      uuid        NOT NULL,
@@ -146,6 +185,9 @@ impl Projection for Messages {
             "read_cursors",
             "follows",
             "reader_settings",
+            "message_counts",
+            "gone",
+            "mentions",
         ]
     }
 
@@ -210,13 +252,16 @@ async fn apply_conversation(
             hold_author(conn, conversation, author).await?;
             // The author's erasure may have been applied first: then nothing of the body is
             // kept, whatever the key still opened when the event was decoded.
+            let thread_key = thread.unwrap_or(Uuid::nil());
+            let ranks = ranks(conn, conversation, thread_key, author).await?;
             sqlx::query(
                 "INSERT INTO messages (conversation_id, message_id, seq, thread_id, author_id,
-                     community_id, title, body, mentioned_ids, mentions_everyone, posted_at, erased)
+                     community_id, title, body, mentioned_ids, mentions_everyone, posted_at, erased,
+                     thread_key, conv_rank, thread_rank, author_rank, author_thread_rank)
                  SELECT $1, $2, $3, $4, $5, c.community_id,
                         CASE WHEN e.erased THEN NULL ELSE $6 END,
                         CASE WHEN e.erased THEN NULL ELSE $7 END,
-                        $8, $9, $10, e.erased
+                        $8, $9, $10, e.erased, $11, $12, $13, $14, $15
                  FROM conversations c
                  CROSS JOIN LATERAL (
                      SELECT EXISTS (SELECT 1 FROM community_members cm
@@ -235,9 +280,32 @@ async fn apply_conversation(
             .bind(&mentions.members)
             .bind(mentions.everyone)
             .bind(posted_at)
+            .bind(thread_key)
+            .bind(ranks.conversation)
+            .bind(ranks.thread)
+            .bind(ranks.author)
+            .bind(ranks.author_thread)
             .execute(&mut *conn)
             .await?;
             version(conn, conversation, message_id, posted_at).await?;
+            let mut mentioned = mentions.members.clone();
+            if mentions.everyone {
+                mentioned.push(Uuid::nil());
+            }
+            if !mentioned.is_empty() {
+                sqlx::query(
+                    "INSERT INTO mentions (conversation_id, seq, thread_key, member_id, author_id)
+                     SELECT $1, $2, $3, m, $4 FROM unnest($5::uuid[]) AS m
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(conversation)
+                .bind(seq)
+                .bind(thread_key)
+                .bind(author)
+                .bind(&mentioned)
+                .execute(&mut *conn)
+                .await?;
+            }
             match thread {
                 Some(thread) if thread == message_id => {
                     sqlx::query(
@@ -314,6 +382,7 @@ async fn apply_conversation(
             .bind(message_id)
             .fetch_optional(&mut *conn)
             .await?;
+            went(conn, conversation, message_id).await?;
             sqlx::query(
                 "UPDATE message_versions SET title = NULL, body = NULL
                  WHERE conversation_id = $1 AND message_id = $2",
@@ -360,6 +429,19 @@ async fn apply_conversation(
             .bind(matches!(event, Event::MessageHidden { .. }))
             .execute(&mut *conn)
             .await?;
+            if matches!(event, Event::MessageHidden { .. }) {
+                went(conn, conversation, message_id).await?;
+            } else {
+                sqlx::query(
+                    "DELETE FROM gone g USING messages m
+                     WHERE m.conversation_id = $1 AND m.message_id = $2 AND NOT m.deleted
+                       AND g.conversation_id = m.conversation_id AND g.seq = m.seq",
+                )
+                .bind(conversation)
+                .bind(message_id)
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         Event::ThreadPinned { thread_id, .. } | Event::ThreadUnpinned { thread_id, .. } => {
             sqlx::query(
@@ -445,6 +527,64 @@ async fn apply_conversation(
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// A new message's ranks.
+struct Ranks {
+    conversation: i64,
+    thread: i64,
+    author: i64,
+    author_thread: i64,
+}
+
+/// Counts one more message of `author` in `thread_key` of `conversation`, and returns its ranks.
+async fn ranks(
+    conn: &mut PgConnection,
+    conversation: Uuid,
+    thread_key: Uuid,
+    author: Uuid,
+) -> Result<Ranks> {
+    let nil = Uuid::nil();
+    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "INSERT INTO message_counts (conversation_id, thread_key, author_id, messages)
+         SELECT DISTINCT $1::uuid, t, a, 1::bigint
+         FROM (VALUES ($2::uuid, $4::uuid), ($4, $4), ($2, $3::uuid), ($4, $3)) AS k(t, a)
+         ON CONFLICT (conversation_id, thread_key, author_id)
+         DO UPDATE SET messages = message_counts.messages + 1
+         RETURNING thread_key, author_id, messages",
+    )
+    .bind(conversation)
+    .bind(thread_key)
+    .bind(author)
+    .bind(nil)
+    .fetch_all(&mut *conn)
+    .await?;
+    let rank = |thread: Uuid, who: Uuid| {
+        rows.iter()
+            .find(|(t, a, _)| *t == thread && *a == who)
+            .map_or(0, |(_, _, n)| *n)
+    };
+    Ok(Ranks {
+        conversation: rank(nil, nil),
+        thread: rank(thread_key, nil),
+        author: rank(nil, author),
+        author_thread: rank(thread_key, author),
+    })
+}
+
+/// Records that a message no longer counts as unread (deleted or hidden).
+async fn went(conn: &mut PgConnection, conversation: Uuid, message: Uuid) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO gone (conversation_id, seq, thread_key, author_id)
+         SELECT conversation_id, seq, thread_key, author_id FROM messages
+         WHERE conversation_id = $1 AND message_id = $2
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(conversation)
+    .bind(message)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
