@@ -290,7 +290,7 @@ async fn scenarios(
         args.callers
     );
 
-    live(args, &callers, &members, &cohort).await?;
+    live(args, scratch, &callers, &members, &cohort).await?;
     unread(args, &callers, &members, &cohort, &thread).await
 }
 
@@ -298,6 +298,7 @@ async fn scenarios(
 /// NATS publish-to-delivery on the same server.
 async fn live(
     args: &MessagingArgs,
+    scratch: &Scratch,
     callers: &Callers,
     members: &[Uuid],
     cohort: &str,
@@ -311,10 +312,31 @@ async fn live(
         .await?
         .into_inner();
     let mut samples = Vec::with_capacity(args.samples);
+    let mut projected = Vec::with_capacity(args.samples);
+    let schema = Schema::parse("messaging")?;
+    let pool = db::connect(&scratch.url, &schema, 2).await?;
     let progress = bar(args.samples, "post OK -> live stream");
     for i in 0..args.samples {
         let posted = post(&mut client, members[0], cohort, "", format!("live {i}")).await?;
         let ok = Instant::now();
+        let id: Uuid = posted.message_id.parse()?;
+        // When the read model the stream follows has it: the stream's share of the latency is
+        // what comes after.
+        loop {
+            let there: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM messages WHERE message_id = $1)")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await?;
+            if there {
+                projected.push(ok.elapsed());
+                break;
+            }
+            if ok.elapsed() > Duration::from_secs(30) {
+                anyhow::bail!("the post was not in the read model 30 s after its OK");
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
         loop {
             let event = tokio::time::timeout(Duration::from_secs(30), stream.next())
                 .await
@@ -330,8 +352,16 @@ async fn live(
         progress.inc(1);
     }
     progress.finish_and_clear();
+    pool.close().await;
     samples.sort();
+    projected.sort();
     let raw = raw_nats(&args.nats_url, args.samples).await?;
+    println!(
+        "post OK -> messages read model: p50={:.1}ms p99={:.1}ms (n={})",
+        percentile(&projected, 0.5),
+        percentile(&projected, 0.99),
+        projected.len()
+    );
     println!(
         "post OK -> another member's live stream: p50={:.1}ms p99={:.1}ms (n={})",
         percentile(&samples, 0.5),

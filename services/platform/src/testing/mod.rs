@@ -390,9 +390,15 @@ impl ServiceProcess {
             .spawn()
             .unwrap_or_else(|err| panic!("start {program}: {err}"));
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut log = log;
         let (grpc, metrics) = tokio::time::timeout(Duration::from_secs(60), async {
             let (mut grpc, mut metrics) = (None, None);
             while let Some(line) = lines.next_line().await.expect("read stdout") {
+                // The log from the start, not only from the announcement on.
+                if let Some(file) = log.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(file, "{line}");
+                }
                 if let Some(rest) = line.split("serving gRPC on ").nth(1) {
                     grpc = rest.split_whitespace().next().and_then(|a| a.parse().ok());
                 }
@@ -409,7 +415,6 @@ impl ServiceProcess {
         .unwrap_or_else(|_| panic!("{program} did not announce its addresses within 60 s"));
         // Keep draining stdout (where the log goes) so the process never blocks on a full pipe.
         tokio::spawn(async move {
-            let mut log = log;
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(file) = log.as_mut() {
                     use std::io::Write;
