@@ -118,7 +118,8 @@ fn messaging(callers: &Callers, caller: usize) -> MessagingServiceClient<Channel
     MessagingServiceClient::new(callers.channel(caller))
 }
 
-/// Posts `body` as `member`; retries while the member's seat is still on its way to messaging.
+/// Posts `body` as `member`; retries while the member's seat, or a new cohort, is still on its
+/// way to messaging.
 async fn post(
     client: &mut MessagingServiceClient<Channel>,
     member: Uuid,
@@ -141,7 +142,10 @@ async fn post(
         {
             Ok(reply) => return Ok(reply.into_inner()),
             Err(status)
-                if status.code() == tonic::Code::PermissionDenied && Instant::now() < deadline =>
+                if matches!(
+                    status.code(),
+                    tonic::Code::PermissionDenied | tonic::Code::NotFound
+                ) && Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -452,19 +456,44 @@ async fn unread(
             .committed
             .map_or(last, |c| c.position);
     }
+    // The read model may be behind the history just written: wait until it has every message,
+    // and say how long that took.
+    let caught_up = Instant::now();
+    loop {
+        match client
+            .get_unread_counts(as_member(
+                members[0],
+                msg::GetUnreadCountsRequest { min_position: last },
+            )?)
+            .await
+        {
+            Ok(_) => break,
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Unavailable
+                ) && caught_up.elapsed() < Duration::from_secs(600) => {}
+            Err(status) => return Err(status.into()),
+        }
+    }
+    let behind = caught_up.elapsed();
+    if behind > Duration::from_millis(100) {
+        println!(
+            "the messages read model finished the history {:.1}s after its last post",
+            behind.as_secs_f64()
+        );
+    }
     let rounds = 20;
     let mut samples = Vec::with_capacity(rounds * members.len());
     let progress = bar(rounds * members.len(), "unread counts");
     let mut total = 0i64;
-    for round in 0..rounds {
+    for _ in 0..rounds {
         for member in members.iter() {
             let started = Instant::now();
             let counts = client
                 .get_unread_counts(as_member(
                     *member,
-                    msg::GetUnreadCountsRequest {
-                        min_position: if round == 0 { last } else { 0 },
-                    },
+                    msg::GetUnreadCountsRequest { min_position: 0 },
                 )?)
                 .await?
                 .into_inner();
