@@ -111,18 +111,23 @@ impl ConversationCodec {
         Ok(community)
     }
 
+    /// Seals a message's title and body: a new message with a key of its own, an edit with the
+    /// key its message has.
     async fn seal_message(
         &self,
         community: Uuid,
         author: Uuid,
         message: Uuid,
+        new: bool,
         title: Option<&Title>,
         body: Option<&Body>,
     ) -> Result<(Option<Sealed>, Option<Sealed>)> {
-        let key = self
-            .sealer
-            .key_for(&message_subject(community, author, message))
-            .await?;
+        let subject = message_subject(community, author, message);
+        let key = if new {
+            self.sealer.new_key(&subject).await?
+        } else {
+            self.sealer.key_for(&subject).await?
+        };
         Ok((
             title.map(|t| key.seal(t.as_str())),
             body.map(|b| key.seal(b.as_str())),
@@ -194,6 +199,7 @@ impl Codec<ConversationDecider> for ConversationCodec {
                             community,
                             *author,
                             *message_id,
+                            true,
                             title.as_ref(),
                             body.as_ref(),
                         )
@@ -223,6 +229,7 @@ impl Codec<ConversationDecider> for ConversationCodec {
                             community,
                             *author,
                             *message_id,
+                            false,
                             title.as_ref(),
                             body.as_ref(),
                         )

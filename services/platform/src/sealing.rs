@@ -238,28 +238,33 @@ impl Sealer {
                 }
                 (key_id, bytes)
             }
-            None => {
-                let key_id = Uuid::new_v4();
-                let bytes = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
-                let (wrapped_by, stored) = match &self.keks {
-                    Some(keks) => {
-                        let (id, wrapped) = keks.wrap(key_id, &bytes)?;
-                        (Some(id), wrapped)
-                    }
-                    None => (None, bytes.clone()),
-                };
-                sqlx::query(
-                    "INSERT INTO sealing_keys (key_id, subject, key, wrapped_by) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(key_id)
-                .bind(subject)
-                .bind(&stored)
-                .bind(wrapped_by)
-                .execute(&self.pool)
-                .await?;
-                (key_id, bytes)
-            }
+            None => return self.new_key(subject).await,
         };
+        Ok(make_key(key_id, subject, &bytes))
+    }
+
+    /// A new key for `subject`, without looking for one first: for a subject that is new by
+    /// construction (one message's), one statement rather than two. A subject may hold several
+    /// keys (a retried command makes another); erasure destroys them all.
+    pub async fn new_key(&self, subject: &str) -> Result<SealingKey> {
+        let key_id = Uuid::new_v4();
+        let bytes = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
+        let (wrapped_by, stored) = match &self.keks {
+            Some(keks) => {
+                let (id, wrapped) = keks.wrap(key_id, &bytes)?;
+                (Some(id), wrapped)
+            }
+            None => (None, bytes.clone()),
+        };
+        sqlx::query(
+            "INSERT INTO sealing_keys (key_id, subject, key, wrapped_by) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key_id)
+        .bind(subject)
+        .bind(&stored)
+        .bind(wrapped_by)
+        .execute(&self.pool)
+        .await?;
         Ok(make_key(key_id, subject, &bytes))
     }
 
