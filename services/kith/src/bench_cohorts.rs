@@ -204,6 +204,48 @@ pub(crate) fn bench_args(scratch: &Scratch, nats_url: &str, namespace: &str) -> 
     }
 }
 
+/// The services of a bench, served on a free local port in this process.
+pub(crate) struct Served {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<kith_platform::Result<()>>,
+}
+
+impl Served {
+    /// Serves `router` on `runtime`; returns the address once it listens.
+    pub(crate) async fn start(
+        runtime: Runtime,
+        router: kith_platform::grpc::Router,
+    ) -> anyhow::Result<(SocketAddr, Self)> {
+        let shutdown = CancellationToken::new();
+        let (ready, addr) = tokio::sync::oneshot::channel();
+        let task = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                runtime::serve(
+                    &runtime,
+                    "127.0.0.1:0".parse().expect("a socket address"),
+                    router,
+                    &[],
+                    shutdown,
+                    |addr| {
+                        let _ = ready.send(addr);
+                    },
+                )
+                .await
+            })
+        };
+        let addr = addr.await.context("the server did not start")?;
+        Ok((addr, Self { shutdown, task }))
+    }
+
+    /// Drains calls in flight and stops the services.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
 async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyhow::Result<()> {
     let runtime = Runtime::connect(bench_args(scratch, &args.nats_url, namespace)).await?;
     let membership = kith_membership::start(&runtime).await?;
@@ -211,25 +253,7 @@ async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyh
     let router = kith_platform::grpc::server()
         .add_service(membership.server)
         .add_service(cohorts.server);
-    let shutdown = CancellationToken::new();
-    let (ready, addr) = tokio::sync::oneshot::channel();
-    let server = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            runtime::serve(
-                &runtime,
-                "127.0.0.1:0".parse().expect("a socket address"),
-                router,
-                &[],
-                shutdown,
-                |addr| {
-                    let _ = ready.send(addr);
-                },
-            )
-            .await
-        })
-    };
-    let addr = addr.await.context("the server did not start")?;
+    let (addr, server) = Served::start(runtime, router).await?;
     if !args.latency_only {
         println!(
             "kith bench cohorts: {} joins per measurement by {} callers over gRPC, on {} and {}",
@@ -240,8 +264,7 @@ async fn measure(args: &CohortsArgs, scratch: &Scratch, namespace: &str) -> anyh
         );
     }
     let outcome = scenarios(args, addr, scratch).await;
-    shutdown.cancel();
-    server.await??;
+    server.stop().await?;
     outcome
 }
 

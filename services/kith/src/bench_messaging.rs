@@ -11,18 +11,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use kith_platform::db::{self, Schema};
-use kith_platform::runtime::{self, Runtime};
+use kith_platform::runtime::Runtime;
 use kith_proto::messaging as msg;
 use kith_proto::messaging::messaging_service_client::MessagingServiceClient;
 use kith_proto::messaging::subscribe_response::Event as Live;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::bench::{RAW_TABLE, Scratch, raw_rate, redact, spinner};
 use crate::bench_cohorts::{
-    Callers, as_member, bar, bench_args, community_of, join, open_cohort_by, percentile, raw_nats,
-    rid, spread,
+    Callers, Served, as_member, bar, bench_args, community_of, join, open_cohort_by, percentile,
+    raw_nats, rid, spread,
 };
 
 #[derive(Debug, clap::Args)]
@@ -82,25 +81,7 @@ async fn measure(args: &MessagingArgs, scratch: &Scratch, namespace: &str) -> an
         .add_service(membership.server)
         .add_service(cohorts.server)
         .add_service(messaging.server);
-    let shutdown = CancellationToken::new();
-    let (ready, addr) = tokio::sync::oneshot::channel();
-    let server = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            runtime::serve(
-                &runtime,
-                "127.0.0.1:0".parse().expect("a socket address"),
-                router,
-                &[],
-                shutdown,
-                |addr| {
-                    let _ = ready.send(addr);
-                },
-            )
-            .await
-        })
-    };
-    let addr = addr.await.context("the server did not start")?;
+    let (addr, server) = Served::start(runtime, router).await?;
     println!(
         "kith bench messaging: {} posts per rate by {} callers over gRPC, on {} and {}",
         args.posts,
@@ -109,8 +90,7 @@ async fn measure(args: &MessagingArgs, scratch: &Scratch, namespace: &str) -> an
         args.nats_url
     );
     let outcome = scenarios(args, addr, scratch).await;
-    shutdown.cancel();
-    server.await??;
+    server.stop().await?;
     outcome
 }
 

@@ -700,7 +700,7 @@ impl Api {
     async fn require_thread(&self, conversation: Uuid, thread: Uuid) -> Result<(), Status> {
         let is_thread: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM messages
-                            WHERE conversation_id = $1 AND message_id = $2 AND thread_id = $2)",
+                            WHERE conversation_id = $1 AND message_id = $2 AND thread_key = $2)",
         )
         .bind(conversation)
         .bind(thread)

@@ -44,8 +44,6 @@ pub(crate) struct Known {
     pub(crate) community: Uuid,
     /// A direct conversation's people, sorted.
     pub(crate) participants: Vec<Uuid>,
-    /// Whether its first event is written.
-    pub(crate) started: bool,
 }
 
 /// The messaging gRPC service.
@@ -129,7 +127,6 @@ impl Api {
                     .iter()
                     .map(|id| id.parse().map_err(|_| unreadable()))
                     .collect::<Result<_, _>>()?,
-                started: true,
             };
             let mut cache = lock(&self.origins);
             if cache.len() >= ORIGIN_CACHE {
@@ -148,7 +145,6 @@ impl Api {
             kind: ConversationKind::Cohort,
             community,
             participants: Vec::new(),
-            started: false,
         }))
     }
 

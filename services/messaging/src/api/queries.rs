@@ -138,7 +138,7 @@ impl Api {
             return Err(kith_platform::command::refusal(
                 kith_platform::command::ErrorKind::FailedPrecondition,
                 "NOT_A_COHORT_CONVERSATION",
-                "a direct conversation has no threads; read it with GetThread-free history",
+                "a direct conversation has no threads; read it with ListMessages",
                 None,
             ));
         }
@@ -259,7 +259,7 @@ impl Api {
             "SELECT ",
             message_columns!(),
             " FROM messages m
-             WHERE m.conversation_id = $1 AND m.thread_id = $2 AND m.message_id <> $2 AND m.seq > $3
+             WHERE m.conversation_id = $1 AND m.thread_key = $2 AND m.message_id <> $2 AND m.seq > $3
              ORDER BY m.seq LIMIT $4"
         ))
         .bind(conversation)

@@ -60,7 +60,6 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (conversation_id, message_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_seq ON messages (conversation_id, seq) INCLUDE (conv_rank);
-CREATE INDEX IF NOT EXISTS messages_thread ON messages (conversation_id, thread_id, seq);
 CREATE INDEX IF NOT EXISTS messages_thread_key ON messages (conversation_id, thread_key, seq) INCLUDE (thread_rank);
 CREATE INDEX IF NOT EXISTS messages_by_author ON messages (conversation_id, author_id, seq) INCLUDE (author_rank);
 CREATE INDEX IF NOT EXISTS messages_by_author_thread ON messages (conversation_id, thread_key, author_id, seq) INCLUDE (author_thread_rank);
