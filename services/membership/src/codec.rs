@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use kith_platform::aggregate::Codec;
 use kith_platform::eventlog::{NewEvent, RecordedEvent};
+use kith_platform::pseudonym::handle_token;
 use kith_platform::sealing::{Opener, Sealer};
 use kith_platform::wire::{decode_payload, stored_id, stored_opt_id, stored_time, timestamp};
 use kith_platform::{Error, Result};
@@ -51,6 +52,7 @@ impl MembershipCodec {
             display_name: Some(key.seal(profile.display_name.as_str())),
             handle: Some(key.seal(profile.handle.as_str())),
             bio: (!profile.bio.as_str().is_empty()).then(|| key.seal(profile.bio.as_str())),
+            handle_token: handle_token(stored_id(community_id)?, profile.handle.as_str()),
         }))
     }
 

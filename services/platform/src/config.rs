@@ -230,6 +230,11 @@ pub struct SealingArgs {
     /// mounted as a file).
     #[arg(long, env = "KITH_SEALING_KEK_FILE", conflicts_with = "sealing_kek")]
     pub sealing_kek_file: Option<PathBuf>,
+    /// Key (64 hex digits) of the tokens by which membership tells the other services which
+    /// member a handle names without telling them the handle. Give every service the same one
+    /// (see k8s/README.md); without it a built-in key is used.
+    #[arg(long, env = "KITH_HANDLE_KEY", hide_env_values = true)]
+    pub handle_key: Option<Secret>,
 }
 
 impl SealingArgs {
@@ -252,9 +257,21 @@ impl SealingArgs {
             .map_err(|err| named("--sealing-kek (KITH_SEALING_KEK)", err))
     }
 
-    /// Installs the KEKs for every [`crate::sealing::Sealer`] of this process.
+    /// Installs the KEKs for every [`crate::sealing::Sealer`] of this process, and the handle key.
     pub fn install(&self) -> Result<()> {
-        match self.keks()? {
+        let keks = self.keks()?;
+        match &self.handle_key {
+            Some(key) => crate::pseudonym::install_key(
+                crate::pseudonym::parse_key(key.expose())
+                    .map_err(|err| named("--handle-key (KITH_HANDLE_KEY)", err))?,
+            )?,
+            None if keks.is_some() => tracing::warn!(
+                "no --handle-key (KITH_HANDLE_KEY): handle tokens on the bus use the built-in key, \
+                 so anyone who reads the log can test guessed handles against them"
+            ),
+            None => {}
+        }
+        match keks {
             Some(keks) => {
                 tracing::info!(kek = keks.current_id(), "sealing keys are wrapped by a KEK");
                 crate::sealing::install_kek(keks)

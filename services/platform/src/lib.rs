@@ -17,6 +17,7 @@ pub mod leader;
 pub mod metrics;
 pub mod paging;
 pub mod projection;
+pub mod pseudonym;
 pub mod relay;
 pub mod runtime;
 pub mod sealing;

@@ -5,6 +5,8 @@ use chrono::Utc;
 use kith_platform::aggregate::Rejected;
 use kith_platform::command::{self, command_key, committed, status_from_rejected};
 use kith_platform::eventlog::Appended;
+use kith_platform::paging::status_from_db;
+use kith_platform::pseudonym::handle_token;
 use kith_platform::validation::Violations;
 use kith_proto::messaging as pb;
 use kith_proto::platform::Committed;
@@ -13,8 +15,8 @@ use uuid::Uuid;
 
 use super::{Api, ID_NAMESPACE, derived_id, direct_id};
 use crate::domain::{
-    Action, Body, Command, DomainError, MAX_DIRECT_PARTICIPANTS, Mentions, Reaction, ReaderAction,
-    ReaderCommand, Title,
+    Action, Body, Command, ConversationKind, DomainError, MAX_DIRECT_PARTICIPANTS, MAX_MENTIONS,
+    Mentions, Reaction, ReaderAction, ReaderCommand, Title, WrittenMentions,
 };
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -51,20 +53,73 @@ fn optional_id(v: &mut Violations, field: &str, raw: &str) -> Option<Option<Uuid
     }
 }
 
-/// Who a body mentions. `@cohort` mentions everyone who reads a cohort conversation; members
-/// by handle are resolved once membership shares handles with messaging (see the README).
-fn mentions(body: &Body) -> Mentions {
-    let everyone = body
-        .as_str()
-        .split(|c: char| !(c.is_alphanumeric() || c == '@' || c == '_'))
-        .any(|word| word.eq_ignore_ascii_case("@cohort"));
-    Mentions {
-        members: Vec::new(),
-        everyone,
-    }
+/// A body, and the mentions written in it (at most [`MAX_MENTIONS`] handles).
+fn body_with_mentions(v: &mut Violations, raw: &str) -> Option<(Body, WrittenMentions)> {
+    let body = text(v, "body", raw, Body::parse)?;
+    let written = v.check(
+        "body",
+        WrittenMentions::find(&body).map_err(DomainError::TooManyMentions),
+    )?;
+    Some((body, written))
 }
 
 impl Api {
+    /// Who `written` mentions: everyone for `@cohort`, and each handle that names someone other
+    /// than the author who reads the conversation now, in the order first written. A handle that
+    /// names nobody who reads it stays plain text. Costs nothing when no handle is written.
+    async fn mentioned(
+        &self,
+        conversation: Uuid,
+        author: Uuid,
+        written: &WrittenMentions,
+    ) -> Result<Mentions, Status> {
+        let mut mentions = Mentions {
+            members: Vec::new(),
+            everyone: written.everyone,
+        };
+        if written.handles.is_empty() {
+            return Ok(mentions);
+        }
+        // Unknown: the command is refused for it in a moment.
+        let Some(known) = self.known_soon(conversation).await? else {
+            return Ok(mentions);
+        };
+        let token = |handle: &str| handle_token(known.community, handle);
+        let tokens: Vec<Vec<u8>> = written.lookups().map(token).collect();
+        let named: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT m.member_id, m.handle_token FROM community_members m
+             WHERE m.community_id = $1 AND m.active AND m.handle_token = ANY($2)
+               AND m.member_id <> $3
+               AND CASE WHEN $4 THEN EXISTS (
+                        SELECT 1 FROM cohort_places p
+                        WHERE p.cohort_id = $5 AND p.member_id = m.member_id
+                          AND p.place IN ('seat', 'facilitator'))
+                   ELSE m.member_id = ANY($6) END",
+        )
+        .bind(known.community)
+        .bind(&tokens)
+        .bind(author)
+        .bind(known.kind == ConversationKind::Cohort)
+        .bind(conversation)
+        .bind(&known.participants)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        for forms in &written.handles {
+            let member = forms.iter().find_map(|form| {
+                let wanted = token(form);
+                named.iter().find(|(_, t)| *t == wanted).map(|(id, _)| *id)
+            });
+            if let Some(member) = member
+                && !mentions.members.contains(&member)
+            {
+                mentions.members.push(member);
+            }
+        }
+        debug_assert!(mentions.members.len() <= MAX_MENTIONS);
+        Ok(mentions)
+    }
+
     /// Runs a conversation command for `caller`: its access as this replica knows it, and once
     /// more after a short grace when refused for who the caller is and that is changing.
     async fn converse<T: prost::Message + prost::Name>(
@@ -123,15 +178,20 @@ impl Api {
         let conversation = v.uuid("conversation_id", &r.conversation_id);
         let thread = optional_id(&mut v, "thread_id", &r.thread_id);
         let title = title(&mut v, &r.title);
-        let body = text(&mut v, "body", &r.body, Body::parse);
+        let body = body_with_mentions(&mut v, &r.body);
         v.finish()?;
-        let (Some(request_id), Some(conversation), Some(thread), Some(title), Some(body)) =
-            (request_id, conversation, thread, title, body)
+        let (
+            Some(request_id),
+            Some(conversation),
+            Some(thread),
+            Some(title),
+            Some((body, written)),
+        ) = (request_id, conversation, thread, title, body)
         else {
             return Err(incomplete());
         };
         let message_id = derived_id(caller, &request_id, "message");
-        let mentions = mentions(&body);
+        let mentions = self.mentioned(conversation, caller, &written).await?;
         let appended = self
             .converse(
                 &request,
@@ -165,14 +225,19 @@ impl Api {
         let conversation = v.uuid("conversation_id", &r.conversation_id);
         let message_id = v.uuid("message_id", &r.message_id);
         let title = title(&mut v, &r.title);
-        let body = text(&mut v, "body", &r.body, Body::parse);
+        let body = body_with_mentions(&mut v, &r.body);
         v.finish()?;
-        let (Some(request_id), Some(conversation), Some(message_id), Some(title), Some(body)) =
-            (request_id, conversation, message_id, title, body)
+        let (
+            Some(request_id),
+            Some(conversation),
+            Some(message_id),
+            Some(title),
+            Some((body, written)),
+        ) = (request_id, conversation, message_id, title, body)
         else {
             return Err(incomplete());
         };
-        let mentions = mentions(&body);
+        let mentions = self.mentioned(conversation, caller, &written).await?;
         let appended = self
             .converse(
                 &request,

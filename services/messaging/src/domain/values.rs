@@ -125,6 +125,73 @@ pub struct Mentions {
     pub everyone: bool,
 }
 
+/// What a body says it mentions, before anyone is looked up: `@cohort`, and the handles written
+/// as `@handle`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WrittenMentions {
+    /// `@cohort` (any case) appears as a word.
+    pub everyone: bool,
+    /// Each `@handle` word: the handle as written, lowercased, and without a trailing `.` or `-`
+    /// when it has one (sentence punctuation, or part of a handle such as `ann.`: both are
+    /// looked up). At most [`MAX_MENTIONS`] words.
+    pub handles: Vec<Vec<String>>,
+}
+
+impl WrittenMentions {
+    /// Finds the mentions in `body`. An `@` starts a mention only at the start of a word (so an
+    /// e-mail address mentions nobody); the handle is 3 to 30 characters of `a-z`, `0-9`, `_`,
+    /// `.` and `-`, starting with a letter or a digit, as membership accepts handles, and must
+    /// not run on into other letters. More than [`MAX_MENTIONS`] distinct handles is refused,
+    /// whether or not they name anyone: resolving them is work done for the writer.
+    pub fn find(body: &Body) -> Result<Self, usize> {
+        let text = body.as_str();
+        let handle_char = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+        let mut found = Self::default();
+        let mut previous: Option<char> = None;
+        for (at, c) in text.char_indices() {
+            let starts_word = previous.is_none_or(|p| !(p.is_alphanumeric() || "_.-@".contains(p)));
+            previous = Some(c);
+            if c != '@' || !starts_word {
+                continue;
+            }
+            let rest = &text[at + 1..];
+            let end = rest.find(|c: char| !handle_char(c)).unwrap_or(rest.len());
+            if rest[end..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphanumeric() || c == '@')
+            {
+                continue;
+            }
+            let written = rest[..end].to_ascii_lowercase();
+            if written == "cohort" {
+                found.everyone = true;
+                continue;
+            }
+            let mut forms: Vec<String> = Vec::with_capacity(2);
+            for form in [written.as_str(), written.trim_end_matches(['.', '-'])] {
+                let valid = (3..=30).contains(&form.len())
+                    && form.starts_with(|c: char| c.is_ascii_alphanumeric());
+                if valid && !forms.iter().any(|f| f == form) {
+                    forms.push(form.to_owned());
+                }
+            }
+            if !forms.is_empty() && !found.handles.contains(&forms) {
+                found.handles.push(forms);
+            }
+        }
+        if found.handles.len() > MAX_MENTIONS {
+            return Err(found.handles.len());
+        }
+        Ok(found)
+    }
+
+    /// Every form to look up.
+    pub fn lookups(&self) -> impl Iterator<Item = &str> {
+        self.handles.iter().flatten().map(String::as_str)
+    }
+}
+
 /// A slow-mode interval: 0 (off) to six hours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SlowMode(u32);

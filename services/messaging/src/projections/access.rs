@@ -67,8 +67,13 @@ CREATE TABLE IF NOT EXISTS community_members (
     active       bool   NOT NULL,
     -- Erased from the community: their messages read as erased, whatever was applied first.
     erased       bool   NOT NULL DEFAULT false,
+    -- The keyed hash of the member's handle (kith_platform::pseudonym), to resolve mentions.
+    handle_token bytea,
     PRIMARY KEY (community_id, member_id)
 );
+ALTER TABLE community_members ADD COLUMN IF NOT EXISTS handle_token bytea;
+CREATE INDEX IF NOT EXISTS community_members_handle
+    ON community_members (community_id, handle_token) WHERE handle_token IS NOT NULL;
 CREATE TABLE IF NOT EXISTS communities (
     community_id uuid   PRIMARY KEY,
     version      bigint NOT NULL
@@ -101,11 +106,16 @@ impl Projection for Members {
         let t = event.event_type.as_str();
         let (community, member, change) = if t == mpb::MemberJoined::full_name() {
             let e: mpb::MemberJoined = decode_payload(event)?;
+            let token = handle_token(e.profile.as_ref());
             (
                 e.community_id,
                 e.member_id,
-                Change::Active(role_name(e.role)),
+                Change::Active(role_name(e.role), token),
             )
+        } else if t == mpb::ProfileUpdated::full_name() {
+            let e: mpb::ProfileUpdated = decode_payload(event)?;
+            let token = handle_token(e.profile.as_ref());
+            (e.community_id, e.member_id, Change::Profile(token))
         } else if t == mpb::RoleAssigned::full_name() {
             let e: mpb::RoleAssigned = decode_payload(event)?;
             (e.community_id, e.member_id, Change::Role(role_name(e.role)))
@@ -128,17 +138,31 @@ impl Projection for Members {
             return self.advance(conn, event).await;
         };
         let (community, member) = (stored_id(&community)?, stored_id(&member)?);
+        let erased = matches!(change, Change::Erased);
         match change {
-            Change::Active(role) => {
+            Change::Active(role, token) => {
                 sqlx::query(
-                    "INSERT INTO community_members (community_id, member_id, role, active)
-                     VALUES ($1, $2, $3, true)
+                    "INSERT INTO community_members (community_id, member_id, role, active, handle_token)
+                     VALUES ($1, $2, $3, true, $4)
                      ON CONFLICT (community_id, member_id)
-                     DO UPDATE SET role = EXCLUDED.role, active = true",
+                     DO UPDATE SET role = EXCLUDED.role, active = true,
+                         handle_token = EXCLUDED.handle_token",
                 )
                 .bind(community)
                 .bind(member)
                 .bind(role)
+                .bind(token)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Change::Profile(token) => {
+                sqlx::query(
+                    "UPDATE community_members SET handle_token = $3
+                     WHERE community_id = $1 AND member_id = $2 AND NOT erased",
+                )
+                .bind(community)
+                .bind(member)
+                .bind(token)
                 .execute(&mut *conn)
                 .await?;
             }
@@ -169,7 +193,7 @@ impl Projection for Members {
                     "INSERT INTO community_members (community_id, member_id, role, active, erased)
                      VALUES ($1, $2, $3, false, true)
                      ON CONFLICT (community_id, member_id)
-                     DO UPDATE SET active = false, erased = true",
+                     DO UPDATE SET active = false, erased = true, handle_token = NULL",
                 )
                 .bind(community)
                 .bind(member)
@@ -178,7 +202,7 @@ impl Projection for Members {
                 .await?;
             }
         }
-        if matches!(change, Change::Erased) {
+        if erased {
             super::messages::erasure_lock(conn, community, member).await?;
             erase(conn, community, member).await?;
             super::messages::blank_erased(conn, community, member).await?;
@@ -211,10 +235,18 @@ impl Members {
 }
 
 enum Change {
-    Active(&'static str),
+    Active(&'static str, Option<Vec<u8>>),
+    Profile(Option<Vec<u8>>),
     Role(&'static str),
     Gone,
     Erased,
+}
+
+/// The handle token of a profile; none from events written before tokens existed.
+fn handle_token(profile: Option<&mpb::SealedProfile>) -> Option<Vec<u8>> {
+    profile
+        .map(|p| p.handle_token.clone())
+        .filter(|token| !token.is_empty())
 }
 
 /// Destroys every sealing key of `member` in `community`: the member's own subject (report

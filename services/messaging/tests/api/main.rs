@@ -6,6 +6,7 @@ mod access;
 mod flows;
 mod helpers;
 mod live;
+mod mentions;
 mod model;
 mod moderation;
 mod rebuild;

@@ -34,6 +34,11 @@ async fn every_malformed_field_is_named_and_nothing_is_appended() {
         (posting("evil \u{202e}txt.exe".into(), "", ""), vec!["body"]),
         (posting("\u{200b}\u{200b}".into(), "", ""), vec!["body"]),
         (posting("fine".into(), "not-a-uuid", ""), vec!["thread_id"]),
+        // 21 distinct handles, named or not, are more than a message may mention.
+        (
+            posting((0..21).map(|n| format!("@someone{n} ")).collect(), "", ""),
+            vec!["body"],
+        ),
         (posting("fine".into(), "", "two\nlines"), vec!["title"]),
         (
             msg::PostMessageRequest {

@@ -2,6 +2,7 @@
 //! events (folded in, so the next `when` sees them) or this refusal.
 
 mod direct;
+mod mentions;
 mod messages;
 mod moderation;
 mod posting;
