@@ -14,8 +14,8 @@ use prost::Name;
 use uuid::Uuid;
 
 use crate::domain::{
-    Answer, Bio, CommunityName, Description, DisplayName, Event, Handle, JoinPath, Profile, Reason,
-    Role,
+    Answer, Bio, CommunityName, Description, DisplayName, Event, Handle, JoinPath, Language,
+    Profile, Reason, Role,
 };
 use crate::service::CommunityDecider;
 
@@ -152,6 +152,13 @@ impl Codec<CommunityDecider> for MembershipCodec {
                     description: description.as_str().to_owned(),
                     updated_by: updated_by.to_string(),
                 }),
+                Event::CommunityLanguageSet { language, set_by } => {
+                    message(pb::CommunityLanguageSet {
+                        community_id: c,
+                        language: language.as_str().to_owned(),
+                        set_by: set_by.to_string(),
+                    })
+                }
                 Event::CommunityArchived { archived_by } => message(pb::CommunityArchived {
                     community_id: c,
                     archived_by: archived_by.to_string(),
@@ -383,6 +390,12 @@ pub(crate) async fn decode(opener: &mut Opener, event: &RecordedEvent) -> Result
             name: CommunityName::from_stored(e.name),
             description: Description::from_stored(e.description),
             updated_by: stored_id(&e.updated_by)?,
+        }
+    } else if t == pb::CommunityLanguageSet::full_name() {
+        let e: pb::CommunityLanguageSet = decode_payload(event)?;
+        Event::CommunityLanguageSet {
+            language: Language::from_stored(e.language),
+            set_by: stored_id(&e.set_by)?,
         }
     } else if t == pb::CommunityArchived::full_name() {
         let e: pb::CommunityArchived = decode_payload(event)?;

@@ -13,6 +13,7 @@ pub mod error;
 pub mod eventlog;
 pub mod grpc;
 pub mod lag;
+pub mod language;
 pub mod leader;
 pub mod metrics;
 pub mod paging;

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{Api, derived_id, parse};
-use crate::domain::{Action, CommunityName, Description, MAX_INVITATION_USES, Reason};
+use crate::domain::{Action, CommunityName, Description, Language, MAX_INVITATION_USES, Reason};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -35,6 +35,7 @@ macro_rules! community_commands {
 community_commands!(
     pb::UpdateCommunityRequest,
     pb::ArchiveCommunityRequest,
+    pb::SetCommunityLanguageRequest,
     pb::UpdateProfileRequest,
     pb::AssignRoleRequest,
     pb::RevokeRoleRequest,
@@ -126,6 +127,21 @@ impl Api {
             })
             .await?;
         Ok(Response::new(pb::UpdateCommunityResponse {
+            committed: Some(committed),
+        }))
+    }
+
+    pub(super) async fn set_community_language(
+        &self,
+        request: Request<pb::SetCommunityLanguageRequest>,
+    ) -> Reply<pb::SetCommunityLanguageResponse> {
+        let committed = self
+            .command(&request, |r, v| {
+                v.check("language", Language::parse(&r.language))
+                    .map(|language| Action::SetLanguage { language })
+            })
+            .await?;
+        Ok(Response::new(pb::SetCommunityLanguageResponse {
             committed: Some(committed),
         }))
     }

@@ -136,6 +136,13 @@ impl MembershipService for Api {
         kith_platform::grpc::observed(Api::update_community(self, request).await)
     }
     #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
+    async fn set_community_language(
+        &self,
+        request: Request<pb::SetCommunityLanguageRequest>,
+    ) -> Reply<pb::SetCommunityLanguageResponse> {
+        kith_platform::grpc::observed(Api::set_community_language(self, request).await)
+    }
+    #[tracing::instrument(skip_all, fields(grpc.code = tracing::field::Empty, kith.reason = tracing::field::Empty))]
     async fn archive_community(
         &self,
         request: Request<pb::ArchiveCommunityRequest>,

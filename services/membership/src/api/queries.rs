@@ -203,7 +203,8 @@ impl Api {
         let community = community.ok_or_else(|| Status::internal("validation incomplete"))?;
         self.wait(min_position).await?;
         let row = sqlx::query(
-            "SELECT name, description, archived, member_count, created_at, version FROM communities WHERE community_id = $1",
+            "SELECT name, description, archived, member_count, created_at, version, language
+             FROM communities WHERE community_id = $1",
         )
         .bind(community)
         .fetch_optional(&self.pool)
@@ -219,6 +220,7 @@ impl Api {
                 member_count: u32::try_from(row.try_get::<i32, _>(3)?).unwrap_or(0),
                 created_at: Some(timestamp(row.try_get(4)?)),
                 version: row.try_get(5)?,
+                language: row.try_get(6)?,
             })
         };
         Ok(Response::new(pb::GetCommunityResponse {
@@ -498,7 +500,7 @@ impl Api {
         self.wait(min_position).await?;
         let rows = sqlx::query(
             "SELECT c.community_id, c.name, c.description, c.archived, c.member_count,
-                    c.created_at, c.version, m.role, m.joined_at, m.joined_position
+                    c.created_at, c.version, m.role, m.joined_at, m.joined_position, c.language
              FROM members m JOIN communities c ON c.community_id = m.community_id
              WHERE m.member_id = $1 AND m.status = $2 AND m.joined_position < $3
              ORDER BY m.joined_position DESC LIMIT $4",
@@ -520,6 +522,7 @@ impl Api {
                     member_count: u32::try_from(row.try_get::<i32, _>(4)?).unwrap_or(0),
                     created_at: Some(timestamp(row.try_get(5)?)),
                     version: row.try_get(6)?,
+                    language: row.try_get(10)?,
                 }),
                 role: row.try_get(7)?,
                 joined_at: Some(timestamp(row.try_get(8)?)),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::role::Role;
-use super::values::{Answer, CommunityName, Description, Profile, Reason};
+use super::values::{Answer, CommunityName, Description, Language, Profile, Reason};
 
 /// A request to change a community, made by an authenticated person at a given time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,11 @@ pub enum Action {
         name: CommunityName,
         /// The new description.
         description: Description,
+    },
+    /// Set the language the community writes in (owners and hosts).
+    SetLanguage {
+        /// The language; empty for none.
+        language: Language,
     },
     /// Archive the community (owners).
     ArchiveCommunity,

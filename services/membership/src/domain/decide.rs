@@ -73,6 +73,16 @@ pub fn decide(state: &Community, command: &Command) -> Result<Vec<Event>, Domain
                 updated_by: actor,
             }])
         }
+        Action::SetLanguage { language } => {
+            require_role(state, actor, &[Role::Owner, Role::Host], UPDATE_COMMUNITY)?;
+            if state.language() == language {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Event::CommunityLanguageSet {
+                language: language.clone(),
+                set_by: actor,
+            }])
+        }
         Action::ArchiveCommunity => {
             require_role(state, actor, &[Role::Owner], ARCHIVE_COMMUNITY)?;
             Ok(vec![Event::CommunityArchived { archived_by: actor }])

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::role::{JoinPath, Role};
-use super::values::{Answer, CommunityName, Description, Profile, Reason};
+use super::values::{Answer, CommunityName, Description, Language, Profile, Reason};
 
 /// Something that happened to a community.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,13 @@ pub enum Event {
         description: Description,
         /// Who changed it.
         updated_by: Uuid,
+    },
+    /// The language the community writes in changed.
+    CommunityLanguageSet {
+        /// The new language; empty for none.
+        language: Language,
+        /// Who set it.
+        set_by: Uuid,
     },
     /// The community was archived; it takes no more commands.
     CommunityArchived {
@@ -171,6 +178,7 @@ impl Event {
         match self {
             Self::CommunityCreated { .. } => "CommunityCreated",
             Self::CommunityUpdated { .. } => "CommunityUpdated",
+            Self::CommunityLanguageSet { .. } => "CommunityLanguageSet",
             Self::CommunityArchived { .. } => "CommunityArchived",
             Self::MemberJoined { .. } => "MemberJoined",
             Self::ProfileUpdated { .. } => "ProfileUpdated",

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::event::Event;
 use super::role::{JoinPath, Role};
-use super::values::{Answer, CommunityName, Description, Handle, Profile};
+use super::values::{Answer, CommunityName, Description, Handle, Language, Profile};
 
 /// Where someone who joined at least once stands now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,6 +89,7 @@ pub struct Community {
     archived: bool,
     name: Option<CommunityName>,
     description: Option<Description>,
+    language: Language,
     /// Everyone who joined at least once, whatever their status now.
     members: BTreeMap<Uuid, Member>,
     /// Everyone who ever asked to join, so that a rejected requester can still be erased.
@@ -119,6 +120,11 @@ impl Community {
     /// The community's description, once created.
     pub fn description(&self) -> Option<&Description> {
         self.description.as_ref()
+    }
+
+    /// The language the community writes in (empty: none).
+    pub fn language(&self) -> &Language {
+        &self.language
     }
 
     /// The record of someone who joined at least once, whatever their status now.
@@ -216,6 +222,7 @@ impl Community {
                 self.name = Some(name.clone());
                 self.description = Some(description.clone());
             }
+            Event::CommunityLanguageSet { language, .. } => self.language = language.clone(),
             Event::CommunityArchived { .. } => self.archived = true,
             Event::MemberJoined {
                 member_id,

@@ -198,3 +198,24 @@ pub struct Profile {
     /// What the member says about themselves (may be empty).
     pub bio: Bio,
 }
+
+/// The language a community writes in: an ISO 639-1 code Kith supports (see
+/// `kith_platform::language`), lowercased, or empty for none. Search stems words by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Language(String);
+
+impl Language {
+    /// Parses a language code.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        use kith_platform::language;
+        let code = raw.trim().to_ascii_lowercase();
+        if language::search_config(&code).is_none() {
+            return Err(InvalidValue(format!(
+                "must be one of the ISO 639-1 codes {}, or empty for none",
+                language::supported()
+            )));
+        }
+        Ok(Self(code))
+    }
+}
+text_accessors!(Language);

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS communities (
     created_at   timestamptz NOT NULL,
     version      bigint      NOT NULL
 );
+-- Added after the first release: every community then had no language, so no rebuild is needed.
+ALTER TABLE communities ADD COLUMN IF NOT EXISTS language text NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS members (
     community_id    uuid        NOT NULL,
     member_id       uuid        NOT NULL,
@@ -204,6 +206,13 @@ impl Projection for Directory {
                 .bind(storable(description.as_str()))
                 .execute(&mut *conn)
                 .await?;
+            }
+            Event::CommunityLanguageSet { language, .. } => {
+                sqlx::query("UPDATE communities SET language = $2 WHERE community_id = $1")
+                    .bind(community)
+                    .bind(storable(language.as_str()))
+                    .execute(&mut *conn)
+                    .await?;
             }
             Event::CommunityArchived { .. } => {
                 sqlx::query("UPDATE communities SET archived = true WHERE community_id = $1")

@@ -204,6 +204,19 @@ impl Api {
         .map_err(status_from_db)
     }
 
+    /// PERMISSION_DENIED (NOT_A_MEMBER) unless `member` is an active member of `community`.
+    async fn member_of(&self, community: Uuid, member: Uuid) -> Result<(), Status> {
+        if self.role_in(community, member).await?.is_none() {
+            return Err(kith_platform::command::refusal(
+                kith_platform::command::ErrorKind::PermissionDenied,
+                "NOT_A_MEMBER",
+                "you are not a member of the community",
+                None,
+            ));
+        }
+        Ok(())
+    }
+
     /// Access that differs from `before` now or within [`STANDING_GRACE`]: membership's or
     /// cohorts' events on their way when a command was refused.
     async fn access_changes(

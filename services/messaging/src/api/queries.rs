@@ -14,7 +14,14 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::Api;
-use crate::domain::ConversationKind;
+use crate::domain::{ConversationKind, SearchQuery};
+
+/// Where a search looks.
+enum Scope {
+    Conversation(Uuid),
+    /// The caller's direct conversations in a community.
+    Direct(Uuid),
+}
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -77,22 +84,23 @@ pub(super) fn message(row: &PgRow, viewer: Uuid) -> Result<pb::Message, sqlx::Er
 
 impl Api {
     /// The reactions of `messages`, counted per reaction, with whether `viewer` is among them.
-    async fn reactions(
-        &self,
-        conversation: Uuid,
-        messages: &mut [pb::Message],
-        viewer: Uuid,
-    ) -> Result<(), Status> {
-        let ids: Vec<Uuid> = messages
+    async fn reactions(&self, messages: &mut [pb::Message], viewer: Uuid) -> Result<(), Status> {
+        let (conversations, ids): (Vec<Uuid>, Vec<Uuid>) = messages
             .iter()
-            .filter_map(|m| m.message_id.parse().ok())
-            .collect();
+            .filter_map(|m| {
+                Some((
+                    m.conversation_id.parse::<Uuid>().ok()?,
+                    m.message_id.parse::<Uuid>().ok()?,
+                ))
+            })
+            .unzip();
         let rows = sqlx::query(
-            "SELECT message_id, reaction, count(*)::int AS n, bool_or(member_id = $3) AS mine
-             FROM reactions WHERE conversation_id = $1 AND message_id = ANY($2)
-             GROUP BY message_id, reaction ORDER BY message_id, min(reaction)",
+            "SELECT r.message_id, r.reaction, count(*)::int AS n, bool_or(r.member_id = $3) AS mine
+             FROM unnest($1::uuid[], $2::uuid[]) AS w(conversation_id, message_id)
+             JOIN reactions r ON r.conversation_id = w.conversation_id AND r.message_id = w.message_id
+             GROUP BY r.message_id, r.reaction ORDER BY r.message_id, min(r.reaction)",
         )
-        .bind(conversation)
+        .bind(&conversations)
         .bind(&ids)
         .bind(viewer)
         .fetch_all(&self.pool)
@@ -202,7 +210,7 @@ impl Api {
         )?;
         let mut firsts: Vec<pb::Message> =
             threads.iter_mut().filter_map(|t| t.first.take()).collect();
-        self.reactions(conversation, &mut firsts, caller).await?;
+        self.reactions(&mut firsts, caller).await?;
         for (thread, first) in threads.iter_mut().zip(firsts) {
             thread.first = Some(first);
         }
@@ -277,9 +285,9 @@ impl Api {
             |row| message(row, caller),
         )?;
         let mut first: Vec<pb::Message> = thread.first.take().into_iter().collect();
-        self.reactions(conversation, &mut first, caller).await?;
+        self.reactions(&mut first, caller).await?;
         thread.first = first.pop();
-        self.reactions(conversation, &mut replies, caller).await?;
+        self.reactions(&mut replies, caller).await?;
         Ok(Response::new(pb::GetThreadResponse {
             thread: Some(thread),
             replies,
@@ -412,8 +420,93 @@ impl Api {
             |row| Ok(vec![row.try_get("seq")?]),
             |row| message(row, caller),
         )?;
-        self.reactions(conversation, &mut messages, caller).await?;
+        self.reactions(&mut messages, caller).await?;
         Ok(Response::new(pb::ListMessagesResponse {
+            messages,
+            next_page_token,
+        }))
+    }
+
+    pub(super) async fn search_messages(
+        &self,
+        request: Request<pb::SearchMessagesRequest>,
+    ) -> Reply<pb::SearchMessagesResponse> {
+        use crate::projections::messages::search_config;
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let query = page_query!(caller, r);
+        let mut v = Violations::new();
+        let words = v.check("query", SearchQuery::parse(&r.query));
+        let scope = match (r.conversation_id.is_empty(), r.community_id.is_empty()) {
+            (false, true) => v
+                .uuid("conversation_id", &r.conversation_id)
+                .map(Scope::Conversation),
+            (true, false) => v.uuid("community_id", &r.community_id).map(Scope::Direct),
+            _ => {
+                v.add(
+                    "conversation_id",
+                    "give exactly one of conversation_id (one conversation) and community_id \
+                     (your direct conversations in it)",
+                );
+                None
+            }
+        };
+        let limit = page_size(&mut v, r.page_size, DEFAULT_LIST, MAX_LIST);
+        let before = page_token(&mut v, &r.page_token, &query);
+        let min = min_position(&mut v, r.min_position);
+        v.finish()?;
+        let (Some(words), Some(scope)) = (words, scope) else {
+            return Err(incomplete());
+        };
+        self.wait(min).await?;
+        // The conversations searched, each the caller reads now.
+        let (community, conversations) = match scope {
+            Scope::Conversation(conversation) => {
+                let known = self.reader_of(conversation, caller).await?;
+                (known.community, vec![conversation])
+            }
+            Scope::Direct(community) => {
+                self.member_of(community, caller).await?;
+                let direct: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT conversation_id FROM conversations
+                     WHERE kind = 'direct' AND community_id = $1 AND participants @> ARRAY[$2::uuid]",
+                )
+                .bind(community)
+                .bind(caller)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(status_from_db)?;
+                (community, direct)
+            }
+        };
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            ", m.position FROM messages m
+             WHERE m.conversation_id = ANY($1) AND NOT m.deleted AND NOT m.hidden
+               AND m.search @@ websearch_to_tsquery(",
+            search_config!("$2"),
+            ", $3)
+               AND m.position < $4
+             ORDER BY m.position DESC LIMIT $5"
+        ))
+        .bind(&conversations)
+        .bind(community)
+        .bind(words.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        let (mut messages, next_page_token) = page_keyed(
+            &rows,
+            limit,
+            &query,
+            |row| Ok(vec![row.try_get("position")?]),
+            |row| message(row, caller),
+        )?;
+        self.reactions(&mut messages, caller).await?;
+        Ok(Response::new(pb::SearchMessagesResponse {
             messages,
             next_page_token,
         }))
@@ -571,14 +664,7 @@ impl Api {
             return Err(incomplete());
         };
         self.wait(min).await?;
-        if self.role_in(community, caller).await?.is_none() {
-            return Err(kith_platform::command::refusal(
-                kith_platform::command::ErrorKind::PermissionDenied,
-                "NOT_A_MEMBER",
-                "you are not a member of the community",
-                None,
-            ));
-        }
+        self.member_of(community, caller).await?;
         let rows = sqlx::query(
             "SELECT c.conversation_id, c.participants, c.last_seq, c.last_position,
                     (SELECT count(*)::int FROM messages m

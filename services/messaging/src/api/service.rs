@@ -56,6 +56,7 @@ delegate! {
     list_messages(pb::ListMessagesRequest) -> pb::ListMessagesResponse;
     get_message_history(pb::GetMessageHistoryRequest) -> pb::GetMessageHistoryResponse;
     get_seen_by(pb::GetSeenByRequest) -> pb::GetSeenByResponse;
+    search_messages(pb::SearchMessagesRequest) -> pb::SearchMessagesResponse;
     list_direct_conversations(pb::ListDirectConversationsRequest) -> pb::ListDirectConversationsResponse;
     list_reports(pb::ListReportsRequest) -> pb::ListReportsResponse;
 }

@@ -9,6 +9,8 @@ use uuid::Uuid;
 pub const MAX_BODY_CHARS: usize = 10_000;
 /// The longest thread title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
+/// The longest search query, in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
 /// The longest report reason, in characters.
 pub const MAX_REASON_CHARS: usize = 1_000;
 /// The most members one message may mention (besides `@cohort`).
@@ -81,6 +83,13 @@ text_value!(
     /// Why someone reports a message: 1 to 1,000 characters on several lines.
     ReportReason,
     kith_platform::text::TextRules::lines(1, MAX_REASON_CHARS)
+);
+
+text_value!(
+    /// What to search for: one line of 1 to 200 characters, read as a web search (`"a phrase"`,
+    /// `or`, `-without`).
+    SearchQuery,
+    kith_platform::text::TextRules::line(1, MAX_SEARCH_CHARS)
 );
 
 /// A reaction: exactly one grapheme cluster (an emoji, with its modifiers and joiners, or any

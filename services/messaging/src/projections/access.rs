@@ -75,9 +75,12 @@ ALTER TABLE community_members ADD COLUMN IF NOT EXISTS handle_token bytea;
 CREATE INDEX IF NOT EXISTS community_members_handle
     ON community_members (community_id, handle_token) WHERE handle_token IS NOT NULL;
 CREATE TABLE IF NOT EXISTS communities (
-    community_id uuid   PRIMARY KEY,
-    version      bigint NOT NULL
+    community_id  uuid   PRIMARY KEY,
+    version       bigint NOT NULL,
+    -- The text search configuration of the community's language (kith_platform::language).
+    search_config text   NOT NULL DEFAULT 'simple'
 );
+ALTER TABLE communities ADD COLUMN IF NOT EXISTS search_config text NOT NULL DEFAULT 'simple';
 ";
 
 /// Standing and role of each member in each community.
@@ -131,6 +134,15 @@ impl Projection for Members {
         } else if t == mpb::MemberBanned::full_name() {
             let e: mpb::MemberBanned = decode_payload(event)?;
             (e.community_id, e.member_id, Change::Gone)
+        } else if t == mpb::CommunityLanguageSet::full_name() {
+            let e: mpb::CommunityLanguageSet = decode_payload(event)?;
+            let community = stored_id(&e.community_id)?;
+            // Make sure the row exists, then change it; a code this version does not know (a
+            // later version's) searches words as written.
+            self.advance(conn, event).await?;
+            let config = kith_platform::language::search_config(&e.language)
+                .unwrap_or(kith_platform::language::NO_LANGUAGE_CONFIG);
+            return super::messages::set_search_config(conn, community, config).await;
         } else if t == mpb::MemberErased::full_name() {
             let e: mpb::MemberErased = decode_payload(event)?;
             (e.community_id, e.member_id, Change::Erased)

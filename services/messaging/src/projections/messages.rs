@@ -18,6 +18,19 @@ use uuid::Uuid;
 use crate::codec::{decode, decode_reader};
 use crate::domain::{ConversationKind, Event, ReaderEvent};
 
+/// The text search configuration of `$community`'s language (see `kith_platform::language`), as
+/// the members projection keeps it; words as written when none is known.
+macro_rules! search_config {
+    ($community:literal) => {
+        concat!(
+            "COALESCE((SELECT l.search_config::regconfig FROM communities l WHERE l.community_id = ",
+            $community,
+            "), 'simple')"
+        )
+    };
+}
+pub(crate) use search_config;
+
 const DDL: &str = "
 CREATE TABLE IF NOT EXISTS conversations (
     conversation_id uuid    PRIMARY KEY,
@@ -57,8 +70,14 @@ CREATE TABLE IF NOT EXISTS messages (
     thread_rank        bigint     NOT NULL,
     author_rank        bigint     NOT NULL,
     author_thread_rank bigint     NOT NULL,
+    -- The log position of its post: an order across conversations, for search.
+    position           bigint     NOT NULL,
+    -- Title and body for full-text search, stemmed by the community's language; NULL once the
+    -- body is gone (deleted, erased).
+    search             tsvector,
     PRIMARY KEY (conversation_id, message_id)
 );
+CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (search);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_seq ON messages (conversation_id, seq) INCLUDE (conv_rank);
 CREATE INDEX IF NOT EXISTS messages_thread_key ON messages (conversation_id, thread_key, seq) INCLUDE (thread_rank);
 CREATE INDEX IF NOT EXISTS messages_by_author ON messages (conversation_id, author_id, seq) INCLUDE (author_rank);
@@ -253,22 +272,28 @@ async fn apply_conversation(
             // kept, whatever the key still opened when the event was decoded.
             let thread_key = thread.unwrap_or(Uuid::nil());
             let ranks = ranks(conn, conversation, thread_key, author).await?;
-            sqlx::query(
+            sqlx::query(concat!(
                 "INSERT INTO messages (conversation_id, message_id, seq, thread_id, author_id,
                      community_id, title, body, mentioned_ids, mentions_everyone, posted_at, erased,
-                     thread_key, conv_rank, thread_rank, author_rank, author_thread_rank)
+                     thread_key, conv_rank, thread_rank, author_rank, author_thread_rank,
+                     position, search)
                  SELECT $1, $2, $3, $4, $5, c.community_id,
                         CASE WHEN e.erased THEN NULL ELSE $6 END,
                         CASE WHEN e.erased THEN NULL ELSE $7 END,
-                        $8, $9, $10, e.erased, $11, $12, $13, $14, $15
+                        $8, $9, $10, e.erased, $11, $12, $13, $14, $15, $16,
+                        CASE WHEN e.erased THEN NULL
+                             ELSE to_tsvector(",
+                search_config!("c.community_id"),
+                ", COALESCE($6, '') || ' ' || $7)
+                        END
                  FROM conversations c
                  CROSS JOIN LATERAL (
                      SELECT EXISTS (SELECT 1 FROM community_members cm
                                     WHERE cm.community_id = c.community_id
                                       AND cm.member_id = $5 AND cm.erased) AS erased) e
                  WHERE c.conversation_id = $1
-                 ON CONFLICT DO NOTHING",
-            )
+                 ON CONFLICT DO NOTHING"
+            ))
             .bind(conversation)
             .bind(message_id)
             .bind(seq)
@@ -284,6 +309,7 @@ async fn apply_conversation(
             .bind(ranks.thread)
             .bind(ranks.author)
             .bind(ranks.author_thread)
+            .bind(recorded.position)
             .execute(&mut *conn)
             .await?;
             version(conn, conversation, message_id, posted_at).await?;
@@ -354,12 +380,17 @@ async fn apply_conversation(
             let title = title.map(|t| t.as_str().to_owned());
             let body = body.map(|b| b.as_str().to_owned());
             hold_author(conn, conversation, author).await?;
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE messages SET title = CASE WHEN erased THEN NULL ELSE $3 END,
                      body = CASE WHEN erased THEN NULL ELSE $4 END, mentioned_ids = $5,
-                     mentions_everyone = $6, edited_at = $7
-                 WHERE conversation_id = $1 AND message_id = $2",
-            )
+                     mentions_everyone = $6, edited_at = $7,
+                     search = CASE WHEN erased THEN NULL
+                                   ELSE to_tsvector(",
+                search_config!("messages.community_id"),
+                ", COALESCE($3, '') || ' ' || $4)
+                              END
+                 WHERE conversation_id = $1 AND message_id = $2"
+            ))
             .bind(conversation)
             .bind(message_id)
             .bind(&title)
@@ -373,7 +404,7 @@ async fn apply_conversation(
         }
         Event::MessageDeleted { message_id, .. } => {
             let thread: Option<Option<Uuid>> = sqlx::query_scalar(
-                "UPDATE messages SET deleted = true, title = NULL, body = NULL
+                "UPDATE messages SET deleted = true, title = NULL, body = NULL, search = NULL
                  WHERE conversation_id = $1 AND message_id = $2 AND NOT deleted
                  RETURNING thread_id",
             )
@@ -610,12 +641,14 @@ async fn version(
     Ok(())
 }
 
-/// Takes the lock an erasure of `member` in the conversation's community takes exclusively
-/// ([`erasure_lock`]), shared, until the transaction ends: a message of theirs applied while
-/// their erasure is applied would otherwise be missed by the erasure and keep its body.
+/// Takes, shared and until the transaction ends, the locks that an erasure of `member` in the
+/// conversation's community ([`erasure_lock`]) and a change of its language ([`language_lock`])
+/// take exclusively: a message of theirs applied meanwhile would otherwise be missed by the
+/// erasure and keep its body, or by the reindexing and keep the old language's words.
 async fn hold_author(conn: &mut PgConnection, conversation: Uuid, member: Uuid) -> Result<()> {
     sqlx::query(
-        "SELECT pg_advisory_xact_lock_shared(hashtextextended(c.community_id::text || '/' || $2::text, 0))
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended(c.community_id::text || '/' || $2::text, 0)),
+                pg_advisory_xact_lock_shared(hashtextextended(c.community_id::text || '/language', 0))
          FROM conversations c WHERE c.conversation_id = $1",
     )
     .bind(conversation)
@@ -637,6 +670,63 @@ pub(crate) async fn erasure_lock(
         .bind(member)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Takes the lock that orders a change of `community`'s language with its messages being applied
+/// ([`hold_author`]), until the transaction ends.
+async fn language_lock(conn: &mut PgConnection, community: Uuid) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/language', 0))")
+        .bind(community)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Sets `community`'s search configuration and stems its messages again by it, ordered with
+/// messages being applied by [`language_lock`].
+pub(crate) async fn set_search_config(
+    conn: &mut PgConnection,
+    community: Uuid,
+    config: &str,
+) -> Result<()> {
+    language_lock(conn, community).await?;
+    // A server without the configuration (an older PostgreSQL) searches words as written
+    // rather than stopping the read model.
+    let known: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_ts_config WHERE cfgname = $1)",
+    )
+    .bind(config)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !known {
+        tracing::warn!(%community, config, "this PostgreSQL lacks the text search configuration; the community's messages are searched by words as written");
+    }
+    let config = if known {
+        config
+    } else {
+        kith_platform::language::NO_LANGUAGE_CONFIG
+    };
+    let changed = sqlx::query(
+        "UPDATE communities SET search_config = $2
+         WHERE community_id = $1 AND search_config <> $2",
+    )
+    .bind(community)
+    .bind(config)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        sqlx::query(concat!(
+            "UPDATE messages m SET search = to_tsvector(",
+            search_config!("m.community_id"),
+            ", COALESCE(m.title, '') || ' ' || m.body)
+             WHERE m.community_id = $1 AND m.body IS NOT NULL"
+        ))
+        .bind(community)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -701,7 +791,7 @@ pub(crate) async fn blank_erased(
     member: Uuid,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE messages SET title = NULL, body = NULL, erased = true
+        "UPDATE messages SET title = NULL, body = NULL, search = NULL, erased = true
          WHERE community_id = $1 AND author_id = $2",
     )
     .bind(community)

@@ -95,6 +95,17 @@ async fn refused_everything(
         ))
         .await;
     assert_code(read, tonic::Code::PermissionDenied);
+    let searched = client
+        .search_messages(app.as_member(
+            member,
+            msg::SearchMessagesRequest {
+                query: "hello".into(),
+                conversation_id: conversation.into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_code(searched, tonic::Code::PermissionDenied);
     // A direct conversation has no thread list; a cohort's is refused.
     if let Err(status) = listed {
         assert!(

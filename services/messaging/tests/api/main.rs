@@ -10,4 +10,5 @@ mod mentions;
 mod model;
 mod moderation;
 mod rebuild;
+mod search;
 mod validation;

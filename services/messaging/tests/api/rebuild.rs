@@ -15,6 +15,26 @@ use sqlx::PgPool;
 use crate::helpers::{App, cohort_with, post, rid};
 
 /// Every row of every table of the messages projection, as JSON text, in a stable order.
+/// How many messages of `conversation` a search for `words` by `member` finds.
+async fn search(app: &App, member: uuid::Uuid, conversation: &str, words: &str) -> usize {
+    app.messaging()
+        .await
+        .search_messages(app.as_member(
+            member,
+            msg::SearchMessagesRequest {
+                query: words.into(),
+                conversation_id: conversation.into(),
+                page_size: 100,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .messages
+        .len()
+}
+
 async fn snapshot(pool: &PgPool) -> Vec<String> {
     let mut rows = Vec::new();
     for (table, order) in [
@@ -166,6 +186,10 @@ async fn rebuilt_equals_live_and_erased_or_deleted_bodies_are_gone_from_the_log_
         .await
         .expect("caught up");
 
+    // Search finds Ben's words, never the deleted message's.
+    assert_eq!(search(&app, ana, &cohort, "secret").await, 2);
+    assert_eq!(search(&app, ana, &cohort, "deleted").await, 0);
+
     // Ben erases himself from the community; messaging learns of it from the bus.
     app.membership()
         .await
@@ -205,6 +229,8 @@ async fn rebuilt_equals_live_and_erased_or_deleted_bodies_are_gone_from_the_log_
         ))
         .await
         .expect("caught up");
+
+    assert_eq!(search(&app, ana, &cohort, "secret").await, 0);
 
     // Nothing of Ben's, nor the deleted message, in any table.
     let live = snapshot(&pool).await;

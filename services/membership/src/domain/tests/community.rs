@@ -1,6 +1,6 @@
 //! Creating, updating and archiving a community, and profiles.
 
-use super::super::{Action, DomainError, Event, JoinPath, MemberStatus, Role};
+use super::super::{Action, DomainError, Event, JoinPath, Language, MemberStatus, Role};
 use super::{
     CO_OWNER, COACH, HOST, MEMBER, OUTSIDER, OWNER, by, created, description, given, joined, name,
     plus, profile, staffed,
@@ -111,6 +111,47 @@ fn an_outsider_cannot_update_the_community() {
     given(&staffed())
         .when(by(OUTSIDER, update()))
         .then_error(DomainError::CallerNotAMember);
+}
+
+fn set_language(code: &str) -> Action {
+    Action::SetLanguage {
+        language: Language::parse(code).expect("a supported code"),
+    }
+}
+
+#[test]
+fn an_owner_or_a_host_may_set_the_language_and_setting_it_again_appends_nothing() {
+    let after = given(&staffed())
+        .when(by(HOST, set_language("DE ")))
+        .then(&[Event::CommunityLanguageSet {
+            language: Language::from_stored("de"),
+            set_by: HOST,
+        }]);
+    assert_eq!(after.state.language().as_str(), "de");
+    let after = after.when(by(OWNER, set_language("de"))).then(&[]);
+    after
+        .when(by(OWNER, set_language("")))
+        .then(&[Event::CommunityLanguageSet {
+            language: Language::from_stored(""),
+            set_by: OWNER,
+        }]);
+}
+
+#[test]
+fn a_coach_cannot_set_the_language() {
+    given(&staffed())
+        .when(by(COACH, set_language("en")))
+        .then_error(DomainError::Forbidden(
+            "only owners and hosts may update the community".to_owned(),
+        ));
+}
+
+#[test]
+fn only_supported_language_codes_parse() {
+    for bad in ["english", "xx", "e", "en-GB", "\u{0}"] {
+        assert!(Language::parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(Language::parse(" En ").unwrap().as_str(), "en");
 }
 
 #[test]
