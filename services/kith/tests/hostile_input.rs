@@ -195,7 +195,7 @@ fn field_is_named(status: &tonic::Status, path: &str) -> bool {
     })
 }
 
-async fn count_events(pool: &sqlx::PgPool) -> (i64, i64) {
+async fn count_events(pool: &sqlx::PgPool) -> (i64, i64, i64) {
     let count = |schema: &'static str| {
         let pool = pool.clone();
         async move {
@@ -207,7 +207,11 @@ async fn count_events(pool: &sqlx::PgPool) -> (i64, i64) {
             .expect("count events")
         }
     };
-    (count("membership").await, count("cohorts").await)
+    (
+        count("membership").await,
+        count("cohorts").await,
+        count("messaging").await,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,7 +312,8 @@ async fn every_rpc_refuses_every_class_of_bad_input_naming_the_field_and_writes_
     // Every read model is still current: nothing stalled, and each checkpoint is at its head.
     let stalled: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM membership.projection_checkpoints WHERE stalled_position IS NOT NULL)
-              + (SELECT count(*) FROM cohorts.projection_checkpoints WHERE stalled_position IS NOT NULL)",
+              + (SELECT count(*) FROM cohorts.projection_checkpoints WHERE stalled_position IS NOT NULL)
+              + (SELECT count(*) FROM messaging.projection_checkpoints WHERE stalled_position IS NOT NULL)",
     )
     .fetch_one(&pool)
     .await
@@ -329,6 +334,10 @@ async fn every_rpc_refuses_every_class_of_bad_input_naming_the_field_and_writes_
                      SELECT c.position FROM cohorts.projection_checkpoints c
                      WHERE c.source = 'log'
                        AND c.position < (SELECT coalesce(max(position), 0) FROM cohorts.events)
+                     UNION ALL
+                     SELECT c.position FROM messaging.projection_checkpoints c
+                     WHERE c.source = 'log'
+                       AND c.position < (SELECT coalesce(max(position), 0) FROM messaging.events)
                  ) behind",
                 )
                 .fetch_one(&pool)
