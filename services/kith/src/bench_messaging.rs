@@ -483,11 +483,24 @@ async fn unread(
         }
     }
     progress.finish_and_clear();
+    let slow: Vec<usize> = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, took)| **took > Duration::from_millis(50))
+        .map(|(n, _)| n)
+        .collect();
     samples.sort();
+    if !slow.is_empty() {
+        println!(
+            "unread counts over 50 ms: calls {slow:?} of {}",
+            samples.len()
+        );
+    }
     println!(
-        "unread counts: p50={:.2}ms p99={:.2}ms (n={}, {} members, {} messages in the cohort, mean {} unread)",
+        "unread counts: p50={:.2}ms p99={:.2}ms max={:.2}ms (n={}, {} members, {} messages in the cohort, mean {} unread)",
         percentile(&samples, 0.5),
         percentile(&samples, 0.99),
+        percentile(&samples, 1.0),
         samples.len(),
         members.len(),
         args.history,

@@ -31,6 +31,73 @@ macro_rules! search_config {
 }
 pub(crate) use search_config;
 
+/// A post, in one statement (a round trip per table was most of the read model's time): the
+/// message with its ranks from the counts it bumps, its first version, its mentions, its thread
+/// and its conversation. An author erased before the post was applied keeps no body; see
+/// [`hold_author`], which must be held first.
+///
+/// $1 conversation, $2 message, $3 seq, $4 thread (NULL in a direct conversation), $5 author,
+/// $6 title, $7 body, $8 mentioned ids, $9 @cohort, $10 posted at, $11 thread key, $12 nil,
+/// $13 log position, $14 mention rows (the nil uuid for @cohort).
+const POSTED_SQL: &str = concat!(
+    "
+WITH c AS (
+    SELECT c.community_id,
+           EXISTS (SELECT 1 FROM community_members cm
+                   WHERE cm.community_id = c.community_id AND cm.member_id = $5 AND cm.erased)
+               AS erased
+    FROM conversations c WHERE c.conversation_id = $1
+), counts AS (
+    -- The conversation's, the thread's, the author's, and the author's in the thread.
+    INSERT INTO message_counts (conversation_id, thread_key, author_id, messages)
+    SELECT DISTINCT $1::uuid, k.t, k.a, 1::bigint
+    FROM (VALUES ($11::uuid, $12::uuid), ($12, $12), ($11, $5::uuid), ($12, $5)) AS k(t, a)
+    ON CONFLICT (conversation_id, thread_key, author_id)
+    DO UPDATE SET messages = message_counts.messages + 1
+    RETURNING thread_key, author_id, messages
+), inserted AS (
+    INSERT INTO messages (conversation_id, message_id, seq, thread_id, author_id,
+        community_id, title, body, mentioned_ids, mentions_everyone, posted_at, erased,
+        thread_key, conv_rank, thread_rank, author_rank, author_thread_rank, position, search)
+    SELECT $1, $2, $3, $4, $5, c.community_id,
+           CASE WHEN c.erased THEN NULL ELSE $6 END,
+           CASE WHEN c.erased THEN NULL ELSE $7 END,
+           $8, $9, $10, c.erased, $11,
+           (SELECT n.messages FROM counts n WHERE n.thread_key = $12 AND n.author_id = $12),
+           (SELECT n.messages FROM counts n WHERE n.thread_key = $11 AND n.author_id = $12),
+           (SELECT n.messages FROM counts n WHERE n.thread_key = $12 AND n.author_id = $5),
+           (SELECT n.messages FROM counts n WHERE n.thread_key = $11 AND n.author_id = $5),
+           $13,
+           CASE WHEN c.erased THEN NULL
+                ELSE to_tsvector(",
+    search_config!("c.community_id"),
+    ", COALESCE($6, '') || ' ' || $7)
+           END
+    FROM c
+    ON CONFLICT DO NOTHING
+    RETURNING message_id, title, body
+), first_version AS (
+    INSERT INTO message_versions (conversation_id, message_id, version, title, body, written_at)
+    SELECT $1, i.message_id, 1, i.title, i.body, $10 FROM inserted i
+    ON CONFLICT DO NOTHING
+), mentioned AS (
+    INSERT INTO mentions (conversation_id, seq, thread_key, member_id, author_id)
+    SELECT $1, $3, $11, m, $5 FROM unnest($14::uuid[]) AS m
+    ON CONFLICT DO NOTHING
+), started AS (
+    INSERT INTO threads (conversation_id, thread_id, last_seq, last_activity_at)
+    SELECT $1, $4, $3, $10 WHERE $4 = $2
+    ON CONFLICT DO NOTHING
+), replied AS (
+    UPDATE threads SET reply_count = reply_count + 1,
+        last_seq = GREATEST(last_seq, $3), last_activity_at = GREATEST(last_activity_at, $10)
+    WHERE conversation_id = $1 AND thread_id = $4 AND $4 <> $2
+)
+UPDATE conversations SET last_seq = GREATEST(last_seq, $3),
+    last_position = GREATEST(last_position, $13)
+WHERE conversation_id = $1"
+);
+
 const DDL: &str = "
 CREATE TABLE IF NOT EXISTS conversations (
     conversation_id uuid    PRIMARY KEY,
@@ -268,107 +335,27 @@ async fn apply_conversation(
             let title = title.map(|t| t.as_str().to_owned());
             let body = body.map(|b| b.as_str().to_owned());
             hold_author(conn, conversation, author).await?;
-            // The author's erasure may have been applied first: then nothing of the body is
-            // kept, whatever the key still opened when the event was decoded.
-            let thread_key = thread.unwrap_or(Uuid::nil());
-            let ranks = ranks(conn, conversation, thread_key, author).await?;
-            sqlx::query(concat!(
-                "INSERT INTO messages (conversation_id, message_id, seq, thread_id, author_id,
-                     community_id, title, body, mentioned_ids, mentions_everyone, posted_at, erased,
-                     thread_key, conv_rank, thread_rank, author_rank, author_thread_rank,
-                     position, search)
-                 SELECT $1, $2, $3, $4, $5, c.community_id,
-                        CASE WHEN e.erased THEN NULL ELSE $6 END,
-                        CASE WHEN e.erased THEN NULL ELSE $7 END,
-                        $8, $9, $10, e.erased, $11, $12, $13, $14, $15, $16,
-                        CASE WHEN e.erased THEN NULL
-                             ELSE to_tsvector(",
-                search_config!("c.community_id"),
-                ", COALESCE($6, '') || ' ' || $7)
-                        END
-                 FROM conversations c
-                 CROSS JOIN LATERAL (
-                     SELECT EXISTS (SELECT 1 FROM community_members cm
-                                    WHERE cm.community_id = c.community_id
-                                      AND cm.member_id = $5 AND cm.erased) AS erased) e
-                 WHERE c.conversation_id = $1
-                 ON CONFLICT DO NOTHING"
-            ))
-            .bind(conversation)
-            .bind(message_id)
-            .bind(seq)
-            .bind(thread)
-            .bind(author)
-            .bind(&title)
-            .bind(&body)
-            .bind(&mentions.members)
-            .bind(mentions.everyone)
-            .bind(posted_at)
-            .bind(thread_key)
-            .bind(ranks.conversation)
-            .bind(ranks.thread)
-            .bind(ranks.author)
-            .bind(ranks.author_thread)
-            .bind(recorded.position)
-            .execute(&mut *conn)
-            .await?;
-            version(conn, conversation, message_id, posted_at).await?;
             let mut mentioned = mentions.members.clone();
             if mentions.everyone {
                 mentioned.push(Uuid::nil());
             }
-            if !mentioned.is_empty() {
-                sqlx::query(
-                    "INSERT INTO mentions (conversation_id, seq, thread_key, member_id, author_id)
-                     SELECT $1, $2, $3, m, $4 FROM unnest($5::uuid[]) AS m
-                     ON CONFLICT DO NOTHING",
-                )
+            sqlx::query(POSTED_SQL)
                 .bind(conversation)
+                .bind(message_id)
                 .bind(seq)
-                .bind(thread_key)
+                .bind(thread)
                 .bind(author)
+                .bind(&title)
+                .bind(&body)
+                .bind(&mentions.members)
+                .bind(mentions.everyone)
+                .bind(posted_at)
+                .bind(thread.unwrap_or(Uuid::nil()))
+                .bind(Uuid::nil())
+                .bind(recorded.position)
                 .bind(&mentioned)
                 .execute(&mut *conn)
                 .await?;
-            }
-            match thread {
-                Some(thread) if thread == message_id => {
-                    sqlx::query(
-                        "INSERT INTO threads (conversation_id, thread_id, last_seq, last_activity_at)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(conversation)
-                    .bind(thread)
-                    .bind(seq)
-                    .bind(posted_at)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Some(thread) => {
-                    sqlx::query(
-                        "UPDATE threads SET reply_count = reply_count + 1,
-                             last_seq = GREATEST(last_seq, $3), last_activity_at = GREATEST(last_activity_at, $4)
-                         WHERE conversation_id = $1 AND thread_id = $2",
-                    )
-                    .bind(conversation)
-                    .bind(thread)
-                    .bind(seq)
-                    .bind(posted_at)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                None => {}
-            }
-            sqlx::query(
-                "UPDATE conversations SET last_seq = GREATEST(last_seq, $2),
-                     last_position = GREATEST(last_position, $3)
-                 WHERE conversation_id = $1",
-            )
-            .bind(conversation)
-            .bind(seq)
-            .bind(recorded.position)
-            .execute(&mut *conn)
-            .await?;
         }
         Event::MessageEdited {
             message_id,
@@ -558,49 +545,6 @@ async fn apply_conversation(
         }
     }
     Ok(())
-}
-
-/// A new message's ranks.
-struct Ranks {
-    conversation: i64,
-    thread: i64,
-    author: i64,
-    author_thread: i64,
-}
-
-/// Counts one more message of `author` in `thread_key` of `conversation`, and returns its ranks.
-async fn ranks(
-    conn: &mut PgConnection,
-    conversation: Uuid,
-    thread_key: Uuid,
-    author: Uuid,
-) -> Result<Ranks> {
-    let nil = Uuid::nil();
-    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
-        "INSERT INTO message_counts (conversation_id, thread_key, author_id, messages)
-         SELECT DISTINCT $1::uuid, t, a, 1::bigint
-         FROM (VALUES ($2::uuid, $4::uuid), ($4, $4), ($2, $3::uuid), ($4, $3)) AS k(t, a)
-         ON CONFLICT (conversation_id, thread_key, author_id)
-         DO UPDATE SET messages = message_counts.messages + 1
-         RETURNING thread_key, author_id, messages",
-    )
-    .bind(conversation)
-    .bind(thread_key)
-    .bind(author)
-    .bind(nil)
-    .fetch_all(&mut *conn)
-    .await?;
-    let rank = |thread: Uuid, who: Uuid| {
-        rows.iter()
-            .find(|(t, a, _)| *t == thread && *a == who)
-            .map_or(0, |(_, _, n)| *n)
-    };
-    Ok(Ranks {
-        conversation: rank(nil, nil),
-        thread: rank(thread_key, nil),
-        author: rank(nil, author),
-        author_thread: rank(thread_key, author),
-    })
 }
 
 /// Records that a message no longer counts as unread (deleted or hidden).

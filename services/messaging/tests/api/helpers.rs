@@ -388,7 +388,16 @@ pub(crate) async fn post(
             async move {
                 match client.post_message(request).await {
                     Ok(reply) => Some(reply.into_inner()),
-                    Err(status) if status.code() == tonic::Code::PermissionDenied => None,
+                    // UNAVAILABLE: no database connection free in time under load; the same
+                    // request id makes the retry safe, as a client's retry policy would.
+                    Err(status)
+                        if matches!(
+                            status.code(),
+                            tonic::Code::PermissionDenied | tonic::Code::Unavailable
+                        ) =>
+                    {
+                        None
+                    }
                     Err(status) => panic!("post: {status:?}"),
                 }
             }
