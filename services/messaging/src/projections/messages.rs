@@ -157,7 +157,8 @@ CREATE TABLE IF NOT EXISTS message_counts (
     thread_key      uuid   NOT NULL,
     author_id       uuid   NOT NULL,
     messages        bigint NOT NULL,
-    PRIMARY KEY (conversation_id, thread_key, author_id)
+    -- Author first: one index finds both a count and the threads a member wrote in.
+    PRIMARY KEY (author_id, conversation_id, thread_key)
 );
 -- Messages deleted or hidden: few, subtracted from the counts.
 CREATE TABLE IF NOT EXISTS gone (
