@@ -89,7 +89,7 @@ async fn measure(args: &MessagingArgs, scratch: &Scratch, namespace: &str) -> an
         redact(&args.database_url),
         args.nats_url
     );
-    let outcome = scenarios(args, addr, scratch).await;
+    let outcome = scenarios(args, addr, scratch, namespace).await;
     server.stop().await?;
     outcome
 }
@@ -138,6 +138,7 @@ async fn scenarios(
     args: &MessagingArgs,
     addr: SocketAddr,
     scratch: &Scratch,
+    namespace: &str,
 ) -> anyhow::Result<()> {
     let callers = Arc::new(Callers::connect(addr, args.callers).await?);
     let owner = Uuid::new_v4();
@@ -275,7 +276,41 @@ async fn scenarios(
     );
 
     live(args, scratch, &callers, &members, &cohort).await?;
-    unread(args, &callers, &members, &cohort, &thread).await
+    unread(
+        args, scratch, namespace, &callers, &members, &cohort, &thread,
+    )
+    .await
+}
+
+/// Waits until the relay has put every event of messaging's log on the bus, so that the unread
+/// query is timed on a settled system rather than beside the relay's catch-up; says how long.
+async fn settle(args: &MessagingArgs, scratch: &Scratch, namespace: &str) -> anyhow::Result<()> {
+    let schema = Schema::parse("messaging")?;
+    let pool = db::connect(&scratch.url, &schema, 1).await?;
+    let js = async_nats::jetstream::new(async_nats::connect(&args.nats_url).await?);
+    let name = format!("{}_KITH_MESSAGING", namespace.to_ascii_uppercase());
+    let started = Instant::now();
+    loop {
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await?;
+        let published = js.get_stream(&name).await?.info().await?.state.messages;
+        if published >= u64::try_from(events).unwrap_or(0) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("the relay published {published} of {events} events in 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pool.close().await;
+    if started.elapsed() > Duration::from_millis(300) {
+        println!(
+            "the relay finished publishing the history {:.1}s after the read model",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// From a post's OK to another member's live stream receiving it, one post at a time; beside raw
@@ -365,6 +400,8 @@ async fn live(
 /// each member's cursors somewhere in that history.
 async fn unread(
     args: &MessagingArgs,
+    scratch: &Scratch,
+    namespace: &str,
     callers: &Arc<Callers>,
     members: &Arc<Vec<Uuid>>,
     cohort: &Arc<String>,
@@ -463,6 +500,7 @@ async fn unread(
             behind.as_secs_f64()
         );
     }
+    settle(args, scratch, namespace).await?;
     let rounds = 20;
     let mut samples = Vec::with_capacity(rounds * members.len());
     let progress = bar(rounds * members.len(), "unread counts");

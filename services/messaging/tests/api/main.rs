@@ -9,6 +9,7 @@ mod live;
 mod mentions;
 mod model;
 mod moderation;
+mod paging;
 mod rebuild;
 mod search;
 mod validation;
