@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use kith_platform::aggregate::Codec;
 use kith_platform::eventlog::{NewEvent, RecordedEvent};
-use kith_platform::sealing::{Opener, Sealer};
+use kith_platform::sealing::{Opener, Sealer, SealingKey};
 use kith_platform::wire::{decode_payload, stored_id, stored_opt_id, stored_time, timestamp};
 use kith_platform::{Error, Result};
 use kith_proto::messaging as pb;
@@ -50,7 +50,13 @@ pub struct ConversationCodec {
     sealer: Sealer,
     pool: PgPool,
     communities: Arc<Mutex<HashMap<String, Uuid>>>,
+    /// Keys made for messages about to be posted, by subject ([`Self::prepare_message_key`]).
+    prepared: Arc<Mutex<HashMap<String, SealingKey>>>,
 }
+
+/// The most prepared keys kept: more are posts that were refused or retried, whose keys seal
+/// nothing; dropping them is harmless (their rows are orphans either way, as a retry's are).
+const PREPARED_KEYS: usize = 10_000;
 
 impl ConversationCodec {
     pub fn new(pool: PgPool, sealer: Sealer) -> Self {
@@ -58,7 +64,28 @@ impl ConversationCodec {
             sealer,
             pool,
             communities: Arc::default(),
+            prepared: Arc::default(),
         }
+    }
+
+    /// Makes, and writes, the key of a message about to be posted. Commands on one conversation
+    /// are decided and encoded one after another; writing each new message's key there made
+    /// every post in a busy conversation wait for the keys of all posts queued before it. Made
+    /// beforehand, by each caller at once, the key is only taken from memory in the queue.
+    pub async fn prepare_message_key(
+        &self,
+        community: Uuid,
+        author: Uuid,
+        message: Uuid,
+    ) -> Result<()> {
+        let subject = message_subject(community, author, message);
+        let key = self.sealer.new_key(&subject).await?;
+        let mut prepared = lock(&self.prepared);
+        if prepared.len() >= PREPARED_KEYS {
+            prepared.clear();
+        }
+        prepared.insert(subject, key);
+        Ok(())
     }
 
     pub fn opener(&self) -> Opener {
@@ -124,7 +151,11 @@ impl ConversationCodec {
     ) -> Result<(Option<Sealed>, Option<Sealed>)> {
         let subject = message_subject(community, author, message);
         let key = if new {
-            self.sealer.new_key(&subject).await?
+            let prepared = lock(&self.prepared).remove(&subject);
+            match prepared {
+                Some(key) => key,
+                None => self.sealer.new_key(&subject).await?,
+            }
         } else {
             self.sealer.key_for(&subject).await?
         };

@@ -53,13 +53,12 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Messaging> {
         .spawn_bus_projection(&pool, places_source(&runtime.args.nats), Arc::new(Places))
         .await?;
     runtime.spawn_relay(SERVICE, &schema, &log).await?;
-    let conversations = Arc::new(Repository::new(
-        log.clone(),
-        ConversationCodec::new(pool.clone(), sealer),
-    ));
+    let codec = ConversationCodec::new(pool.clone(), sealer);
+    let conversations = Arc::new(Repository::new(log.clone(), codec.clone()));
     let readers = Arc::new(Repository::new(log, ReaderCodec));
     let api = Api::new(
         conversations,
+        codec,
         readers,
         pool,
         progress,

@@ -5,6 +5,7 @@ use chrono::Utc;
 use kith_platform::aggregate::Rejected;
 use kith_platform::command::{self, command_key, committed, status_from_rejected};
 use kith_platform::eventlog::Appended;
+use kith_platform::grpc::status_from_platform;
 use kith_platform::paging::status_from_db;
 use kith_platform::pseudonym::handle_token;
 use kith_platform::validation::Violations;
@@ -192,6 +193,12 @@ impl Api {
         };
         let message_id = derived_id(caller, &request_id, "message");
         let mentions = self.mentioned(conversation, caller, &written).await?;
+        if let Some(known) = self.known_soon(conversation).await? {
+            self.codec
+                .prepare_message_key(known.community, caller, message_id)
+                .await
+                .map_err(|err| status_from_platform(&err))?;
+        }
         let appended = self
             .converse(
                 &request,

@@ -50,6 +50,8 @@ pub(crate) struct Known {
 #[derive(Debug, Clone)]
 pub struct Api {
     conversations: Arc<Repository<ConversationDecider, ConversationCodec>>,
+    /// The conversations' codec, shared with their repository (for keys made ahead of a post).
+    codec: ConversationCodec,
     readers: Arc<Repository<ReaderDecider, ReaderCodec>>,
     pool: PgPool,
     progress: Progress,
@@ -60,8 +62,10 @@ pub struct Api {
 }
 
 impl Api {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         conversations: Arc<Repository<ConversationDecider, ConversationCodec>>,
+        codec: ConversationCodec,
         readers: Arc<Repository<ReaderDecider, ReaderCodec>>,
         pool: PgPool,
         progress: Progress,
@@ -71,6 +75,7 @@ impl Api {
     ) -> Self {
         Self {
             conversations,
+            codec,
             readers,
             pool,
             progress,
