@@ -524,13 +524,13 @@ async fn unread(
     let slow: Vec<usize> = samples
         .iter()
         .enumerate()
-        .filter(|(_, took)| **took > Duration::from_millis(50))
+        .filter(|(_, took)| **took > Duration::from_millis(10))
         .map(|(n, _)| n)
         .collect();
     samples.sort();
     if !slow.is_empty() {
         println!(
-            "unread counts over 50 ms: calls {slow:?} of {}",
+            "unread counts over 10 ms: calls {slow:?} of {}",
             samples.len()
         );
     }

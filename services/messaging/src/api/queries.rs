@@ -822,9 +822,14 @@ thread_cursors AS (
 followed AS (
     SELECT DISTINCT t.conversation_id, t.thread_key
     FROM (
+        -- Threads the member wrote in where someone else wrote too: in the others nothing is
+        -- ever unread, and a member who started thousands of threads must not pay for them.
+        -- Both counts are in author order, so this is a merge of two index ranges.
         SELECT mc.conversation_id, mc.thread_key FROM message_counts mc
         JOIN conv v ON v.conversation_id = mc.conversation_id
-        WHERE mc.author_id = $1 AND mc.thread_key <> $2
+        JOIN message_counts total ON total.author_id = $2
+             AND total.conversation_id = mc.conversation_id AND total.thread_key = mc.thread_key
+        WHERE mc.author_id = $1 AND mc.thread_key <> $2 AND total.messages > mc.messages
         UNION ALL
         SELECT n.conversation_id, n.thread_key FROM mentions n
         JOIN conv v ON v.conversation_id = n.conversation_id
