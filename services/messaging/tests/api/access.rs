@@ -12,7 +12,7 @@ use kith_proto::messaging as msg;
 use uuid::Uuid;
 
 use crate::helpers::{
-    App, Messaging, assert_code, cohort_with, error_reason, join, post, rid, unread,
+    App, Messaging, assert_code, cohort_with, error_reason, join, open_direct, post, rid, unread,
 };
 
 /// Waits until `member` is refused reading `conversation` on `client`.
@@ -173,19 +173,7 @@ async fn a_ban_ends_access_to_the_cohort_and_to_direct_conversations_on_any_repl
     let mut client = app.messaging().await;
     let mut replica = app.replica().await;
     let thread = post(&app, &mut client, ana, &cohort, "", "hello").await;
-    let dm = client
-        .open_direct_conversation(app.as_member(
-            ana,
-            msg::OpenDirectConversationRequest {
-                request_id: rid(),
-                community_id: community.id.clone(),
-                participant_ids: vec![ben.to_string()],
-            },
-        ))
-        .await
-        .expect("open")
-        .into_inner()
-        .conversation_id;
+    let dm = open_direct(&app, &mut client, ana, &community, &[ben]).await;
     let said = post(&app, &mut replica, ben, &dm, "", "psst").await;
 
     app.membership()

@@ -450,3 +450,51 @@ pub(crate) async fn unread(
         .expect("unread counts")
         .into_inner()
 }
+
+/// Opens (or finds again) the direct conversation of `member` with `others` in `community`;
+/// returns its id.
+pub(crate) async fn open_direct(
+    app: &App,
+    client: &mut Messaging,
+    member: Uuid,
+    community: &Community,
+    others: &[Uuid],
+) -> String {
+    client
+        .open_direct_conversation(app.as_member(
+            member,
+            msg::OpenDirectConversationRequest {
+                request_id: rid(),
+                community_id: community.id.clone(),
+                participant_ids: others.iter().map(Uuid::to_string).collect(),
+            },
+        ))
+        .await
+        .expect("open direct conversation")
+        .into_inner()
+        .conversation_id
+}
+
+/// Returns once messaging has applied membership's events of `community` up to `version`.
+pub(crate) async fn until_community_version(app: &App, community: &str, version: i64) {
+    let pool = app.pool().await;
+    let community: Uuid = community.parse().expect("community id");
+    kith_platform::testing::eventually(
+        std::time::Duration::from_secs(10),
+        "messaging to apply the community's events",
+        || {
+            let pool = pool.clone();
+            async move {
+                let seen: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM communities WHERE community_id = $1")
+                        .bind(community)
+                        .fetch_optional(&pool)
+                        .await
+                        .expect("community version");
+                (seen >= Some(version)).then_some(())
+            }
+        },
+    )
+    .await;
+    pool.close().await;
+}

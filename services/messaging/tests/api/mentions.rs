@@ -1,14 +1,11 @@
 //! Mentions by handle: resolved when the message is written against who reads the conversation
 //! then, through the handle tokens membership puts in its events; anything else stays text.
 
-use std::time::Duration;
-
-use kith_platform::testing::eventually;
 use kith_proto::membership as mpb;
 use kith_proto::messaging as msg;
 use uuid::Uuid;
 
-use crate::helpers::{App, cohort_with, post, rid, unread};
+use crate::helpers::{App, cohort_with, open_direct, post, rid, unread, until_community_version};
 
 /// The handle membership holds for `member`.
 async fn handle_of(app: &App, community: &str, member: Uuid) -> String {
@@ -54,25 +51,7 @@ async fn rename(app: &App, community: &str, member: Uuid, handle: &str) {
         .committed
         .expect("committed")
         .version;
-    let pool = app.pool().await;
-    let community: Uuid = community.parse().expect("community id");
-    eventually(
-        Duration::from_secs(10),
-        "messaging to apply the profile update",
-        || {
-            let pool = pool.clone();
-            async move {
-                let seen: Option<i64> =
-                    sqlx::query_scalar("SELECT version FROM communities WHERE community_id = $1")
-                        .bind(community)
-                        .fetch_optional(&pool)
-                        .await
-                        .expect("community version");
-                (seen >= Some(version)).then_some(())
-            }
-        },
-    )
-    .await;
+    until_community_version(app, community, version).await;
 }
 
 /// Who the message mentions, as a reader of the thread sees it.
@@ -163,19 +142,7 @@ async fn handles_of_readers_become_mentions_and_everything_else_stays_text() {
     assert_eq!(mentioned(&app, ben, &cohort, &new).await, [ben.to_string()]);
 
     // In a direct conversation, only its people can be mentioned.
-    let dm = client
-        .open_direct_conversation(app.as_member(
-            ana,
-            msg::OpenDirectConversationRequest {
-                request_id: rid(),
-                community_id: community.id.clone(),
-                participant_ids: vec![ben.to_string()],
-            },
-        ))
-        .await
-        .expect("open direct conversation")
-        .into_inner()
-        .conversation_id;
+    let dm = open_direct(&app, &mut client, ana, &community, &[ben]).await;
     let said = post(
         &app,
         &mut client,

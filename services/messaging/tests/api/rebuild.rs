@@ -12,9 +12,8 @@ use kith_proto::membership as mpb;
 use kith_proto::messaging as msg;
 use sqlx::PgPool;
 
-use crate::helpers::{App, cohort_with, post, rid};
+use crate::helpers::{App, cohort_with, open_direct, post, rid};
 
-/// Every row of every table of the messages projection, as JSON text, in a stable order.
 /// How many messages of `conversation` a search for `words` by `member` finds.
 async fn search(app: &App, member: uuid::Uuid, conversation: &str, words: &str) -> usize {
     app.messaging()
@@ -35,6 +34,7 @@ async fn search(app: &App, member: uuid::Uuid, conversation: &str, words: &str) 
         .len()
 }
 
+/// Every row of every table of the messages projection, as JSON text, in a stable order.
 async fn snapshot(pool: &PgPool) -> Vec<String> {
     let mut rows = Vec::new();
     for (table, order) in [
@@ -161,19 +161,7 @@ async fn rebuilt_equals_live_and_erased_or_deleted_bodies_are_gone_from_the_log_
         ))
         .await
         .expect("call");
-    let dm = client
-        .open_direct_conversation(app.as_member(
-            ana,
-            msg::OpenDirectConversationRequest {
-                request_id: rid(),
-                community_id: community.id.clone(),
-                participant_ids: vec![ben.to_string()],
-            },
-        ))
-        .await
-        .expect("call")
-        .into_inner()
-        .conversation_id;
+    let dm = open_direct(&app, &mut client, ana, &community, &[ben]).await;
     let direct = post(&app, &mut client, ben, &dm, "", "ben-secret direct").await;
     // Everything above is in the read model before the erasure arrives.
     client

@@ -2,14 +2,13 @@
 //! never finding deleted or hidden messages nor another member's direct conversations, with page
 //! tokens bound to their query that neither skip nor repeat while others write.
 
-use std::time::Duration;
-
-use kith_platform::testing::eventually;
 use kith_proto::membership as mpb;
 use kith_proto::messaging as msg;
 use uuid::Uuid;
 
-use crate::helpers::{App, assert_code, cohort_with, post, rid, violated_fields};
+use crate::helpers::{
+    App, assert_code, cohort_with, open_direct, post, rid, until_community_version, violated_fields,
+};
 
 /// Sets the community's language and waits until messaging has applied it.
 async fn set_language(app: &App, community: &str, owner: Uuid, language: &str) {
@@ -30,25 +29,7 @@ async fn set_language(app: &App, community: &str, owner: Uuid, language: &str) {
         .committed
         .expect("committed")
         .version;
-    let pool = app.pool().await;
-    let community: Uuid = community.parse().expect("community id");
-    eventually(
-        Duration::from_secs(10),
-        "messaging to apply the language",
-        || {
-            let pool = pool.clone();
-            async move {
-                let seen: Option<i64> =
-                    sqlx::query_scalar("SELECT version FROM communities WHERE community_id = $1")
-                        .bind(community)
-                        .fetch_optional(&pool)
-                        .await
-                        .expect("community version");
-                (seen >= Some(version)).then_some(())
-            }
-        },
-    )
-    .await;
+    until_community_version(app, community, version).await;
 }
 
 fn searching(words: &str, conversation: &str) -> msg::SearchMessagesRequest {
@@ -181,23 +162,8 @@ async fn deleted_hidden_and_others_direct_messages_are_never_found() {
     assert_eq!(found(&app, ben, request).await, ["avocado kept"]);
 
     // Direct conversations: Ana with Ben, and Ana with Cy.
-    let open = |with: Uuid| msg::OpenDirectConversationRequest {
-        request_id: rid(),
-        community_id: community.id.clone(),
-        participant_ids: vec![with.to_string()],
-    };
-    let with_ben = client
-        .open_direct_conversation(app.as_member(ana, open(ben)))
-        .await
-        .expect("open")
-        .into_inner()
-        .conversation_id;
-    let with_cy = client
-        .open_direct_conversation(app.as_member(ana, open(cy)))
-        .await
-        .expect("open")
-        .into_inner()
-        .conversation_id;
+    let with_ben = open_direct(&app, &mut client, ana, &community, &[ben]).await;
+    let with_cy = open_direct(&app, &mut client, ana, &community, &[cy]).await;
     post(&app, &mut client, ana, &with_ben, "", "avocado for ben").await;
     let last = post(&app, &mut client, ana, &with_cy, "", "avocado for cy").await;
     let direct = |position: i64| msg::SearchMessagesRequest {
