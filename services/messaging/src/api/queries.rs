@@ -823,15 +823,10 @@ followed AS (
     SELECT DISTINCT t.conversation_id, t.thread_key
     FROM (
         -- Threads the member wrote in where someone else wrote too: in the others nothing is
-        -- ever unread, and a member who started thousands of threads must not pay the whole
-        -- count for each. One probe of the thread's total per thread (a scalar subquery, so
-        -- that it stays a probe: as a join it read every thread's total).
-        SELECT mc.conversation_id, mc.thread_key FROM message_counts mc
-        JOIN conv v ON v.conversation_id = mc.conversation_id
-        WHERE mc.author_id = $1 AND mc.thread_key <> $2
-          AND (SELECT total.messages FROM message_counts total
-               WHERE total.author_id = $2 AND total.conversation_id = mc.conversation_id
-                 AND total.thread_key = mc.thread_key) > mc.messages
+        -- ever unread, and a member who started thousands of threads must not pay for them.
+        SELECT s.conversation_id, s.thread_key FROM shared_threads s
+        JOIN conv v ON v.conversation_id = s.conversation_id
+        WHERE s.member_id = $1
         UNION ALL
         SELECT n.conversation_id, n.thread_key FROM mentions n
         JOIN conv v ON v.conversation_id = n.conversation_id

@@ -80,6 +80,24 @@ WITH c AS (
     INSERT INTO message_versions (conversation_id, message_id, version, title, body, written_at)
     SELECT $1, i.message_id, 1, i.title, i.body, $10 FROM inserted i
     ON CONFLICT DO NOTHING
+), shared AS (
+    -- The author's first message in a thread others wrote in: the thread becomes shared for
+    -- each of them and for the author. (The statement's snapshot holds the earlier authors,
+    -- not the author's count inserted above.)
+    INSERT INTO shared_threads (member_id, conversation_id, thread_key)
+    SELECT w.author_id, $1, $11
+    FROM (SELECT a.author_id FROM message_counts a
+          WHERE a.conversation_id = $1 AND a.thread_key = $11
+            AND a.author_id <> $12 AND a.author_id <> $5
+          UNION ALL
+          SELECT $5) AS w
+    WHERE $11 <> $12
+      AND EXISTS (SELECT 1 FROM counts n
+                  WHERE n.thread_key = $11 AND n.author_id = $5 AND n.messages = 1)
+      AND EXISTS (SELECT 1 FROM message_counts o
+                  WHERE o.conversation_id = $1 AND o.thread_key = $11
+                    AND o.author_id <> $12 AND o.author_id <> $5)
+    ON CONFLICT DO NOTHING
 ), mentioned AS (
     INSERT INTO mentions (conversation_id, seq, thread_key, member_id, author_id)
     SELECT $1, $3, $11, m, $5 FROM unnest($14::uuid[]) AS m
@@ -159,6 +177,16 @@ CREATE TABLE IF NOT EXISTS message_counts (
     messages        bigint NOT NULL,
     -- Author first: one index finds both a count and the threads a member wrote in.
     PRIMARY KEY (author_id, conversation_id, thread_key)
+);
+-- Who wrote in which thread, for [`POSTED_SQL`] to find a thread's authors.
+CREATE INDEX IF NOT EXISTS message_counts_thread ON message_counts (conversation_id, thread_key);
+-- The threads each member wrote in together with someone else: the written-in threads that can
+-- hold something unread for them (a member may have started thousands nobody answered).
+CREATE TABLE IF NOT EXISTS shared_threads (
+    member_id       uuid NOT NULL,
+    conversation_id uuid NOT NULL,
+    thread_key      uuid NOT NULL,
+    PRIMARY KEY (member_id, conversation_id, thread_key)
 );
 -- Messages deleted or hidden: few, subtracted from the counts.
 CREATE TABLE IF NOT EXISTS gone (
@@ -274,6 +302,7 @@ impl Projection for Messages {
             "message_counts",
             "gone",
             "mentions",
+            "shared_threads",
         ]
     }
 

@@ -7,25 +7,33 @@ use uuid::Uuid;
 
 use crate::helpers::{App, cohort_with, open_direct, post, rid, unread, until_community_version};
 
-/// The handle membership holds for `member`.
+/// The handle membership holds for `member`, once membership's directory shows them.
 async fn handle_of(app: &App, community: &str, member: Uuid) -> String {
-    app.membership()
-        .await
-        .get_member(app.as_member(
-            member,
-            mpb::GetMemberRequest {
-                community_id: community.into(),
-                member_id: member.to_string(),
-                min_position: 0,
-            },
-        ))
-        .await
-        .expect("get member")
-        .into_inner()
-        .member
-        .and_then(|m| m.profile)
-        .expect("profile")
-        .handle
+    let client = app.membership().await;
+    kith_platform::testing::eventually(
+        std::time::Duration::from_secs(10),
+        "membership's directory to show the member",
+        || {
+            let mut client = client.clone();
+            let request = app.as_member(
+                member,
+                mpb::GetMemberRequest {
+                    community_id: community.into(),
+                    member_id: member.to_string(),
+                    min_position: 0,
+                },
+            );
+            async move {
+                match client.get_member(request).await {
+                    Ok(reply) => reply.into_inner().member.and_then(|m| m.profile),
+                    Err(status) if status.code() == tonic::Code::NotFound => None,
+                    Err(status) => panic!("get member: {status:?}"),
+                }
+            }
+        },
+    )
+    .await
+    .handle
 }
 
 /// `member` takes `handle`; returns once messaging has applied the change.

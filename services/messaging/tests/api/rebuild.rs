@@ -50,6 +50,10 @@ async fn snapshot(pool: &PgPool) -> Vec<String> {
         ("read_cursors", "member_id, conversation_id, thread_key"),
         ("follows", "member_id, conversation_id, thread_id"),
         ("reader_settings", "member_id"),
+        ("shared_threads", "member_id, conversation_id, thread_key"),
+        ("message_counts", "author_id, conversation_id, thread_key"),
+        ("mentions", "conversation_id, seq, member_id"),
+        ("gone", "conversation_id, seq"),
     ] {
         let sql = format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY {order}");
         let table_rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
