@@ -6,6 +6,7 @@ mod bench_messaging;
 mod bench_projections;
 mod commands;
 mod embedded;
+mod events;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,9 @@ enum Command {
     /// Measure the platform against raw PostgreSQL and NATS on this machine.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Read the services' events for analysis: decoded, merged in recorded order.
+    #[command(subcommand)]
+    Events(events::Events),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Republish(args) => commands::republish(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Bench(bench) => bench::run(bench).await,
+            Command::Events(events) => events::run(events).await,
         }
     });
     match result {
