@@ -29,9 +29,22 @@ pub(crate) enum Format {
     Csv,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Source {
+    /// The services' JetStream streams.
+    Nats,
+    /// The services' event logs in PostgreSQL.
+    Postgres,
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExportArgs {
-    /// PostgreSQL URL of the services' logs.
+    /// Where to read the events: both give the same output for the same history.
+    #[arg(long, value_enum, default_value = "nats")]
+    source: Source,
+    #[command(flatten)]
+    nats: kith_platform::config::NatsArgs,
+    /// PostgreSQL URL of the services' logs (with `--source postgres`).
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -62,6 +75,8 @@ pub(crate) async fn run(events: Events) -> anyhow::Result<()> {
 /// One exported event.
 struct Exported {
     service: String,
+    /// The service's place in [`SERVICES`], which breaks ties between equal times.
+    rank: usize,
     position: i64,
     recorded_at: DateTime<Utc>,
     stream_type: String,
@@ -78,6 +93,134 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--from ({from}) must be before --to ({to})");
     }
+    let decoder = Decoder::new()?;
+    let out: Box<dyn Write> = match args.output.as_deref() {
+        Some(path) if path != std::path::Path::new("-") => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("--output {}", path.display()))?,
+        )),
+        _ => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut sink = Sink::new(out, args.format)?;
+    let started = Instant::now();
+    let read = match args.source {
+        Source::Postgres => from_postgres(&args, &decoder, &mut sink).await?,
+        Source::Nats => from_nats(&args, &decoder, &mut sink).await?,
+    };
+    sink.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "exported {} events from {} in {seconds:.1}s ({:.0} events/s){}",
+        sink.written,
+        if read.is_empty() {
+            "no service (none has events yet)".to_owned()
+        } else {
+            read.join(", ")
+        },
+        sink.written as f64 / seconds.max(1e-9),
+        if decoder.unknown.get() > 0 {
+            format!(
+                "; {} of types this version does not know, without their fields",
+                decoder.unknown.get()
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// Decodes events by type name from the descriptor set this build carries.
+struct Decoder {
+    pool: DescriptorPool,
+    options: SerializeOptions,
+    unknown: std::cell::Cell<u64>,
+}
+
+impl Decoder {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            pool: DescriptorPool::decode(kith_proto::FILE_DESCRIPTOR_SET)
+                .context("the built-in descriptor set does not decode")?,
+            options: SerializeOptions::new()
+                .use_proto_field_name(true)
+                .stringify_64_bit_integers(false),
+            unknown: std::cell::Cell::new(0),
+        })
+    }
+
+    /// The event as JSON; null for a type this build does not know (a newer version's).
+    fn decode(&self, event_type: &str, payload: &[u8]) -> anyhow::Result<serde_json::Value> {
+        match self.pool.get_message_by_name(event_type) {
+            Some(descriptor) => {
+                let message = DynamicMessage::decode(descriptor, payload)
+                    .with_context(|| format!("{event_type} does not decode"))?;
+                Ok(message.serialize_with_options(serde_json::value::Serializer, &self.options)?)
+            }
+            None => {
+                self.unknown.set(self.unknown.get() + 1);
+                Ok(serde_json::Value::Null)
+            }
+        }
+    }
+}
+
+/// Where exported events go, in the chosen format, with progress on stderr.
+struct Sink {
+    out: Box<dyn Write>,
+    format: Format,
+    written: u64,
+    progress: ProgressBar,
+}
+
+impl Sink {
+    fn new(mut out: Box<dyn Write>, format: Format) -> anyhow::Result<Self> {
+        if format == Format::Csv {
+            writeln!(
+                out,
+                "service,position,recorded_at,stream_type,stream_id,version,event_id,event_type,event"
+            )?;
+        }
+        Ok(Self {
+            out,
+            format,
+            written: 0,
+            progress: progress(0),
+        })
+    }
+
+    fn expect(&self, total: u64) {
+        self.progress.set_length(total);
+    }
+
+    fn write(&mut self, record: &Exported) -> anyhow::Result<()> {
+        match self.format {
+            Format::Jsonl => write_json(&mut self.out, record)?,
+            Format::Csv => write_csv(&mut self.out, record)?,
+        }
+        self.written += 1;
+        self.progress.inc(1);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
+        self.progress.finish_and_clear();
+        Ok(())
+    }
+}
+
+/// Whether `at` is inside the window of `args`.
+fn within(args: &ExportArgs, at: DateTime<Utc>) -> bool {
+    args.from.is_none_or(|from| at >= from) && args.to.is_none_or(|to| at < to)
+}
+
+/// Every service's log in PostgreSQL, merged by the database in recorded order; returns the
+/// services read.
+async fn from_postgres(
+    args: &ExportArgs,
+    decoder: &Decoder,
+    sink: &mut Sink,
+) -> anyhow::Result<Vec<&'static str>> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&args.database_url)
@@ -95,89 +238,49 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     }
     // A service with no log yet contributes nothing.
     if present.is_empty() {
-        eprintln!("no service has a log in this database yet: nothing to export");
-        return Ok(());
+        return Ok(present);
     }
-    let (from, to) = (args.from, args.to);
-    let select = |service: &str, n: usize| {
-        format!(
-            "SELECT '{service}' AS service, {n} AS rank, position, recorded_at, stream_type,
-                    stream_id, version, event_id, event_type, payload
-             FROM {service}.events
-             WHERE ($1::timestamptz IS NULL OR recorded_at >= $1)
-               AND ($2::timestamptz IS NULL OR recorded_at < $2)"
-        )
-    };
-    let parts: Vec<String> = present
+    let window = "($1::timestamptz IS NULL OR recorded_at >= $1)
+                  AND ($2::timestamptz IS NULL OR recorded_at < $2)";
+    let counting = present
+        .iter()
+        .map(|s| format!("SELECT count(*) AS n FROM {s}.events WHERE {window}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT sum(n)::bigint FROM ({counting}) c"
+    )))
+    .bind(args.from)
+    .bind(args.to)
+    .fetch_one(&pool)
+    .await?;
+    sink.expect(u64::try_from(total).unwrap_or(0));
+    // Recorded order across services: time, then service, then each log's own order.
+    let query = present
         .iter()
         .enumerate()
-        .map(|(n, service)| select(service, n))
-        .collect();
-    let counting = format!(
-        "SELECT sum(n)::bigint FROM ({}) c",
-        present
-            .iter()
-            .map(|s| format!(
-                "SELECT count(*) AS n FROM {s}.events
-                 WHERE ($1::timestamptz IS NULL OR recorded_at >= $1)
-                   AND ($2::timestamptz IS NULL OR recorded_at < $2)"
-            ))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ")
-    );
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(counting))
-        .bind(from)
-        .bind(to)
-        .fetch_one(&pool)
-        .await?;
-    // Recorded order across services: time, then service, then each log's own order.
-    let query = format!(
-        "{} ORDER BY recorded_at, rank, position",
-        parts.join(" UNION ALL ")
-    );
-
-    let descriptors = DescriptorPool::decode(kith_proto::FILE_DESCRIPTOR_SET)
-        .context("the built-in descriptor set does not decode")?;
-    let options = SerializeOptions::new()
-        .use_proto_field_name(true)
-        .stringify_64_bit_integers(false);
-    let mut out: Box<dyn Write> = match args.output.as_deref() {
-        Some(path) if path != std::path::Path::new("-") => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("--output {}", path.display()))?,
-        )),
-        _ => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    if args.format == Format::Csv {
-        writeln!(
-            out,
-            "service,position,recorded_at,stream_type,stream_id,version,event_id,event_type,event"
-        )?;
-    }
-    let progress = progress(total);
-    let started = Instant::now();
-    let mut written = 0u64;
-    let mut unknown = 0u64;
-    let mut rows = sqlx::query(sqlx::AssertSqlSafe(query))
-        .bind(from)
-        .bind(to)
-        .fetch(&pool);
+        .map(|(rank, service)| {
+            format!(
+                "SELECT '{service}' AS service, {rank} AS rank, position, recorded_at,
+                        stream_type, stream_id, version, event_id, event_type, payload
+                 FROM {service}.events WHERE {window}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{query} ORDER BY recorded_at, rank, position"
+    )))
+    .bind(args.from)
+    .bind(args.to)
+    .fetch(&pool);
     while let Some(row) = rows.try_next().await? {
         let event_type: String = row.try_get("event_type")?;
         let payload: Vec<u8> = row.try_get("payload")?;
-        // A type this build does not know (a newer version's) is written without its fields.
-        let event = match descriptors.get_message_by_name(&event_type) {
-            Some(descriptor) => {
-                let message = DynamicMessage::decode(descriptor, payload.as_slice())
-                    .with_context(|| format!("{event_type} does not decode"))?;
-                message.serialize_with_options(serde_json::value::Serializer, &options)?
-            }
-            None => {
-                unknown += 1;
-                serde_json::Value::Null
-            }
-        };
-        let record = Exported {
+        let event = decoder.decode(&event_type, &payload)?;
+        sink.write(&Exported {
             service: row.try_get("service")?,
+            rank: usize::try_from(row.try_get::<i32, _>("rank")?).unwrap_or(0),
             position: row.try_get("position")?,
             recorded_at: row.try_get("recorded_at")?,
             stream_type: row.try_get("stream_type")?,
@@ -186,28 +289,123 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
             event_id: row.try_get("event_id")?,
             event_type,
             event,
-        };
-        match args.format {
-            Format::Jsonl => write_json(&mut out, &record)?,
-            Format::Csv => write_csv(&mut out, &record)?,
-        }
-        written += 1;
-        progress.inc(1);
+        })?;
     }
-    out.flush()?;
-    progress.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "exported {written} events from {} in {seconds:.1}s ({:.0} events/s){}",
-        present.join(", "),
-        written as f64 / seconds.max(1e-9),
-        if unknown > 0 {
-            format!("; {unknown} of types this version does not know, without their fields")
-        } else {
-            String::new()
+    Ok(present)
+}
+
+/// Every service's JetStream stream, read up to its end when the export started, then put in
+/// the same order as the PostgreSQL source (a stream is in publish order, which is not always
+/// the order of recorded times). Messages on the subjects that are not Kith events, and events
+/// seen twice (a stream republished), are skipped. Holds the window's events in memory.
+async fn from_nats(
+    args: &ExportArgs,
+    decoder: &Decoder,
+    sink: &mut Sink,
+) -> anyhow::Result<Vec<&'static str>> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::{ErrorCode, consumer};
+    let client = kith_platform::bus::connect(&args.nats.nats_url, "kith-events-export")
+        .await
+        .context("cannot connect to --nats-url (NATS_URL)")?;
+    let js = async_nats::jetstream::new(client);
+    let mut present = Vec::new();
+    let mut records = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (rank, service) in SERVICES.iter().enumerate() {
+        let name = args.nats.stream_for(service).name;
+        let mut stream = match js.get_stream(&name).await {
+            Ok(stream) => stream,
+            Err(err)
+                if matches!(err.kind(), GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                continue;
+            }
+            Err(err) => return Err(anyhow::anyhow!("stream {name}: {err}")),
+        };
+        let end = stream.info().await?.state.last_sequence;
+        present.push(*service);
+        if end == 0 {
+            continue;
         }
-    );
-    Ok(())
+        let mut messages = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await?
+            .messages()
+            .await?;
+        while let Some(message) = messages.try_next().await? {
+            let (sequence, pending) = {
+                let info = message.info().map_err(|e| anyhow::anyhow!(e))?;
+                (info.stream_sequence, info.pending)
+            };
+            if let Some(record) = exported(&message, service, rank, decoder, &mut seen)?
+                && within(args, record.recorded_at)
+            {
+                records.push(record);
+            }
+            // At the end the export started at, or at the stream's end if that message is gone.
+            if sequence >= end || pending == 0 {
+                break;
+            }
+        }
+    }
+    records.sort_by(|a, b| {
+        (a.recorded_at, a.rank, a.position).cmp(&(b.recorded_at, b.rank, b.position))
+    });
+    sink.expect(records.len() as u64);
+    for record in &records {
+        sink.write(record)?;
+    }
+    Ok(present)
+}
+
+/// The exported form of a bus message, `None` for one that is not a Kith event or was seen.
+fn exported(
+    message: &async_nats::jetstream::Message,
+    service: &str,
+    rank: usize,
+    decoder: &Decoder,
+    seen: &mut std::collections::HashSet<uuid::Uuid>,
+) -> anyhow::Result<Option<Exported>> {
+    use kith_platform::bus::headers;
+    let Some(map) = message.headers.as_ref() else {
+        return Ok(None);
+    };
+    let Some((event_id, position)) = kith_platform::bus::event_identity(map) else {
+        return Ok(None);
+    };
+    if !seen.insert(event_id) {
+        return Ok(None);
+    }
+    let header = |name: &str| map.get(name).map(|v| v.as_str().to_owned());
+    let (Some(event_type), Some(stream_type), Some(stream_id), Some(version), Some(recorded_at)) = (
+        header(headers::EVENT_TYPE),
+        header(headers::STREAM_TYPE),
+        header(headers::STREAM_ID),
+        header(headers::VERSION).and_then(|v| v.parse::<i64>().ok()),
+        header(headers::RECORDED_AT)
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    ) else {
+        return Ok(None);
+    };
+    let event = decoder.decode(&event_type, &message.payload)?;
+    Ok(Some(Exported {
+        service: service.to_owned(),
+        rank,
+        position,
+        recorded_at,
+        stream_type,
+        stream_id,
+        version,
+        event_id,
+        event_type,
+        event,
+    }))
 }
 
 fn progress(total: i64) -> ProgressBar {
@@ -221,7 +419,7 @@ fn progress(total: i64) -> ProgressBar {
     bar
 }
 
-fn write_json(out: &mut dyn Write, r: &Exported) -> anyhow::Result<()> {
+fn write_json(out: &mut Box<dyn Write>, r: &Exported) -> anyhow::Result<()> {
     let line = serde_json::json!({
         "service": r.service,
         "position": r.position,
@@ -238,7 +436,7 @@ fn write_json(out: &mut dyn Write, r: &Exported) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_csv(out: &mut dyn Write, r: &Exported) -> anyhow::Result<()> {
+fn write_csv(out: &mut Box<dyn Write>, r: &Exported) -> anyhow::Result<()> {
     let fields = [
         r.service.clone(),
         r.position.to_string(),

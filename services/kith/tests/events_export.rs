@@ -1,7 +1,7 @@
 //! `kith events export`: the services' events, decoded by type name, merged in recorded order,
 //! as JSON lines and as CSV; sealed fields stay sealed; a time window narrows it.
 
-use kith_platform::testing::{ServiceProcess, TestEnv, with_token};
+use kith_platform::testing::{ServiceProcess, TestEnv, eventually, nats_url, with_token};
 use kith_proto::membership as pb;
 use kith_proto::membership::membership_service_client::MembershipServiceClient;
 use uuid::Uuid;
@@ -13,6 +13,11 @@ async fn export(env: &TestEnv, args: &[&str]) -> (String, String) {
         .args(["events", "export"])
         .args(args)
         .env("DATABASE_URL", &env.db.url)
+        .env("NATS_URL", nats_url())
+        .env(
+            "KITH_NATS_NAMESPACE",
+            env.args.nats.nats_namespace.as_deref().unwrap_or_default(),
+        )
         .output()
         .await
         .expect("kith events export");
@@ -57,9 +62,36 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
         ))
         .await
         .expect("set language");
+    // Once the relay has put all three events on the bus, both sources say the same.
+    let (from_log, _) = export(&env, &["--source", "postgres"]).await;
+    assert_eq!(from_log.lines().count(), 3);
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the relay to publish the three events",
+        || async {
+            let (from_bus, _) = export(&env, &["--source", "nats"]).await;
+            (from_bus.lines().count() == 3).then_some(from_bus)
+        },
+    )
+    .await;
+    // Something else published on membership's subjects is not an event: skipped.
+    let namespace = env.args.nats.nats_namespace.clone().unwrap_or_default();
+    let stray = async_nats::connect(nats_url()).await.expect("nats");
+    let js = async_nats::jetstream::new(stray);
+    js.publish(
+        format!("{namespace}.kith.membership.stray"),
+        "not an event".into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+    let (from_bus, said) = export(&env, &["--source", "nats"]).await;
+    assert_eq!(from_bus, from_log);
+    assert!(said.contains("exported 3 events"), "{said}");
     kith.signal("TERM");
 
-    let (jsonl, said) = export(&env, &["--format", "jsonl"]).await;
+    let (jsonl, said) = export(&env, &["--source", "postgres", "--format", "jsonl"]).await;
     let events: Vec<serde_json::Value> = jsonl
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
@@ -95,7 +127,7 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
     assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
 
     // CSV: a header and the same events, the awkward name quoted as RFC 4180 has it.
-    let (csv, _) = export(&env, &["--format", "csv"]).await;
+    let (csv, _) = export(&env, &["--source", "postgres", "--format", "csv"]).await;
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -108,10 +140,16 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
     assert_eq!(rows, 3);
 
     // A window after everything holds nothing; one before the end holds everything.
-    let (later, _) = export(&env, &["--from", "2999-01-01T00:00:00Z"]).await;
-    assert!(later.is_empty());
-    let (all, _) = export(&env, &["--to", "2999-01-01T00:00:00Z"]).await;
-    assert_eq!(all.lines().count(), 3);
+    for source in ["postgres", "nats"] {
+        let (later, _) = export(
+            &env,
+            &["--source", source, "--from", "2999-01-01T00:00:00Z"],
+        )
+        .await;
+        assert!(later.is_empty(), "{source}");
+        let (all, _) = export(&env, &["--source", source, "--to", "2999-01-01T00:00:00Z"]).await;
+        assert_eq!(all.lines().count(), 3, "{source}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
