@@ -37,8 +37,9 @@ pub(crate) enum Source {
     Postgres,
 }
 
+/// Where events are read from.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ExportArgs {
+pub(crate) struct ReadArgs {
     /// Where to read the events: both give the same output for the same history.
     #[arg(long, value_enum, default_value = "nats")]
     source: Source,
@@ -52,6 +53,25 @@ pub(crate) struct ExportArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/kith"
     )]
     database_url: String,
+}
+
+/// A window of recorded times: from (inclusive) to (exclusive), each open when absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Window {
+    pub(crate) from: Option<DateTime<Utc>>,
+    pub(crate) to: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    fn holds(&self, at: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|from| at >= from) && self.to.is_none_or(|to| at < to)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    read: ReadArgs,
     /// What to write.
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
@@ -73,18 +93,18 @@ pub(crate) async fn run(events: Events) -> anyhow::Result<()> {
 }
 
 /// One exported event.
-struct Exported {
-    service: String,
+pub(crate) struct Exported {
+    pub(crate) service: String,
     /// The service's place in [`SERVICES`], which breaks ties between equal times.
-    rank: usize,
-    position: i64,
-    recorded_at: DateTime<Utc>,
-    stream_type: String,
-    stream_id: String,
-    version: i64,
-    event_id: uuid::Uuid,
-    event_type: String,
-    event: serde_json::Value,
+    pub(crate) rank: usize,
+    pub(crate) position: i64,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) stream_type: String,
+    pub(crate) stream_id: String,
+    pub(crate) version: i64,
+    pub(crate) event_id: uuid::Uuid,
+    pub(crate) event_type: String,
+    pub(crate) event: serde_json::Value,
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {
@@ -102,10 +122,11 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     };
     let mut sink = Sink::new(out, args.format)?;
     let started = Instant::now();
-    let read = match args.source {
-        Source::Postgres => from_postgres(&args, &decoder, &mut sink).await?,
-        Source::Nats => from_nats(&args, &decoder, &mut sink).await?,
+    let window = Window {
+        from: args.from,
+        to: args.to,
     };
+    let read = read(&args.read, window, &decoder, &mut sink).await?;
     sink.finish()?;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
@@ -130,14 +151,14 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 /// Decodes events by type name from the descriptor set this build carries.
-struct Decoder {
+pub(crate) struct Decoder {
     pool: DescriptorPool,
     options: SerializeOptions,
     unknown: std::cell::Cell<u64>,
 }
 
 impl Decoder {
-    fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         Ok(Self {
             pool: DescriptorPool::decode(kith_proto::FILE_DESCRIPTOR_SET)
                 .context("the built-in descriptor set does not decode")?,
@@ -161,6 +182,36 @@ impl Decoder {
                 Ok(serde_json::Value::Null)
             }
         }
+    }
+}
+
+/// What the readers hand each event to, in recorded order.
+pub(crate) trait Take {
+    /// How many events are coming, when known.
+    fn expect(&self, total: u64);
+    fn take(&mut self, record: Exported) -> anyhow::Result<()>;
+}
+
+impl Take for Sink {
+    fn expect(&self, total: u64) {
+        self.progress.set_length(total);
+    }
+
+    fn take(&mut self, record: Exported) -> anyhow::Result<()> {
+        self.write(&record)
+    }
+}
+
+/// Every event in memory, for a report.
+#[derive(Default)]
+pub(crate) struct Collected(pub(crate) Vec<Exported>);
+
+impl Take for Collected {
+    fn expect(&self, _total: u64) {}
+
+    fn take(&mut self, record: Exported) -> anyhow::Result<()> {
+        self.0.push(record);
+        Ok(())
     }
 }
 
@@ -188,10 +239,6 @@ impl Sink {
         })
     }
 
-    fn expect(&self, total: u64) {
-        self.progress.set_length(total);
-    }
-
     fn write(&mut self, record: &Exported) -> anyhow::Result<()> {
         match self.format {
             Format::Jsonl => write_json(&mut self.out, record)?,
@@ -209,17 +256,27 @@ impl Sink {
     }
 }
 
-/// Whether `at` is inside the window of `args`.
-fn within(args: &ExportArgs, at: DateTime<Utc>) -> bool {
-    args.from.is_none_or(|from| at >= from) && args.to.is_none_or(|to| at < to)
+/// Every event in `window`, in recorded order, from the source `args` name, to `sink`; returns
+/// the services read.
+pub(crate) async fn read(
+    args: &ReadArgs,
+    window: Window,
+    decoder: &Decoder,
+    sink: &mut dyn Take,
+) -> anyhow::Result<Vec<&'static str>> {
+    match args.source {
+        Source::Postgres => from_postgres(args, window, decoder, sink).await,
+        Source::Nats => from_nats(args, window, decoder, sink).await,
+    }
 }
 
 /// Every service's log in PostgreSQL, merged by the database in recorded order; returns the
 /// services read.
 async fn from_postgres(
-    args: &ExportArgs,
+    args: &ReadArgs,
+    window: Window,
     decoder: &Decoder,
-    sink: &mut Sink,
+    sink: &mut dyn Take,
 ) -> anyhow::Result<Vec<&'static str>> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -240,18 +297,18 @@ async fn from_postgres(
     if present.is_empty() {
         return Ok(present);
     }
-    let window = "($1::timestamptz IS NULL OR recorded_at >= $1)
+    let within = "($1::timestamptz IS NULL OR recorded_at >= $1)
                   AND ($2::timestamptz IS NULL OR recorded_at < $2)";
     let counting = present
         .iter()
-        .map(|s| format!("SELECT count(*) AS n FROM {s}.events WHERE {window}"))
+        .map(|s| format!("SELECT count(*) AS n FROM {s}.events WHERE {within}"))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT sum(n)::bigint FROM ({counting}) c"
     )))
-    .bind(args.from)
-    .bind(args.to)
+    .bind(window.from)
+    .bind(window.to)
     .fetch_one(&pool)
     .await?;
     sink.expect(u64::try_from(total).unwrap_or(0));
@@ -263,7 +320,7 @@ async fn from_postgres(
             format!(
                 "SELECT '{service}' AS service, {rank} AS rank, position, recorded_at,
                         stream_type, stream_id, version, event_id, event_type, payload
-                 FROM {service}.events WHERE {window}"
+                 FROM {service}.events WHERE {within}"
             )
         })
         .collect::<Vec<_>>()
@@ -271,14 +328,14 @@ async fn from_postgres(
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{query} ORDER BY recorded_at, rank, position"
     )))
-    .bind(args.from)
-    .bind(args.to)
+    .bind(window.from)
+    .bind(window.to)
     .fetch(&pool);
     while let Some(row) = rows.try_next().await? {
         let event_type: String = row.try_get("event_type")?;
         let payload: Vec<u8> = row.try_get("payload")?;
         let event = decoder.decode(&event_type, &payload)?;
-        sink.write(&Exported {
+        sink.take(Exported {
             service: row.try_get("service")?,
             rank: usize::try_from(row.try_get::<i32, _>("rank")?).unwrap_or(0),
             position: row.try_get("position")?,
@@ -299,9 +356,10 @@ async fn from_postgres(
 /// the order of recorded times). Messages on the subjects that are not Kith events, and events
 /// seen twice (a stream republished), are skipped. Holds the window's events in memory.
 async fn from_nats(
-    args: &ExportArgs,
+    args: &ReadArgs,
+    window: Window,
     decoder: &Decoder,
-    sink: &mut Sink,
+    sink: &mut dyn Take,
 ) -> anyhow::Result<Vec<&'static str>> {
     use async_nats::jetstream::context::GetStreamErrorKind;
     use async_nats::jetstream::{ErrorCode, consumer};
@@ -343,7 +401,7 @@ async fn from_nats(
                 (info.stream_sequence, info.pending)
             };
             if let Some(record) = exported(&message, service, rank, decoder, &mut seen)?
-                && within(args, record.recorded_at)
+                && window.holds(record.recorded_at)
             {
                 records.push(record);
             }
@@ -357,8 +415,8 @@ async fn from_nats(
         (a.recorded_at, a.rank, a.position).cmp(&(b.recorded_at, b.rank, b.position))
     });
     sink.expect(records.len() as u64);
-    for record in &records {
-        sink.write(record)?;
+    for record in records {
+        sink.take(record)?;
     }
     Ok(present)
 }

@@ -7,6 +7,7 @@ mod bench_projections;
 mod commands;
 mod embedded;
 mod events;
+mod report;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,9 @@ enum Command {
     /// Read the services' events for analysis: decoded, merged in recorded order.
     #[command(subcommand)]
     Events(events::Events),
+    /// Reports computed from the raw events, under definitions printed with them.
+    #[command(subcommand)]
+    Report(report::Report),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => status::status(args).await,
             Command::Bench(bench) => bench::run(bench).await,
             Command::Events(events) => events::run(events).await,
+            Command::Report(report) => report::run(report).await,
         }
     });
     match result {

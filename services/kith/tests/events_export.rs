@@ -9,8 +9,13 @@ use uuid::Uuid;
 const KITH: &str = env!("CARGO_BIN_EXE_kith");
 
 async fn export(env: &TestEnv, args: &[&str]) -> (String, String) {
+    run_kith(env, &["events", "export"], args).await
+}
+
+/// Runs `kith <command> <args>` against the environment; its stdout and stderr.
+async fn run_kith(env: &TestEnv, command: &[&str], args: &[&str]) -> (String, String) {
     let output = tokio::process::Command::new(KITH)
-        .args(["events", "export"])
+        .args(command)
         .args(args)
         .env("DATABASE_URL", &env.db.url)
         .env("NATS_URL", nats_url())
@@ -22,7 +27,7 @@ async fn export(env: &TestEnv, args: &[&str]) -> (String, String) {
         .await
         .expect("kith events export");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "export failed: {stderr}");
+    assert!(output.status.success(), "kith {command:?} failed: {stderr}");
     (String::from_utf8(output.stdout).expect("utf-8"), stderr)
 }
 
@@ -139,6 +144,38 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
     let rows = csv.matches("\nmembership,").count();
     assert_eq!(rows, 3);
 
+    // The engagement report reads the same history: no conversation yet, so nothing counted,
+    // the same from both sources, with its definitions.
+    let report = |source: &'static str| {
+        let community = created.community_id.clone();
+        let env = &env;
+        async move {
+            let args = [
+                "--community",
+                community.as_str(),
+                "--from",
+                "2026-01-01T00:00:00Z",
+                "--to",
+                "2999-01-01T00:00:00Z",
+                "--format",
+                "json",
+                "--source",
+                source,
+            ];
+            run_kith(env, &["report", "engagement"], &args).await.0
+        }
+    };
+    let (from_log, from_bus) = (report("postgres").await, report("nats").await);
+    assert_eq!(from_log, from_bus);
+    let parsed: serde_json::Value = serde_json::from_str(&from_log).expect("a JSON report");
+    assert_eq!(parsed["active_members"], 0);
+    assert_eq!(parsed["posts"], 0);
+    assert!(
+        parsed["definitions"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("engagement definitions v1"))
+    );
+
     // A window after everything holds nothing; one before the end holds everything.
     for source in ["postgres", "nats"] {
         let (later, _) = export(
@@ -150,6 +187,29 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
         let (all, _) = export(&env, &["--source", source, "--to", "2999-01-01T00:00:00Z"]).await;
         assert_eq!(all.lines().count(), 3, "{source}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_for_something_that_is_not_an_id_is_refused_naming_the_flag() {
+    let env = TestEnv::new().await;
+    let output = tokio::process::Command::new(KITH)
+        .args([
+            "report",
+            "engagement",
+            "--community",
+            "not-an-id",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-02-01T00:00:00Z",
+        ])
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .expect("kith report");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--community"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

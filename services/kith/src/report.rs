@@ -1,0 +1,363 @@
+//! `kith report engagement`: a community's (or one cohort's) engagement over a period, computed
+//! from the raw events under definitions that are written down here and printed with the report.
+//! The same events and definitions always give the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::events::{Collected, Decoder, Exported, ReadArgs, Window};
+
+/// The definitions, versioned: a change to any of them is a new version.
+pub(crate) const DEFINITIONS: &str = "engagement definitions v1
+- times are the events' recorded times, days are UTC days; the period is [from, to)
+- activity: writing a message (a thread or a reply), reacting, or moving a read cursor
+- active members: members with any activity in the period
+- DAU: the mean, over the period's days, of the members active that day
+- WAU: the mean, over the period's days, of the members active in the 7 days ending that day
+- MAU: the members active in the 30 days ending on the period's last day
+- stickiness: DAU / MAU
+- posts: threads started (and direct messages); replies: messages in a thread after its first
+- time to first reply: for each thread started in the period, from its first message to the
+  first message in it by someone else, up to the period's end; median and p90 by nearest rank
+  over the threads that got one, in seconds; threads without one are counted apart
+- participation (Gini): over the active members, of the messages each wrote; 0 when all wrote
+  alike, towards 1 when one member wrote everything
+";
+
+/// What the report is about.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub(crate) community: String,
+    /// One cohort's conversation only.
+    pub(crate) cohort: Option<String>,
+    pub(crate) from: DateTime<Utc>,
+    pub(crate) to: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Engagement {
+    pub(crate) definitions: &'static str,
+    pub(crate) community: String,
+    pub(crate) cohort: Option<String>,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) active_members: usize,
+    pub(crate) dau: f64,
+    pub(crate) wau: f64,
+    pub(crate) mau: usize,
+    pub(crate) stickiness: f64,
+    pub(crate) posts: u64,
+    pub(crate) replies: u64,
+    pub(crate) reactions: u64,
+    pub(crate) first_reply_median_seconds: Option<i64>,
+    pub(crate) first_reply_p90_seconds: Option<i64>,
+    pub(crate) threads_answered: usize,
+    pub(crate) threads_unanswered: usize,
+    pub(crate) participation_gini: f64,
+}
+
+/// A thread seen in the history: when and by whom it started, and its first reply by another.
+struct Thread {
+    started: DateTime<Utc>,
+    author: String,
+    first_reply: Option<DateTime<Utc>>,
+}
+
+fn text<'a>(event: &'a serde_json::Value, field: &str) -> &'a str {
+    event[field].as_str().unwrap_or_default()
+}
+
+/// Computes the report from events in recorded order, all of them up to the period's end (a
+/// conversation started before the period still belongs to its community).
+pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
+    // Which conversations are in scope, from how each started.
+    let mut conversations: BTreeSet<String> = BTreeSet::new();
+    let mut activity: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
+    let mut written: HashMap<String, u64> = HashMap::new();
+    let mut threads: BTreeMap<String, Thread> = BTreeMap::new();
+    let (mut posts, mut replies, mut reactions) = (0u64, 0u64, 0u64);
+    let in_period = |at: DateTime<Utc>| at >= scope.from && at < scope.to;
+    for record in events {
+        if record.recorded_at >= scope.to {
+            break;
+        }
+        let e = &record.event;
+        let at = record.recorded_at;
+        match record.event_type.as_str() {
+            "kith.messaging.v1.ConversationStarted" => {
+                let cohort_matches = scope
+                    .cohort
+                    .as_deref()
+                    .is_none_or(|cohort| text(e, "cohort_id") == cohort);
+                if text(e, "community_id") == scope.community && cohort_matches {
+                    conversations.insert(text(e, "conversation_id").to_owned());
+                }
+            }
+            "kith.messaging.v1.MessagePosted" => {
+                if !conversations.contains(text(e, "conversation_id")) {
+                    continue;
+                }
+                let author = text(e, "author_id").to_owned();
+                let (message, thread) = (text(e, "message_id"), text(e, "thread_id"));
+                let reply = !thread.is_empty() && thread != message;
+                if reply {
+                    if let Some(started) = threads.get_mut(thread)
+                        && started.first_reply.is_none()
+                        && started.author != author
+                    {
+                        started.first_reply = Some(at);
+                    }
+                } else if !thread.is_empty() {
+                    threads.insert(
+                        thread.to_owned(),
+                        Thread {
+                            started: at,
+                            author: author.clone(),
+                            first_reply: None,
+                        },
+                    );
+                }
+                if in_period(at) {
+                    if reply {
+                        replies += 1;
+                    } else {
+                        posts += 1;
+                    }
+                    *written.entry(author.clone()).or_default() += 1;
+                }
+                activity.entry(at.date_naive()).or_default().insert(author);
+            }
+            "kith.messaging.v1.ReactionAdded" => {
+                if !conversations.contains(text(e, "conversation_id")) {
+                    continue;
+                }
+                if in_period(at) {
+                    reactions += 1;
+                }
+                let member = text(e, "member_id").to_owned();
+                activity.entry(at.date_naive()).or_default().insert(member);
+            }
+            "kith.messaging.v1.ReadCursorMoved" => {
+                if !conversations.contains(text(e, "conversation_id")) {
+                    continue;
+                }
+                let member = text(e, "member_id").to_owned();
+                activity.entry(at.date_naive()).or_default().insert(member);
+            }
+            _ => {}
+        }
+    }
+
+    let first_day = scope.from.date_naive();
+    let last_day = (scope.to - Duration::nanoseconds(1)).date_naive();
+    let active_between = |from: NaiveDate, to: NaiveDate| -> BTreeSet<&String> {
+        activity
+            .range(from..=to)
+            .flat_map(|(_, members)| members.iter())
+            .collect()
+    };
+    let days: Vec<NaiveDate> = first_day
+        .iter_days()
+        .take_while(|d| *d <= last_day)
+        .collect();
+    let active = active_between(first_day, last_day);
+    let mean = |values: Vec<usize>| -> f64 {
+        if values.is_empty() {
+            0.0
+        } else {
+            values.iter().sum::<usize>() as f64 / values.len() as f64
+        }
+    };
+    let dau = mean(days.iter().map(|d| active_between(*d, *d).len()).collect());
+    let wau = mean(
+        days.iter()
+            .map(|d| active_between(*d - Duration::days(6), *d).len())
+            .collect(),
+    );
+    let mau = active_between(last_day - Duration::days(29), last_day).len();
+
+    let mut waits: Vec<i64> = Vec::new();
+    let mut unanswered = 0;
+    for thread in threads.values().filter(|t| in_period(t.started)) {
+        match thread.first_reply {
+            Some(reply) => waits.push((reply - thread.started).num_seconds()),
+            None => unanswered += 1,
+        }
+    }
+    waits.sort_unstable();
+    let counts: Vec<u64> = active
+        .iter()
+        .map(|member| written.get(*member).copied().unwrap_or(0))
+        .collect();
+    Engagement {
+        definitions: DEFINITIONS,
+        community: scope.community.clone(),
+        cohort: scope.cohort.clone(),
+        from: scope.from.to_rfc3339(),
+        to: scope.to.to_rfc3339(),
+        active_members: active.len(),
+        dau: round(dau),
+        wau: round(wau),
+        mau,
+        stickiness: if mau == 0 {
+            0.0
+        } else {
+            round(dau / mau as f64)
+        },
+        posts,
+        replies,
+        reactions,
+        first_reply_median_seconds: nearest_rank(&waits, 0.5),
+        first_reply_p90_seconds: nearest_rank(&waits, 0.9),
+        threads_answered: waits.len(),
+        threads_unanswered: unanswered,
+        participation_gini: round(gini(&counts)),
+    }
+}
+
+/// Rounded to 4 decimals, so that the printed figures do not depend on summation order.
+fn round(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
+}
+
+/// The nearest-rank percentile `p` of sorted `values`: the smallest value with at least p of
+/// them at or below it.
+fn nearest_rank(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank - 1).copied()
+}
+
+/// The Gini coefficient of `values` (mean absolute difference over twice the mean).
+fn gini(values: &[u64]) -> f64 {
+    let n = values.len();
+    let total: u64 = values.iter().sum();
+    if n == 0 || total == 0 {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    // Σ (2i - n - 1) x_i over i = 1..n, divided by n Σ x.
+    let weighted: i128 = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (2 * (i as i128 + 1) - n as i128 - 1) * i128::from(*x))
+        .sum();
+    weighted as f64 / (n as f64 * total as f64)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned text, then the definitions.
+    Table,
+    /// One JSON object, the definitions included.
+    Json,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Report {
+    /// Active members, posts, replies, reactions, time to first reply and participation of a
+    /// community (or one cohort) over a period.
+    Engagement(EngagementArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EngagementArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    /// The community's id.
+    #[arg(long)]
+    community: String,
+    /// Only this cohort's conversation.
+    #[arg(long)]
+    cohort: Option<String>,
+    /// The period's start (RFC 3339).
+    #[arg(long)]
+    from: DateTime<Utc>,
+    /// The period's end, excluded (RFC 3339).
+    #[arg(long)]
+    to: DateTime<Utc>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
+    let Report::Engagement(args) = report;
+    if args.from >= args.to {
+        anyhow::bail!("--from ({}) must be before --to ({})", args.from, args.to);
+    }
+    for (flag, id) in [
+        ("--community", Some(&args.community)),
+        ("--cohort", args.cohort.as_ref()),
+    ] {
+        if let Some(id) = id
+            && id.parse::<uuid::Uuid>().is_err()
+        {
+            anyhow::bail!("{flag} must be a UUID, got {id:?}");
+        }
+    }
+    let decoder = Decoder::new()?;
+    let mut collected = Collected::default();
+    let window = Window {
+        from: None,
+        to: Some(args.to),
+    };
+    crate::events::read(&args.read, window, &decoder, &mut collected).await?;
+    let scope = Scope {
+        community: args.community.clone(),
+        cohort: args.cohort.clone(),
+        from: args.from,
+        to: args.to,
+    };
+    let report = engagement(&collected.0, &scope);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", table(&report)),
+    }
+    Ok(())
+}
+
+fn table(r: &Engagement) -> String {
+    let optional = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let rows = [
+        ("community", r.community.clone()),
+        (
+            "cohort",
+            r.cohort.clone().unwrap_or_else(|| "all".to_owned()),
+        ),
+        ("period", format!("{} .. {}", r.from, r.to)),
+        ("active members", r.active_members.to_string()),
+        ("DAU (mean)", format!("{:.2}", r.dau)),
+        ("WAU (mean)", format!("{:.2}", r.wau)),
+        ("MAU", r.mau.to_string()),
+        ("stickiness", format!("{:.2}", r.stickiness)),
+        ("posts", r.posts.to_string()),
+        ("replies", r.replies.to_string()),
+        ("reactions", r.reactions.to_string()),
+        (
+            "first reply, median s",
+            optional(r.first_reply_median_seconds),
+        ),
+        ("first reply, p90 s", optional(r.first_reply_p90_seconds)),
+        ("threads answered", r.threads_answered.to_string()),
+        ("threads unanswered", r.threads_unanswered.to_string()),
+        (
+            "participation (Gini)",
+            format!("{:.2}", r.participation_gini),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, value) in rows {
+        out.push_str(&format!("{name:<24}{value}\n"));
+    }
+    out.push('\n');
+    out.push_str(r.definitions);
+    out
+}
+
+#[cfg(test)]
+mod tests;

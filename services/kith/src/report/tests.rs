@@ -1,0 +1,160 @@
+//! Engagement on a hand-built history, every figure worked out by hand below.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+
+use super::{Scope, engagement, gini, nearest_rank};
+use crate::events::Exported;
+
+const COMMUNITY: &str = "00000000-0000-0000-0000-0000000000c1";
+const COHORT: &str = "00000000-0000-0000-0000-00000000000a";
+const OTHER_COHORT: &str = "00000000-0000-0000-0000-00000000000b";
+const ELSEWHERE: &str = "00000000-0000-0000-0000-00000000000e";
+
+fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, day, hour, minute, 0)
+        .single()
+        .expect("a time")
+}
+
+fn event(n: i64, when: DateTime<Utc>, kind: &str, body: serde_json::Value) -> Exported {
+    Exported {
+        service: "messaging".into(),
+        rank: 2,
+        position: n,
+        recorded_at: when,
+        stream_type: "conversation".into(),
+        stream_id: String::new(),
+        version: n,
+        event_id: uuid::Uuid::nil(),
+        event_type: format!("kith.messaging.v1.{kind}"),
+        event: body,
+    }
+}
+
+fn started(n: i64, when: DateTime<Utc>, conversation: &str, community: &str) -> Exported {
+    event(
+        n,
+        when,
+        "ConversationStarted",
+        json!({"conversation_id": conversation, "community_id": community, "cohort_id": conversation}),
+    )
+}
+
+fn posted(
+    n: i64,
+    when: DateTime<Utc>,
+    conversation: &str,
+    message: &str,
+    thread: &str,
+    author: &str,
+) -> Exported {
+    event(
+        n,
+        when,
+        "MessagePosted",
+        json!({"conversation_id": conversation, "message_id": message, "thread_id": thread, "author_id": author}),
+    )
+}
+
+/// The period is 5 to 7 January. Ana (a) started a thread on 1 January, before it; then:
+/// - 5 Jan: a starts t1 at 09:00, b replies 09:30 (first reply: 1,800 s), a replies 10:00;
+/// - 6 Jan: c starts t2 at 12:00, a replies 14:00 (first reply: 7,200 s);
+/// - 7 Jan: b starts t3 (never answered), d reacts to it, e reads;
+/// - meanwhile f posts in another community, and g in the community's other cohort;
+/// - on 8 Jan 00:00, the period's end, a posts again (outside).
+fn history() -> Vec<Exported> {
+    vec![
+        started(1, at(1, 9, 0), COHORT, COMMUNITY),
+        started(2, at(1, 9, 0), OTHER_COHORT, COMMUNITY),
+        started(
+            3,
+            at(1, 9, 0),
+            ELSEWHERE,
+            "00000000-0000-0000-0000-0000000000c2",
+        ),
+        posted(4, at(1, 10, 0), COHORT, "t0", "t0", "a"),
+        posted(5, at(5, 9, 0), COHORT, "t1", "t1", "a"),
+        posted(6, at(5, 9, 30), COHORT, "r1", "t1", "b"),
+        posted(7, at(5, 10, 0), COHORT, "r2", "t1", "a"),
+        posted(8, at(6, 11, 0), ELSEWHERE, "x1", "x1", "f"),
+        posted(9, at(6, 11, 30), OTHER_COHORT, "o1", "o1", "g"),
+        posted(10, at(6, 12, 0), COHORT, "t2", "t2", "c"),
+        posted(11, at(6, 14, 0), COHORT, "r3", "t2", "a"),
+        posted(12, at(7, 8, 0), COHORT, "t3", "t3", "b"),
+        event(
+            13,
+            at(7, 9, 0),
+            "ReactionAdded",
+            json!({"conversation_id": COHORT, "message_id": "t3", "member_id": "d", "reaction": "🎉"}),
+        ),
+        event(
+            14,
+            at(7, 9, 5),
+            "ReadCursorMoved",
+            json!({"conversation_id": COHORT, "member_id": "e", "seq": 9}),
+        ),
+        posted(15, at(8, 0, 0), COHORT, "t4", "t4", "a"),
+    ]
+}
+
+fn scope(cohort: Option<&str>) -> Scope {
+    Scope {
+        community: COMMUNITY.into(),
+        cohort: cohort.map(str::to_owned),
+        from: at(5, 0, 0),
+        to: at(8, 0, 0),
+    }
+}
+
+#[test]
+fn one_cohorts_engagement_matches_the_figures_worked_out_by_hand() {
+    let report = engagement(&history(), &scope(Some(COHORT)));
+    // Active: 5 Jan {a, b}, 6 Jan {c, a}, 7 Jan {b, d, e}: five members, DAU (2 + 2 + 3) / 3.
+    assert_eq!(report.active_members, 5);
+    assert_eq!(report.dau, 2.3333);
+    // Seven days ending each day: {a (1 Jan), b}, {a, b, c}, {a, b, c, d, e}: (2 + 3 + 5) / 3.
+    assert_eq!(report.wau, 3.3333);
+    assert_eq!(report.mau, 5);
+    assert_eq!(report.stickiness, 0.4667);
+    assert_eq!((report.posts, report.replies, report.reactions), (3, 3, 1));
+    // Waits 1,800 s and 7,200 s: the median by nearest rank is the first, the p90 the second;
+    // t0 started before the period, t3 was never answered.
+    assert_eq!(report.first_reply_median_seconds, Some(1_800));
+    assert_eq!(report.first_reply_p90_seconds, Some(7_200));
+    assert_eq!((report.threads_answered, report.threads_unanswered), (2, 1));
+    // Messages written by the active members: a 3, b 2, c 1, d 0, e 0.
+    // Gini = (-4·0 - 2·0 + 0·1 + 2·2 + 4·3) / (5 · 6) = 16 / 30.
+    assert_eq!(report.participation_gini, 0.5333);
+}
+
+#[test]
+fn the_whole_community_adds_its_other_cohort_and_never_another_community() {
+    let report = engagement(&history(), &scope(None));
+    // g's thread in the other cohort joins: six active members, one more post and one more
+    // unanswered thread; f's post in another community never counts.
+    assert_eq!(report.active_members, 6);
+    assert_eq!((report.posts, report.replies), (4, 3));
+    assert_eq!(report.threads_unanswered, 2);
+}
+
+#[test]
+fn the_same_events_give_the_same_bytes() {
+    let first = serde_json::to_string(&engagement(&history(), &scope(None))).expect("json");
+    let again = serde_json::to_string(&engagement(&history(), &scope(None))).expect("json");
+    assert_eq!(first, again);
+    assert!(first.contains("engagement definitions v1"));
+}
+
+#[test]
+fn percentiles_by_nearest_rank_and_gini_at_their_edges() {
+    assert_eq!(nearest_rank(&[], 0.5), None);
+    assert_eq!(nearest_rank(&[7], 0.9), Some(7));
+    assert_eq!(nearest_rank(&[1, 2, 3, 4], 0.5), Some(2));
+    assert_eq!(nearest_rank(&[1, 2, 3, 4], 0.9), Some(4));
+    assert_eq!(gini(&[]), 0.0);
+    assert_eq!(gini(&[0, 0]), 0.0);
+    assert_eq!(gini(&[5, 5, 5]), 0.0);
+    // One of four wrote everything: (−3·0 −1·0 +1·0 +3·8) / (4·8) = 0.75.
+    assert_eq!(gini(&[0, 0, 0, 8]), 0.75);
+}
