@@ -24,6 +24,11 @@ pub(crate) const DEFINITIONS: &str = "engagement definitions v1
   over the threads that got one, in seconds; threads without one are counted apart
 - participation (Gini): over the active members, of the messages each wrote; 0 when all wrote
   alike, towards 1 when one member wrote everything
+- at risk: members active in the period of the same length just before this one, with no
+  activity in the last N days of this one (N = --silent-days, 14 by default)
+- retention by join week: members who joined the community in each week (Monday to Sunday,
+  UTC) of the period, and the share of them active in that week and each later week that
+  starts before the period's end
 ";
 
 /// What the report is about.
@@ -34,6 +39,24 @@ pub(crate) struct Scope {
     pub(crate) cohort: Option<String>,
     pub(crate) from: DateTime<Utc>,
     pub(crate) to: DateTime<Utc>,
+    /// Days without activity that make an earlier-active member at risk.
+    pub(crate) silent_days: i64,
+}
+
+/// A member active before who has gone quiet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct AtRisk {
+    pub(crate) member_id: String,
+    pub(crate) last_active: String,
+}
+
+/// The members who joined in one week, and the share of them active in it and each week after.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct JoinWeek {
+    /// Its Monday.
+    pub(crate) week: String,
+    pub(crate) joined: usize,
+    pub(crate) active_share: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,6 +79,8 @@ pub(crate) struct Engagement {
     pub(crate) threads_answered: usize,
     pub(crate) threads_unanswered: usize,
     pub(crate) participation_gini: f64,
+    pub(crate) at_risk: Vec<AtRisk>,
+    pub(crate) retention: Vec<JoinWeek>,
 }
 
 /// A thread seen in the history: when and by whom it started, and its first reply by another.
@@ -77,6 +102,8 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
     let mut activity: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
     let mut written: HashMap<String, u64> = HashMap::new();
     let mut threads: BTreeMap<String, Thread> = BTreeMap::new();
+    let mut last_active: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    let mut joined: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
     let (mut posts, mut replies, mut reactions) = (0u64, 0u64, 0u64);
     let in_period = |at: DateTime<Utc>| at >= scope.from && at < scope.to;
     for record in events {
@@ -127,6 +154,7 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                     }
                     *written.entry(author.clone()).or_default() += 1;
                 }
+                last_active.insert(author.clone(), at);
                 activity.entry(at.date_naive()).or_default().insert(author);
             }
             "kith.messaging.v1.ReactionAdded" => {
@@ -137,6 +165,7 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                     reactions += 1;
                 }
                 let member = text(e, "member_id").to_owned();
+                last_active.insert(member.clone(), at);
                 activity.entry(at.date_naive()).or_default().insert(member);
             }
             "kith.messaging.v1.ReadCursorMoved" => {
@@ -144,7 +173,16 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                     continue;
                 }
                 let member = text(e, "member_id").to_owned();
+                last_active.insert(member.clone(), at);
                 activity.entry(at.date_naive()).or_default().insert(member);
+            }
+            "kith.membership.v1.MemberJoined"
+                if text(e, "community_id") == scope.community && in_period(at) =>
+            {
+                joined
+                    .entry(monday(at.date_naive()))
+                    .or_default()
+                    .insert(text(e, "member_id").to_owned());
             }
             _ => {}
         }
@@ -191,6 +229,41 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         .iter()
         .map(|member| written.get(*member).copied().unwrap_or(0))
         .collect();
+    let length = scope.to - scope.from;
+    let quiet_since = scope.to - Duration::days(scope.silent_days);
+    let before = active_between(
+        (scope.from - length).date_naive(),
+        (scope.from - Duration::nanoseconds(1)).date_naive(),
+    );
+    let at_risk = before
+        .into_iter()
+        .filter_map(|member| {
+            let last = last_active.get(member)?;
+            (*last < quiet_since).then(|| AtRisk {
+                member_id: member.clone(),
+                last_active: last.to_rfc3339(),
+            })
+        })
+        .collect();
+    let retention = joined
+        .iter()
+        .map(|(week, members)| {
+            let active_share = week
+                .iter_weeks()
+                .take_while(|start| *start <= last_day)
+                .map(|start| {
+                    let seen = active_between(start, start + Duration::days(6));
+                    let kept = members.iter().filter(|m| seen.contains(m)).count();
+                    round(kept as f64 / members.len() as f64)
+                })
+                .collect();
+            JoinWeek {
+                week: week.to_string(),
+                joined: members.len(),
+                active_share,
+            }
+        })
+        .collect();
     Engagement {
         definitions: DEFINITIONS,
         community: scope.community.clone(),
@@ -214,7 +287,15 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         threads_answered: waits.len(),
         threads_unanswered: unanswered,
         participation_gini: round(gini(&counts)),
+        at_risk,
+        retention,
     }
+}
+
+/// The Monday of `day`'s week.
+fn monday(day: NaiveDate) -> NaiveDate {
+    use chrono::Datelike;
+    day - Duration::days(i64::from(day.weekday().num_days_from_monday()))
 }
 
 /// Rounded to 4 decimals, so that the printed figures do not depend on summation order.
@@ -281,6 +362,9 @@ pub(crate) struct EngagementArgs {
     /// The period's end, excluded (RFC 3339).
     #[arg(long)]
     to: DateTime<Utc>,
+    /// Days without activity after which a member active in the previous period is at risk.
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(i64).range(1..=365))]
+    silent_days: i64,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -312,6 +396,7 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
         cohort: args.cohort.clone(),
         from: args.from,
         to: args.to,
+        silent_days: args.silent_days,
     };
     let report = engagement(&collected.0, &scope);
     match args.format {
@@ -353,6 +438,27 @@ fn table(r: &Engagement) -> String {
     let mut out = String::new();
     for (name, value) in rows {
         out.push_str(&format!("{name:<24}{value}\n"));
+    }
+    out.push_str(&format!("\nat risk ({})\n", r.at_risk.len()));
+    for member in &r.at_risk {
+        out.push_str(&format!(
+            "  {}  last active {}\n",
+            member.member_id, member.last_active
+        ));
+    }
+    out.push_str("\nretention by join week (share active in weeks 0, 1, ...)\n");
+    for week in &r.retention {
+        let shares: Vec<String> = week
+            .active_share
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect();
+        out.push_str(&format!(
+            "  {}  joined {:>3}  {}\n",
+            week.week,
+            week.joined,
+            shares.join(" ")
+        ));
     }
     out.push('\n');
     out.push_str(r.definitions);

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
-use super::{Scope, engagement, gini, nearest_rank};
+use super::{AtRisk, JoinWeek, Scope, engagement, gini, nearest_rank};
 use crate::events::Exported;
 
 const COMMUNITY: &str = "00000000-0000-0000-0000-0000000000c1";
@@ -104,6 +104,17 @@ fn scope(cohort: Option<&str>) -> Scope {
         cohort: cohort.map(str::to_owned),
         from: at(5, 0, 0),
         to: at(8, 0, 0),
+        silent_days: 14,
+    }
+}
+
+fn joined(n: i64, when: DateTime<Utc>, member: &str) -> Exported {
+    Exported {
+        service: "membership".into(),
+        rank: 0,
+        event_type: "kith.membership.v1.MemberJoined".into(),
+        event: json!({"community_id": COMMUNITY, "member_id": member}),
+        ..event(n, when, "", json!({}))
     }
 }
 
@@ -157,4 +168,65 @@ fn percentiles_by_nearest_rank_and_gini_at_their_edges() {
     assert_eq!(gini(&[5, 5, 5]), 0.0);
     // One of four wrote everything: (−3·0 −1·0 +1·0 +3·8) / (4·8) = 0.75.
     assert_eq!(gini(&[0, 0, 0, 8]), 0.75);
+}
+
+/// Two weeks from Monday 5 January. a and b joined on the 5th, z on the 12th; h wrote on the 3rd,
+/// in the fortnight before, and nothing since; b reads on the 13th and z writes on the 14th.
+#[test]
+fn retention_by_join_week_and_members_at_risk_over_two_weeks() {
+    let mut events = history();
+    events.insert(4, posted(100, at(3, 12, 0), COHORT, "h1", "h1", "h"));
+    events.extend([
+        joined(101, at(5, 8, 0), "a"),
+        joined(102, at(5, 8, 0), "b"),
+        joined(103, at(12, 8, 0), "z"),
+        event(
+            104,
+            at(13, 9, 0),
+            "ReadCursorMoved",
+            json!({"conversation_id": COHORT, "member_id": "b", "seq": 12}),
+        ),
+        posted(105, at(14, 9, 0), COHORT, "z1", "z1", "z"),
+    ]);
+    events.sort_by_key(|e| e.recorded_at);
+    let report = engagement(
+        &events,
+        &Scope {
+            to: at(19, 0, 0),
+            silent_days: 7,
+            ..scope(Some(COHORT))
+        },
+    );
+    // Week of the 5th: a (5th, 6th, 8th) and b (5th, 7th) active, then only b (13th).
+    // Week of the 12th: z, active on the 14th; no later week starts before the 19th.
+    assert_eq!(
+        report.retention,
+        [
+            JoinWeek {
+                week: "2026-01-05".into(),
+                joined: 2,
+                active_share: vec![1.0, 0.5],
+            },
+            JoinWeek {
+                week: "2026-01-12".into(),
+                joined: 1,
+                active_share: vec![1.0],
+            },
+        ]
+    );
+    // Active in the fortnight before (22 Dec to 4 Jan): a (1st) and h (3rd); silent since the
+    // 12th: a (last on the 8th) and h. b and z were not active before.
+    assert_eq!(
+        report.at_risk,
+        [
+            AtRisk {
+                member_id: "a".into(),
+                last_active: at(8, 0, 0).to_rfc3339(),
+            },
+            AtRisk {
+                member_id: "h".into(),
+                last_active: at(3, 12, 0).to_rfc3339(),
+            },
+        ]
+    );
 }
