@@ -382,9 +382,13 @@ async fn from_nats(
             }
             Err(err) => return Err(anyhow::anyhow!("stream {name}: {err}")),
         };
-        let end = stream.info().await?.state.last_sequence;
+        let (messages, end) = {
+            let state = &stream.info().await?.state;
+            (state.messages, state.last_sequence)
+        };
         present.push(*service);
-        if end == 0 {
+        // Empty, or purged: an ordered consumer would wait for a message that never comes.
+        if messages == 0 {
             continue;
         }
         let mut messages = stream

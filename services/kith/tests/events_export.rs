@@ -17,6 +17,7 @@ async fn run_kith(env: &TestEnv, command: &[&str], args: &[&str]) -> (String, St
     let output = tokio::process::Command::new(KITH)
         .args(command)
         .args(args)
+        .kill_on_drop(true)
         .env("DATABASE_URL", &env.db.url)
         .env("NATS_URL", nats_url())
         .env(
@@ -187,6 +188,26 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
         let (all, _) = export(&env, &["--source", source, "--to", "2999-01-01T00:00:00Z"]).await;
         assert_eq!(all.lines().count(), 3, "{source}");
     }
+
+    // A purged stream holds nothing: the export from the bus says so, and ends.
+    let bus = async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("nats"));
+    bus.get_stream(format!(
+        "{}_KITH_MEMBERSHIP",
+        namespace.to_ascii_uppercase()
+    ))
+    .await
+    .expect("membership's stream")
+    .purge()
+    .await
+    .expect("purge");
+    let (purged, said) = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        export(&env, &["--source", "nats"]),
+    )
+    .await
+    .expect("an export of a purged stream ends");
+    assert!(purged.is_empty(), "{purged}");
+    assert!(said.contains("exported 0 events"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,6 +138,16 @@ impl Api {
             Some(known) => self.access_now(conversation, known, caller).await?,
             None => Default::default(),
         };
+        // A new message's key, written before the command joins its conversation's queue; only
+        // for a reader, so that refused posts write nothing.
+        if let (Action::Post { message_id, .. }, Some(known), true) =
+            (&action, &known, access.reader)
+        {
+            self.codec
+                .prepare_message_key(known.community, caller, *message_id)
+                .await
+                .map_err(|err| status_from_platform(&err))?;
+        }
         let mut retried = false;
         loop {
             let command = Command {
@@ -193,12 +203,6 @@ impl Api {
         };
         let message_id = derived_id(caller, &request_id, "message");
         let mentions = self.mentioned(conversation, caller, &written).await?;
-        if let Some(known) = self.known_soon(conversation).await? {
-            self.codec
-                .prepare_message_key(known.community, caller, message_id)
-                .await
-                .map_err(|err| status_from_platform(&err))?;
-        }
         let appended = self
             .converse(
                 &request,

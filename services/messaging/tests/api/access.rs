@@ -49,6 +49,14 @@ async fn refused_everything(
     conversation: &str,
     message: &str,
 ) {
+    let pool = app.pool().await;
+    let keys = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sealing_keys")
+            .fetch_one(&pool)
+            .await
+            .expect("keys")
+    };
+    let keys_before = keys().await;
     let posted = client
         .post_message(app.as_member(
             member,
@@ -62,6 +70,8 @@ async fn refused_everything(
         .await;
     let posted = assert_code(posted, tonic::Code::PermissionDenied);
     assert_eq!(error_reason(&posted).as_deref(), Some("NOT_A_READER"));
+    // A refused post writes nothing, not even its key.
+    assert_eq!(keys().await, keys_before);
     let reacted = client
         .add_reaction(app.as_member(
             member,

@@ -14,6 +14,25 @@ use sqlx::PgPool;
 
 use crate::helpers::{App, cohort_with, open_direct, post, rid};
 
+/// Returns once messaging has applied `member`'s erasure to every message of theirs.
+async fn until_erased(pool: &PgPool, member: uuid::Uuid) {
+    eventually(
+        Duration::from_secs(10),
+        "messaging to apply the erasure",
+        || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT COALESCE(bool_and(erased), false) FROM messages WHERE author_id = $1",
+            )
+            .bind(member)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            .then_some(())
+        },
+    )
+    .await;
+}
+
 /// How many messages of `conversation` a search for `words` by `member` finds.
 async fn search(app: &App, member: uuid::Uuid, conversation: &str, words: &str) -> usize {
     app.messaging()
@@ -196,21 +215,7 @@ async fn rebuilt_equals_live_and_erased_or_deleted_bodies_are_gone_from_the_log_
         .await
         .expect("erase");
     let pool = app.pool().await;
-    eventually(
-        Duration::from_secs(10),
-        "messaging to apply the erasure",
-        || async {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT COALESCE(bool_and(erased), false) FROM messages WHERE author_id = $1",
-            )
-            .bind(ben)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .then_some(())
-        },
-    )
-    .await;
+    until_erased(&pool, ben).await;
     let last = post(&app, &mut client, ana, &cohort, "", "after").await;
     client
         .get_unread_counts(app.as_member(
@@ -328,21 +333,7 @@ async fn an_erasure_racing_the_authors_last_messages_leaves_none_of_them_readabl
     };
     futures::join!(posting, erasing);
     let pool = app.pool().await;
-    eventually(
-        Duration::from_secs(10),
-        "messaging to apply the erasure",
-        || async {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT COALESCE(bool_and(erased), false) FROM messages WHERE author_id = $1",
-            )
-            .bind(ben)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .then_some(())
-        },
-    )
-    .await;
+    until_erased(&pool, ben).await;
     // Every post of Ben's that was accepted is in the read model by now (ana's is after them).
     let last = post(&app, &mut client, ana, &cohort, "", "after").await;
     client
