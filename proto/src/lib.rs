@@ -28,9 +28,15 @@ pub mod kith {
             include!(concat!(env!("OUT_DIR"), "/kith.messaging.v1.rs"));
         }
     }
+    pub mod notifications {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/kith.notifications.v1.rs"));
+        }
+    }
 }
 
 pub use kith::cohorts::v1 as cohorts;
 pub use kith::membership::v1 as membership;
 pub use kith::messaging::v1 as messaging;
+pub use kith::notifications::v1 as notifications;
 pub use kith::platform::v1 as platform;

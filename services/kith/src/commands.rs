@@ -41,6 +41,11 @@ const SERVICES: &[Service] = &[
         projections: kith_messaging::projections,
         bus_projections: kith_messaging::bus_projections,
     },
+    Service {
+        name: kith_notifications::SERVICE,
+        projections: kith_notifications::projections,
+        bus_projections: kith_notifications::bus_projections,
+    },
 ];
 
 pub(crate) fn service_names() -> Vec<&'static str> {
@@ -143,6 +148,14 @@ async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
         ),
         false => None,
     };
+    let notifications = match args.runs(kith_notifications::SERVICE) {
+        true => Some(
+            kith_notifications::start(&runtime)
+                .await
+                .context("starting notifications")?,
+        ),
+        false => None,
+    };
     let mut names = Vec::new();
     if membership.is_some() {
         names.push("kith.membership.v1.MembershipService");
@@ -153,10 +166,14 @@ async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
     if messaging.is_some() {
         names.push(kith_messaging::service::GRPC_SERVICE);
     }
+    if notifications.is_some() {
+        names.push(kith_notifications::GRPC_SERVICE);
+    }
     let router = kith_platform::grpc::server()
         .add_optional_service(membership.map(|started| started.server))
         .add_optional_service(cohorts.map(|started| started.server))
-        .add_optional_service(messaging.map(|started| started.server));
+        .add_optional_service(messaging.map(|started| started.server))
+        .add_optional_service(notifications.map(|started| started.server));
     runtime::serve(
         &runtime,
         args.listen.listen,

@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod lag;
 pub mod language;
 pub mod leader;
+pub mod local_time;
 pub mod metrics;
 pub mod paging;
 pub mod projection;

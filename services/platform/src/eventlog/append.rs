@@ -669,3 +669,22 @@ pub async fn append_with<'e>(
     let mut results = write(executor, &[&owned]).await?;
     Ok(results.remove(0))
 }
+
+/// Appends several streams' events within the caller's executor in one statement, all or none:
+/// for a consumer whose reaction to a batch of events is new events of its own, committed in the
+/// same transaction as its checkpoint so that a redelivery can neither lose nor repeat them.
+pub async fn append_all_with<'e>(
+    executor: impl PgExecutor<'e>,
+    appends: &[Append<'_>],
+) -> Result<Vec<Appended>> {
+    let owned = appends
+        .iter()
+        .filter(|append| !append.events.is_empty())
+        .map(|append| Owned::new(append, DEFAULT_MAX_EVENT_BYTES))
+        .collect::<Result<Vec<_>>>()?;
+    if owned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let refs: Vec<&Owned> = owned.iter().collect();
+    write(executor, &refs).await
+}

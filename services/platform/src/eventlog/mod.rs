@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use append::{
-    Append, Appended, CommandKey, DEFAULT_MAX_EVENT_BYTES, NewEvent, append_with,
+    Append, Appended, CommandKey, DEFAULT_MAX_EVENT_BYTES, NewEvent, append_all_with, append_with,
     key_recorded_before,
 };
 pub use metadata::Metadata;

@@ -3,6 +3,7 @@
 //! a message saying what to start; nothing is skipped.
 
 mod collector;
+pub mod community;
 mod fixtures;
 mod processes;
 mod proxy;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Days, TimeDelta, TimeZone as _, Utc};
+use chrono::{DateTime, Days, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
@@ -87,12 +87,8 @@ fn weeks_later(first: DateTime<Utc>, time_zone: Tz, weeks: u32) -> Option<DateTi
         .with_timezone(&time_zone)
         .naive_local()
         .checked_add_days(days)?;
-    let local = time_zone.from_local_datetime(&wall).earliest().or_else(|| {
-        let later = wall.checked_add_signed(TimeDelta::hours(1))?;
-        time_zone.from_local_datetime(&later).earliest()
-    });
-    match local {
-        Some(local) => Some(local.with_timezone(&Utc)),
+    match kith_platform::local_time::instant(time_zone, wall) {
+        Some(at) => Some(at),
         // A gap longer than an hour (a zone that skipped a whole day): keep the weekly rhythm.
         None => first.checked_add_days(days),
     }

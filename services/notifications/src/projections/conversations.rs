@@ -1,0 +1,300 @@
+//! Messaging's stream: each conversation's community and people, who follows which thread, and
+//! the rules about messages. A post notifies the mentioned, the thread's followers, the cohort
+//! (a new thread) or the direct conversation's people; an edit updates those notifications, a
+//! deletion or hiding retracts them; a report notifies the community's moderators.
+
+use async_trait::async_trait;
+use kith_platform::Result;
+use kith_platform::eventlog::RecordedEvent;
+use kith_platform::projection::Projection;
+use kith_platform::wire::{decode_payload, stored_id, stored_opt_id};
+use kith_proto::messaging as mpb;
+use kith_proto::notifications as pb;
+use prost::Name;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::audience::{seated, with_roles};
+use super::route::{About, encode, follow_up, notify};
+use crate::domain::{Candidate, Kind, Post, collapse, post_candidates};
+
+const MESSAGING: &str = "messaging";
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS conversations (
+    conversation_id uuid   PRIMARY KEY,
+    community_id    uuid   NOT NULL,
+    cohort_id       uuid,
+    participants    uuid[] NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS thread_follows (
+    conversation_id uuid NOT NULL,
+    thread_id       uuid NOT NULL,
+    member_id       uuid NOT NULL,
+    following       bool NOT NULL,
+    PRIMARY KEY (conversation_id, thread_id, member_id)
+);
+-- The notifications each message caused, to update or retract them with it.
+CREATE TABLE IF NOT EXISTS message_notifications (
+    message_id      uuid NOT NULL,
+    notification_id uuid NOT NULL,
+    PRIMARY KEY (message_id, notification_id)
+);
+";
+
+/// Conversations, follows and the rules about messages.
+#[derive(Debug, Default)]
+pub struct Conversations;
+
+/// A conversation as the rules need it.
+struct Known {
+    community: Uuid,
+    cohort: Option<Uuid>,
+    participants: Vec<Uuid>,
+}
+
+#[async_trait]
+impl Projection for Conversations {
+    fn name(&self) -> &'static str {
+        "conversations"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["conversations", "thread_follows", "message_notifications"]
+    }
+
+    fn ddl(&self) -> &'static str {
+        DDL
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {
+        let t = event.event_type.as_str();
+        if t == mpb::ConversationStarted::full_name() {
+            let e: mpb::ConversationStarted = decode_payload(event)?;
+            let participants = e
+                .participant_ids
+                .iter()
+                .map(|id| stored_id(id))
+                .collect::<Result<Vec<_>>>()?;
+            sqlx::query(
+                "INSERT INTO conversations (conversation_id, community_id, cohort_id, participants)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id) DO NOTHING",
+            )
+            .bind(stored_id(&e.conversation_id)?)
+            .bind(stored_id(&e.community_id)?)
+            .bind(stored_opt_id(&e.cohort_id)?)
+            .bind(&participants)
+            .execute(&mut *conn)
+            .await?;
+        } else if t == mpb::MessagePosted::full_name() {
+            let e: mpb::MessagePosted = decode_payload(event)?;
+            posted(conn, event, &e).await?;
+        } else if t == mpb::MessageEdited::full_name() {
+            let e: mpb::MessageEdited = decode_payload(event)?;
+            let message = stored_id(&e.message_id)?;
+            let ids = notifications_of(conn, message).await?;
+            follow_up(conn, event, &ids, "updated", |id| {
+                encode(&pb::NotificationUpdated {
+                    notification_id: id.to_string(),
+                    source_event_id: event.event_id.to_string(),
+                })
+            })
+            .await?;
+        } else if t == mpb::MessageDeleted::full_name() {
+            let e: mpb::MessageDeleted = decode_payload(event)?;
+            retract(conn, event, &e.message_id, "MESSAGE_DELETED").await?;
+        } else if t == mpb::MessageHidden::full_name() {
+            let e: mpb::MessageHidden = decode_payload(event)?;
+            retract(conn, event, &e.message_id, "MESSAGE_HIDDEN").await?;
+        } else if t == mpb::MessageReported::full_name() {
+            let e: mpb::MessageReported = decode_payload(event)?;
+            let conversation = stored_id(&e.conversation_id)?;
+            let Some(known) = known(conn, conversation).await? else {
+                return Ok(());
+            };
+            let reporter = stored_opt_id(&e.reporter_id)?;
+            let moderators =
+                with_roles(conn, known.community, &["owner", "host", "moderator"]).await?;
+            let matched = collapse(
+                moderators.into_iter().map(|recipient| Candidate {
+                    recipient,
+                    kind: Kind::ReportFiled,
+                }),
+                reporter,
+            );
+            let about = About {
+                community: Some(known.community),
+                cohort: known.cohort,
+                conversation: Some(conversation),
+                message: stored_opt_id(&e.message_id)?,
+                actor: reporter,
+                ..About::default()
+            };
+            notify(conn, MESSAGING, event, &about, &matched).await?;
+        } else if t == mpb::ThreadFollowed::full_name() || t == mpb::ThreadUnfollowed::full_name() {
+            let following = t == mpb::ThreadFollowed::full_name();
+            let (member, conversation, thread) = if following {
+                let e: mpb::ThreadFollowed = decode_payload(event)?;
+                (e.member_id, e.conversation_id, e.thread_id)
+            } else {
+                let e: mpb::ThreadUnfollowed = decode_payload(event)?;
+                (e.member_id, e.conversation_id, e.thread_id)
+            };
+            sqlx::query(
+                "INSERT INTO thread_follows (conversation_id, thread_id, member_id, following)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (conversation_id, thread_id, member_id)
+                 DO UPDATE SET following = EXCLUDED.following",
+            )
+            .bind(stored_id(&conversation)?)
+            .bind(stored_id(&thread)?)
+            .bind(stored_id(&member)?)
+            .bind(following)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn known(conn: &mut PgConnection, conversation: Uuid) -> Result<Option<Known>> {
+    let row: Option<(Uuid, Option<Uuid>, Vec<Uuid>)> = sqlx::query_as(
+        "SELECT community_id, cohort_id, participants FROM conversations WHERE conversation_id = $1",
+    )
+    .bind(conversation)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(community, cohort, participants)| Known {
+        community,
+        cohort,
+        participants,
+    }))
+}
+
+/// Who reads the conversation now: a cohort's seated members and facilitators, or a direct
+/// conversation's people who are still active members of the community.
+async fn readers(conn: &mut PgConnection, known: &Known) -> Result<Vec<Uuid>> {
+    match known.cohort {
+        Some(cohort) => seated(conn, cohort).await,
+        None => Ok(sqlx::query_scalar(
+            "SELECT member_id FROM members
+             WHERE community_id = $1 AND active AND member_id = ANY($2) ORDER BY member_id",
+        )
+        .bind(known.community)
+        .bind(&known.participants)
+        .fetch_all(&mut *conn)
+        .await?),
+    }
+}
+
+async fn posted(
+    conn: &mut PgConnection,
+    event: &RecordedEvent,
+    e: &mpb::MessagePosted,
+) -> Result<()> {
+    let conversation = stored_id(&e.conversation_id)?;
+    let Some(known) = known(conn, conversation).await? else {
+        // A conversation always starts with ConversationStarted; without it there is no one
+        // to tell.
+        return Ok(());
+    };
+    let message = stored_id(&e.message_id)?;
+    let author = stored_id(&e.author_id)?;
+    let thread = stored_opt_id(&e.thread_id)?;
+    let mentioned = e
+        .mentioned_ids
+        .iter()
+        .map(|id| stored_id(id))
+        .collect::<Result<Vec<_>>>()?;
+    let readers = readers(conn, &known).await?;
+    let followers: Vec<Uuid> = match thread {
+        Some(thread) => {
+            sqlx::query_scalar(
+                "SELECT member_id FROM thread_follows
+             WHERE conversation_id = $1 AND thread_id = $2 AND following ORDER BY member_id",
+            )
+            .bind(conversation)
+            .bind(thread)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => Vec::new(),
+    };
+    let post = Post {
+        author,
+        direct: known.cohort.is_none(),
+        starts_thread: thread == Some(message),
+        mentioned: &mentioned,
+        mentions_everyone: e.mentions_everyone,
+        readers: &readers,
+        followers: &followers,
+    };
+    let matched = collapse(post_candidates(&post), Some(author));
+    let about = About {
+        community: Some(known.community),
+        cohort: known.cohort,
+        conversation: Some(conversation),
+        thread,
+        message: Some(message),
+        actor: Some(author),
+        ..About::default()
+    };
+    let ids = notify(conn, MESSAGING, event, &about, &matched).await?;
+    sqlx::query(
+        "INSERT INTO message_notifications (message_id, notification_id)
+         SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(message)
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    // The author and those mentioned follow the thread from now on, unless they unfollowed it.
+    if let Some(thread) = thread {
+        let mut joining = mentioned;
+        joining.push(author);
+        sqlx::query(
+            "INSERT INTO thread_follows (conversation_id, thread_id, member_id, following)
+             SELECT $1, $2, unnest($3::uuid[]), true ON CONFLICT DO NOTHING",
+        )
+        .bind(conversation)
+        .bind(thread)
+        .bind(&joining)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn notifications_of(conn: &mut PgConnection, message: Uuid) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT notification_id FROM message_notifications WHERE message_id = $1
+         ORDER BY notification_id",
+    )
+    .bind(message)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+async fn retract(
+    conn: &mut PgConnection,
+    event: &RecordedEvent,
+    message: &str,
+    reason: &str,
+) -> Result<()> {
+    let message = stored_id(message)?;
+    let ids = notifications_of(conn, message).await?;
+    follow_up(conn, event, &ids, "retracted", |id| {
+        encode(&pb::NotificationRetracted {
+            notification_id: id.to_string(),
+            reason: reason.to_owned(),
+            source_event_id: event.event_id.to_string(),
+        })
+    })
+    .await?;
+    // A retracted notification is not updated or retracted again.
+    sqlx::query("DELETE FROM message_notifications WHERE message_id = $1")
+        .bind(message)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

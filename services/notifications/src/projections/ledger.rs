@@ -1,0 +1,251 @@
+//! The ledger, from this service's own log: every notification decided (delivered or withheld,
+//! with its reasons), its state in the feed, each channel's status with the reason for its last
+//! change, and each member's preferences. Rebuilt from the log alone, it is the live one.
+//!
+//! A channel's status: `delivered` (in the feed), `pending` (email or webhook, waiting to go),
+//! `withheld` (a preference or a missing address), `cancelled` (read in the feed first),
+//! `retracted` (the message went away first).
+
+use async_trait::async_trait;
+use kith_platform::Result;
+use kith_platform::eventlog::RecordedEvent;
+use kith_platform::projection::Projection;
+use kith_platform::wire::{decode_payload, stored_id, stored_opt_id, time_of};
+use kith_proto::notifications as pb;
+use prost::{Message, Name};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::codec::channel_from_wire;
+use crate::domain::Channel;
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS preferences (
+    member_id   uuid   PRIMARY KEY,
+    -- kith.notifications.v1.Preferences, as last set.
+    preferences bytea  NOT NULL,
+    position    bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    notification_id   uuid        PRIMARY KEY,
+    recipient_id      uuid        NOT NULL,
+    kind              int         NOT NULL,
+    also              int[]       NOT NULL,
+    source_service    text        NOT NULL,
+    source_event_id   uuid        NOT NULL,
+    source_event_type text        NOT NULL,
+    community_id      uuid,
+    cohort_id         uuid,
+    conversation_id   uuid,
+    thread_id         uuid,
+    message_id        uuid,
+    actor_id          uuid,
+    session_id        uuid,
+    starts_at         timestamptz,
+    occurred_at       timestamptz NOT NULL,
+    level             int         NOT NULL,
+    level_scope       text        NOT NULL,
+    urgent            bool        NOT NULL,
+    -- Decided for the in-app feed.
+    in_feed           bool        NOT NULL,
+    read              bool        NOT NULL DEFAULT false,
+    updated           bool        NOT NULL DEFAULT false,
+    retracted         bool        NOT NULL DEFAULT false,
+    retraction_reason text,
+    decided_position  bigint      NOT NULL,
+    -- The log checkpoint of its last change, which live streams follow.
+    changed_tx        bigint      NOT NULL,
+    changed_position  bigint      NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_feed
+    ON notifications (recipient_id, decided_position DESC) WHERE in_feed;
+CREATE INDEX IF NOT EXISTS notifications_unread
+    ON notifications (recipient_id) WHERE in_feed AND NOT read AND NOT retracted;
+CREATE INDEX IF NOT EXISTS notifications_changes
+    ON notifications (recipient_id, changed_tx, changed_position);
+CREATE INDEX IF NOT EXISTS notifications_source
+    ON notifications (source_event_id, recipient_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    notification_id  uuid   NOT NULL,
+    -- kith.notifications.v1.Channel
+    channel          int    NOT NULL,
+    status           text   NOT NULL,
+    reason           text   NOT NULL,
+    changed_position bigint NOT NULL,
+    PRIMARY KEY (notification_id, channel)
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (channel) WHERE status = 'pending';
+";
+
+/// The ledger and the feed.
+#[derive(Debug, Default)]
+pub struct Ledger;
+
+#[async_trait]
+impl Projection for Ledger {
+    fn name(&self) -> &'static str {
+        "ledger"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["preferences", "notifications", "deliveries"]
+    }
+
+    fn ddl(&self) -> &'static str {
+        DDL
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {
+        let t = event.event_type.as_str();
+        if t == pb::PreferencesSet::full_name() {
+            let e: pb::PreferencesSet = decode_payload(event)?;
+            sqlx::query(
+                "INSERT INTO preferences (member_id, preferences, position) VALUES ($1, $2, $3)
+                 ON CONFLICT (member_id)
+                 DO UPDATE SET preferences = EXCLUDED.preferences, position = EXCLUDED.position",
+            )
+            .bind(stored_id(&e.member_id)?)
+            .bind(e.preferences.unwrap_or_default().encode_to_vec())
+            .bind(event.position)
+            .execute(&mut *conn)
+            .await?;
+        } else if t == pb::NotificationDecided::full_name() {
+            let e: pb::NotificationDecided = decode_payload(event)?;
+            decided(conn, event, &e).await?;
+        } else if t == pb::NotificationUpdated::full_name() {
+            let e: pb::NotificationUpdated = decode_payload(event)?;
+            sqlx::query(
+                "UPDATE notifications SET updated = true, changed_tx = $2, changed_position = $3
+                 WHERE notification_id = $1 AND NOT retracted",
+            )
+            .bind(stored_id(&e.notification_id)?)
+            .bind(event.transaction_id)
+            .bind(event.position)
+            .execute(&mut *conn)
+            .await?;
+        } else if t == pb::NotificationRetracted::full_name() {
+            let e: pb::NotificationRetracted = decode_payload(event)?;
+            let id = stored_id(&e.notification_id)?;
+            sqlx::query(
+                "UPDATE notifications
+                 SET retracted = true, retraction_reason = $2, changed_tx = $3, changed_position = $4
+                 WHERE notification_id = $1",
+            )
+            .bind(id)
+            .bind(&e.reason)
+            .bind(event.transaction_id)
+            .bind(event.position)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE deliveries SET status = 'retracted', reason = $2, changed_position = $3
+                 WHERE notification_id = $1 AND status IN ('pending', 'delivered')",
+            )
+            .bind(id)
+            .bind(&e.reason)
+            .bind(event.position)
+            .execute(&mut *conn)
+            .await?;
+        } else if t == pb::NotificationsRead::full_name() {
+            let e: pb::NotificationsRead = decode_payload(event)?;
+            let member = stored_id(&e.member_id)?;
+            let ids = e
+                .notification_ids
+                .iter()
+                .map(|id| stored_id(id))
+                .collect::<Result<Vec<Uuid>>>()?;
+            let read: Vec<Uuid> = sqlx::query_scalar(
+                "UPDATE notifications SET read = true, changed_tx = $3, changed_position = $4
+                 WHERE recipient_id = $1 AND notification_id = ANY($2) AND NOT read
+                 RETURNING notification_id",
+            )
+            .bind(member)
+            .bind(&ids)
+            .bind(event.transaction_id)
+            .bind(event.position)
+            .fetch_all(&mut *conn)
+            .await?;
+            // Read in the feed first: the email about it has nothing left to say.
+            sqlx::query(
+                "UPDATE deliveries SET status = 'cancelled', reason = 'READ_IN_APP', changed_position = $3
+                 WHERE notification_id = ANY($1) AND channel = $2 AND status = 'pending'",
+            )
+            .bind(&read)
+            .bind(pb::Channel::Email as i32)
+            .bind(event.position)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn decided(
+    conn: &mut PgConnection,
+    event: &RecordedEvent,
+    e: &pb::NotificationDecided,
+) -> Result<()> {
+    let id = stored_id(&e.notification_id)?;
+    let in_feed = e
+        .channels
+        .iter()
+        .any(|c| c.deliver && channel_from_wire(c.channel) == Some(Channel::InApp));
+    sqlx::query(
+        "INSERT INTO notifications (
+            notification_id, recipient_id, kind, also, source_service, source_event_id,
+            source_event_type, community_id, cohort_id, conversation_id, thread_id, message_id,
+            actor_id, session_id, starts_at, occurred_at, level, level_scope, urgent, in_feed,
+            decided_position, changed_tx, changed_position)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                 $19, $20, $21, $22, $21)
+         ON CONFLICT (notification_id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(stored_id(&e.recipient_id)?)
+    .bind(e.kind)
+    .bind(&e.also)
+    .bind(&e.source_service)
+    .bind(stored_id(&e.source_event_id)?)
+    .bind(&e.source_event_type)
+    .bind(stored_opt_id(&e.community_id)?)
+    .bind(stored_opt_id(&e.cohort_id)?)
+    .bind(stored_opt_id(&e.conversation_id)?)
+    .bind(stored_opt_id(&e.thread_id)?)
+    .bind(stored_opt_id(&e.message_id)?)
+    .bind(stored_opt_id(&e.actor_id)?)
+    .bind(stored_opt_id(&e.session_id)?)
+    .bind(time_of(e.starts_at.as_ref()))
+    .bind(time_of(e.occurred_at.as_ref()).unwrap_or(event.recorded_at))
+    .bind(e.level)
+    .bind(&e.level_scope)
+    .bind(e.urgent)
+    .bind(in_feed)
+    .bind(event.position)
+    .bind(event.transaction_id)
+    .execute(&mut *conn)
+    .await?;
+    let channels: Vec<i32> = e.channels.iter().map(|c| c.channel).collect();
+    let statuses: Vec<&str> = e
+        .channels
+        .iter()
+        .map(|c| match (c.deliver, channel_from_wire(c.channel)) {
+            (true, Some(Channel::InApp)) => "delivered",
+            (true, _) => "pending",
+            (false, _) => "withheld",
+        })
+        .collect();
+    let reasons: Vec<&str> = e.channels.iter().map(|c| c.reason.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO deliveries (notification_id, channel, status, reason, changed_position)
+         SELECT $1, c, s, r, $5 FROM unnest($2::int[], $3::text[], $4::text[]) AS x(c, s, r)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&channels)
+    .bind(&statuses)
+    .bind(&reasons)
+    .bind(event.position)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! Turning a rule's matches into notifications: the recipients' preferences are read, each
+//! decision taken ([`crate::domain::decide`]) and appended to this service's log inside the
+//! consumer's transaction. Every id is derived from the source event and the recipient, and an
+//! event already in the log is not written again, so a replay of the source (a rebuild, a
+//! redelivery past the checkpoint) adds nothing.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use kith_platform::Result;
+use kith_platform::eventlog::{Append, Metadata, NewEvent, RecordedEvent, append_all_with};
+use kith_platform::wire::timestamp;
+use kith_proto::notifications as pb;
+use prost::Message;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::codec::{channel_to_wire, kind_to_wire, level_to_wire, stored_preferences};
+use crate::domain::{Channel, Matched, Place, Preferences, decide};
+
+/// Namespace of the ids this service derives.
+const NAMESPACE: Uuid = Uuid::from_u128(0x6b69_7468_6e6f_7469_6669_6361_7469_6f6e);
+
+/// The stream type of a notification's events.
+pub(crate) const NOTIFICATION_STREAM: &str = "notification";
+
+/// The id of the notification of `source_event` for `recipient`: the same event and member
+/// always give the same id.
+pub fn notification_id(source_event: Uuid, recipient: Uuid) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, format!("{source_event}:{recipient}").as_bytes())
+}
+
+/// The id of the event that records `what` of `notification`, so that recording it again is
+/// seen for what it is.
+fn event_id(notification: Uuid, what: &str) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, format!("{notification}:{what}").as_bytes())
+}
+
+/// What a notification points at, besides its rule.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct About {
+    pub(crate) community: Option<Uuid>,
+    pub(crate) cohort: Option<Uuid>,
+    pub(crate) conversation: Option<Uuid>,
+    pub(crate) thread: Option<Uuid>,
+    pub(crate) message: Option<Uuid>,
+    pub(crate) actor: Option<Uuid>,
+    pub(crate) session: Option<Uuid>,
+    pub(crate) starts_at: Option<DateTime<Utc>>,
+    pub(crate) urgent: bool,
+}
+
+fn text(id: Option<Uuid>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
+}
+
+/// The preferences of `members` as last set (defaults for those who never set any).
+pub(crate) async fn preferences_of(
+    conn: &mut PgConnection,
+    members: &[Uuid],
+) -> Result<HashMap<Uuid, Preferences>> {
+    let rows: Vec<(Uuid, Vec<u8>)> =
+        sqlx::query_as("SELECT member_id, preferences FROM preferences WHERE member_id = ANY($1)")
+            .bind(members)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(member, bytes)| {
+            let wire = pb::Preferences::decode(bytes.as_slice()).unwrap_or_default();
+            (member, stored_preferences(&wire))
+        })
+        .collect())
+}
+
+/// Decides and records a notification for each of `matched`, from `source` (an event of
+/// `service`). Returns the ids of the notifications decided (recorded now or before).
+pub(crate) async fn notify(
+    conn: &mut PgConnection,
+    service: &str,
+    source: &RecordedEvent,
+    about: &About,
+    matched: &[Matched],
+) -> Result<Vec<Uuid>> {
+    if matched.is_empty() {
+        return Ok(Vec::new());
+    }
+    let recipients: Vec<Uuid> = matched.iter().map(|m| m.recipient).collect();
+    let preferences = preferences_of(conn, &recipients).await?;
+    let defaults = Preferences::default();
+    let place = Place {
+        community: about.community,
+        cohort: about.cohort,
+        thread: about.thread,
+    };
+    let mut decided = Vec::with_capacity(matched.len());
+    for m in matched {
+        let id = notification_id(source.event_id, m.recipient);
+        let prefs = preferences.get(&m.recipient).unwrap_or(&defaults);
+        // Only the feed is reachable until an address or endpoint is known.
+        let decision = decide(m.kind, place, prefs, |channel| channel == Channel::InApp);
+        let event = pb::NotificationDecided {
+            notification_id: id.to_string(),
+            recipient_id: m.recipient.to_string(),
+            kind: kind_to_wire(m.kind).into(),
+            also: m.also.iter().map(|k| kind_to_wire(*k).into()).collect(),
+            source_service: service.to_owned(),
+            source_event_id: source.event_id.to_string(),
+            source_event_type: source.event_type.clone(),
+            community_id: text(about.community),
+            cohort_id: text(about.cohort),
+            conversation_id: text(about.conversation),
+            thread_id: text(about.thread),
+            message_id: text(about.message),
+            actor_id: text(about.actor),
+            level: level_to_wire(decision.level).into(),
+            level_scope: decision.level_source.code().to_owned(),
+            channels: decision
+                .channels
+                .iter()
+                .map(|c| pb::ChannelDecision {
+                    channel: channel_to_wire(c.channel).into(),
+                    deliver: c.deliver,
+                    reason: c.reason.to_owned(),
+                })
+                .collect(),
+            urgent: about.urgent,
+            occurred_at: Some(timestamp(source.recorded_at)),
+            session_id: text(about.session),
+            starts_at: about.starts_at.map(timestamp),
+        };
+        decided.push((id, event_id(id, "decided"), encode(&event)));
+    }
+    let ids: Vec<Uuid> = decided.iter().map(|(id, _, _)| *id).collect();
+    record(
+        conn,
+        source,
+        decided
+            .into_iter()
+            .map(|(id, event_id, event)| (id, event_id, 0, event)),
+    )
+    .await?;
+    Ok(ids)
+}
+
+/// Records `what` (an update or a retraction, built by `make`) on each of `notifications`, after
+/// its last event.
+pub(crate) async fn follow_up(
+    conn: &mut PgConnection,
+    source: &RecordedEvent,
+    notifications: &[Uuid],
+    what: &str,
+    make: impl Fn(Uuid) -> NewEventBody,
+) -> Result<()> {
+    if notifications.is_empty() {
+        return Ok(());
+    }
+    let streams: Vec<String> = notifications.iter().map(Uuid::to_string).collect();
+    let versions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+    )
+    .bind(&streams)
+    .fetch_all(&mut *conn)
+    .await?;
+    let versions: HashMap<String, i64> = versions.into_iter().collect();
+    let tag = format!("{what}:{}", source.event_id);
+    let events = notifications.iter().filter_map(|id| {
+        // A notification never recorded (decided by an older version) has nothing to follow.
+        let version = *versions.get(&id.to_string())?;
+        Some((*id, event_id(*id, &tag), version, make(*id)))
+    });
+    record(conn, source, events.collect::<Vec<_>>()).await
+}
+
+/// An event's type and bytes.
+pub(crate) type NewEventBody = (String, Vec<u8>);
+
+pub(crate) fn encode<M: Message + prost::Name>(message: &M) -> NewEventBody {
+    (M::full_name(), message.encode_to_vec())
+}
+
+/// Appends each `(stream, event id, expected version, event)` not already in the log, with
+/// metadata that ties it to `source`.
+async fn record(
+    conn: &mut PgConnection,
+    source: &RecordedEvent,
+    events: impl IntoIterator<Item = (Uuid, Uuid, i64, NewEventBody)>,
+) -> Result<()> {
+    let events: Vec<_> = events.into_iter().collect();
+    let ids: Vec<Uuid> = events.iter().map(|(_, id, _, _)| *id).collect();
+    let present: HashSet<Uuid> =
+        sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM events WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    let cause = source.metadata();
+    let metadata = Metadata {
+        actor: cause.actor,
+        correlation_id: cause.correlation_id,
+        causation_id: Some(source.event_id),
+        command_id: None,
+        traceparent: cause.traceparent,
+    };
+    let streams: Vec<(String, i64, NewEvent)> = events
+        .into_iter()
+        .filter(|(_, id, _, _)| !present.contains(id))
+        .map(|(stream, event_id, version, (event_type, payload))| {
+            (
+                stream.to_string(),
+                version,
+                NewEvent {
+                    event_id,
+                    event_type,
+                    payload,
+                },
+            )
+        })
+        .collect();
+    let appends: Vec<Append<'_>> = streams
+        .iter()
+        .map(|(stream, version, event)| Append {
+            stream_type: NOTIFICATION_STREAM,
+            stream_id: stream,
+            expected_version: *version,
+            events: vec![event.clone()],
+            metadata: &metadata,
+            command_key: None,
+            erase_subjects: &[],
+        })
+        .collect();
+    append_all_with(&mut *conn, &appends).await?;
+    Ok(())
+}

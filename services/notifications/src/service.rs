@@ -1,0 +1,101 @@
+//! Wiring: the notifications service on a runtime (its schema, log, relay, the ledger over its
+//! own log, and the rules' consumers of membership's, cohorts' and messaging's streams), and the
+//! lists of projections `kith rebuild` replays.
+
+use std::sync::Arc;
+
+use kith_platform::aggregate::{Decider, Repository};
+use kith_platform::config::NatsArgs;
+use kith_platform::projection::{BusSource, FromBus, Projection};
+use kith_platform::runtime::Runtime;
+use kith_proto::notifications::notifications_service_server::NotificationsServiceServer;
+
+use crate::api::Api;
+use crate::codec::MemberCodec;
+use crate::domain::{self, Member, MemberCommand, MemberEvent};
+use crate::projections::{Conversations, Ledger, Members, Places};
+
+/// The service's name: its schema, its stream (`KITH_NOTIFICATIONS`) and its subjects.
+pub const SERVICE: &str = "notifications";
+/// The gRPC service's full name, for health and reflection.
+pub const GRPC_SERVICE: &str = "kith.notifications.v1.NotificationsService";
+
+const MEMBERSHIP: &str = "membership";
+const COHORTS: &str = "cohorts";
+const MESSAGING: &str = "messaging";
+
+/// The running service: hand its gRPC server to a router.
+#[derive(Debug)]
+pub struct Notifications {
+    pub server: NotificationsServiceServer<Api>,
+}
+
+/// Migrates the schema, starts the ledger over its own log first (the rules read the
+/// preferences it keeps), then the consumers of the other services' streams and the relay, and
+/// returns the gRPC service.
+pub async fn start(runtime: &Runtime) -> kith_platform::Result<Notifications> {
+    let (schema, pool) = runtime.database(SERVICE, &[]).await?;
+    let log = runtime.event_log(SERVICE, &pool);
+    let progress = runtime.spawn_log_projection(&log, Arc::new(Ledger)).await?;
+    for (source, projection) in bus_projections(&runtime.args.nats) {
+        // The other services' streams are theirs to create: until they exist the consumers
+        // wait and say so.
+        runtime
+            .spawn_bus_projection(&pool, source, projection)
+            .await?;
+    }
+    runtime.spawn_relay(SERVICE, &schema, &log).await?;
+    let members = Arc::new(Repository::new(log, MemberCodec));
+    let api = Api::new(members, pool, progress, runtime.authenticator.clone());
+    Ok(Notifications {
+        server: NotificationsServiceServer::new(api),
+    })
+}
+
+fn source(nats: &NatsArgs, service: &str, what: &str) -> BusSource {
+    BusSource {
+        durable: format!("{SERVICE}-{what}"),
+        stream: nats.stream_for(service).name,
+        batch_size: 1000,
+        service: SERVICE.to_owned(),
+    }
+}
+
+/// The projections fed from other services' streams, with their sources, for `kith rebuild`.
+/// Rebuilding them decides nothing twice: a notification already in the log is not written
+/// again.
+pub fn bus_projections(nats: &NatsArgs) -> Vec<FromBus> {
+    vec![
+        (source(nats, MEMBERSHIP, "members"), Arc::new(Members)),
+        (source(nats, COHORTS, "places"), Arc::new(Places)),
+        (
+            source(nats, MESSAGING, "conversations"),
+            Arc::new(Conversations),
+        ),
+    ]
+}
+
+/// The projections of the service's own log, for `kith rebuild`.
+pub fn projections(_pool: &sqlx::PgPool) -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(Ledger)]
+}
+
+/// A member's stream is `member/<member_id>`.
+#[derive(Debug)]
+pub struct MemberDecider;
+
+impl Decider for MemberDecider {
+    type State = Member;
+    type Event = MemberEvent;
+    type Command = MemberCommand;
+    type Error = std::convert::Infallible;
+    const STREAM_TYPE: &'static str = "member";
+
+    fn evolve(state: Member, event: &MemberEvent) -> Member {
+        domain::member::evolve(state, event)
+    }
+
+    fn decide(state: &Member, command: &MemberCommand) -> Result<Vec<MemberEvent>, Self::Error> {
+        domain::member::decide(state, command)
+    }
+}

@@ -1,0 +1,9 @@
+//! The notifications service over real gRPC, beside membership, cohorts and messaging on one
+//! server (as `kith up` runs them), on a real PostgreSQL and NATS.
+
+mod explain;
+mod feed;
+mod helpers;
+mod places;
+mod replay;
+mod validation;
