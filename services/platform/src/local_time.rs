@@ -19,9 +19,14 @@ pub fn instant(zone: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
 
 /// An IANA zone name (`Europe/Berlin`), or a message saying what is wrong with it.
 pub fn parse_zone(raw: &str) -> Result<Tz, String> {
-    raw.trim()
-        .parse::<Tz>()
-        .map_err(|_| format!("unknown time zone {raw:?}; use an IANA name such as Europe/Berlin"))
+    raw.trim().parse::<Tz>().map_err(|_| {
+        // Quoted back only when short: the caller's text is not an error message's payload.
+        if raw.chars().count() <= 64 {
+            format!("unknown time zone {raw:?}; use an IANA name such as Europe/Berlin")
+        } else {
+            "unknown time zone; use an IANA name such as Europe/Berlin".to_owned()
+        }
+    })
 }
 
 #[cfg(test)]

@@ -117,17 +117,21 @@ impl App {
             ),
         ] {
             let pool = self.pool(schema).await;
-            eventually(PATIENCE, "every seat to reach messaging and notifications", || {
-                let pool = pool.clone();
-                async move {
-                    let seated: i64 = sqlx::query_scalar(sql)
-                        .bind(id)
-                        .fetch_one(&pool)
-                        .await
-                        .unwrap_or(0);
-                    (seated == everyone).then_some(())
-                }
-            })
+            eventually(
+                PATIENCE,
+                "every seat to reach messaging and notifications",
+                || {
+                    let pool = pool.clone();
+                    async move {
+                        let seated: i64 = sqlx::query_scalar(sql)
+                            .bind(id)
+                            .fetch_one(&pool)
+                            .await
+                            .unwrap_or(0);
+                        (seated == everyone).then_some(())
+                    }
+                },
+            )
             .await;
             pool.close().await;
         }
