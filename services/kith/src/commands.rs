@@ -58,6 +58,8 @@ pub(crate) struct UpArgs {
     service: ServiceArgs,
     #[command(flatten)]
     listen: ListenArgs,
+    #[command(flatten)]
+    delivery: kith_notifications::DeliveryArgs,
     /// Where PostgreSQL and NATS keep their data when `kith up` starts them itself (when nothing
     /// answers at a local --database-url or --nats-url).
     #[arg(long, env = "KITH_DATA_DIR", default_value = ".kith")]
@@ -150,7 +152,7 @@ async fn serve_all(args: UpArgs) -> anyhow::Result<()> {
     };
     let notifications = match args.runs(kith_notifications::SERVICE) {
         true => Some(
-            kith_notifications::start(&runtime)
+            kith_notifications::start_with(&runtime, args.delivery.clone())
                 .await
                 .context("starting notifications")?,
         ),

@@ -260,9 +260,23 @@ fn read_preferences(
     Some(out)
 }
 
-/// Encodes and decodes a member's stream.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MemberCodec;
+/// Encodes and decodes a member's stream, sealing the email address with the member's key.
+#[derive(Debug, Clone)]
+pub struct MemberCodec {
+    sealer: kith_platform::sealing::Sealer,
+    /// Whether webhooks may reach loopback and private addresses: stored endpoints are read
+    /// back under the same rule.
+    allow_private: bool,
+}
+
+impl MemberCodec {
+    pub fn new(sealer: kith_platform::sealing::Sealer, allow_private: bool) -> Self {
+        Self {
+            sealer,
+            allow_private,
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl kith_platform::aggregate::Codec<crate::service::MemberDecider> for MemberCodec {
@@ -273,13 +287,30 @@ impl kith_platform::aggregate::Codec<crate::service::MemberDecider> for MemberCo
     ) -> kith_platform::Result<Vec<kith_platform::eventlog::NewEvent>> {
         use crate::domain::MemberEvent;
         use kith_platform::eventlog::NewEvent;
-        Ok(events
-            .iter()
-            .map(|event| match event {
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            out.push(match event {
                 MemberEvent::PreferencesSet(preferences) => {
                     NewEvent::from_message(&pb::PreferencesSet {
                         member_id: stream_id.to_owned(),
                         preferences: Some(preferences_to_wire(preferences)),
+                    })
+                }
+                MemberEvent::ContactSet(contact) => {
+                    let email = match &contact.email {
+                        Some(email) => {
+                            Some(self.sealer.key_for(stream_id).await?.seal(email.as_str()))
+                        }
+                        None => None,
+                    };
+                    NewEvent::from_message(&pb::ContactSet {
+                        member_id: stream_id.to_owned(),
+                        email,
+                        webhook_url: contact
+                            .webhook
+                            .as_ref()
+                            .map(|url| url.as_str().to_owned())
+                            .unwrap_or_default(),
                     })
                 }
                 MemberEvent::NotificationsRead(ids) => {
@@ -288,16 +319,18 @@ impl kith_platform::aggregate::Codec<crate::service::MemberDecider> for MemberCo
                         notification_ids: ids.iter().map(Uuid::to_string).collect(),
                     })
                 }
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     async fn decode(
         &self,
         events: &[kith_platform::eventlog::RecordedEvent],
     ) -> kith_platform::Result<Vec<crate::domain::MemberEvent>> {
-        use crate::domain::MemberEvent;
+        use crate::domain::{Contact, EmailAddress, MemberEvent, WebhookUrl};
         use kith_platform::wire::{decode_payload, stored_id};
+        let mut opener = self.sealer.opener();
         let mut out = Vec::with_capacity(events.len());
         for event in events {
             let t = event.event_type.as_str();
@@ -306,6 +339,17 @@ impl kith_platform::aggregate::Codec<crate::service::MemberDecider> for MemberCo
                 out.push(MemberEvent::PreferencesSet(stored_preferences(
                     &e.preferences.unwrap_or_default(),
                 )));
+            } else if t == <pb::ContactSet as prost::Name>::full_name() {
+                let e: pb::ContactSet = decode_payload(event)?;
+                // An erased address reads as none; one today's rules refuse, too.
+                let email = opener
+                    .open(e.email.as_ref())
+                    .await?
+                    .and_then(|raw| EmailAddress::parse(&raw).ok());
+                let webhook = (!e.webhook_url.is_empty())
+                    .then(|| WebhookUrl::parse(&e.webhook_url, self.allow_private).ok())
+                    .flatten();
+                out.push(MemberEvent::ContactSet(Contact { email, webhook }));
             } else if t == <pb::NotificationsRead as prost::Name>::full_name() {
                 let e: pb::NotificationsRead = decode_payload(event)?;
                 let ids = e

@@ -5,9 +5,15 @@
 
 mod api;
 pub mod codec;
+pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod projections;
 pub mod service;
+mod unsubscribe;
 
 pub use api::Api;
-pub use service::{GRPC_SERVICE, Notifications, SERVICE, bus_projections, projections, start};
+pub use config::DeliveryArgs;
+pub use service::{
+    GRPC_SERVICE, Notifications, SERVICE, bus_projections, projections, start, start_with,
+};

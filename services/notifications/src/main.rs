@@ -16,6 +16,8 @@ struct Args {
     service: ServiceArgs,
     #[command(flatten)]
     listen: ListenArgs,
+    #[command(flatten)]
+    delivery: kith_notifications::DeliveryArgs,
 }
 
 #[tokio::main]

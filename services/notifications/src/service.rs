@@ -10,10 +10,15 @@ use kith_platform::projection::{BusSource, FromBus, Projection};
 use kith_platform::runtime::Runtime;
 use kith_proto::notifications::notifications_service_server::NotificationsServiceServer;
 
+use kith_platform::sealing::Sealer;
+
 use crate::api::Api;
 use crate::codec::MemberCodec;
+use crate::config::DeliveryArgs;
+use crate::delivery::{Deliverer, Keys};
 use crate::domain::{self, Member, MemberCommand, MemberEvent};
 use crate::projections::{Conversations, Ledger, Members, Places};
+use crate::unsubscribe::Unsubscribe;
 
 /// The service's name: its schema, its stream (`KITH_NOTIFICATIONS`) and its subjects.
 pub const SERVICE: &str = "notifications";
@@ -28,12 +33,23 @@ const MESSAGING: &str = "messaging";
 #[derive(Debug)]
 pub struct Notifications {
     pub server: NotificationsServiceServer<Api>,
+    /// Where the one-click unsubscribe endpoint listens.
+    pub unsubscribe_addr: std::net::SocketAddr,
+}
+
+/// [`start_with`] the default delivery settings (no SMTP server: email is not sent).
+pub async fn start(runtime: &Runtime) -> kith_platform::Result<Notifications> {
+    start_with(runtime, DeliveryArgs::default()).await
 }
 
 /// Migrates the schema, starts the ledger over its own log first (the rules read the
-/// preferences it keeps), then the consumers of the other services' streams and the relay, and
-/// returns the gRPC service.
-pub async fn start(runtime: &Runtime) -> kith_platform::Result<Notifications> {
+/// preferences it keeps), then the consumers of the other services' streams, the relay, the
+/// delivery of email and webhooks and the unsubscribe endpoint, and returns the gRPC service.
+pub async fn start_with(
+    runtime: &Runtime,
+    delivery: DeliveryArgs,
+) -> kith_platform::Result<Notifications> {
+    let keys = Keys::new(delivery.key().map_err(kith_platform::Error::Config)?);
     let (schema, pool) = runtime.database(SERVICE, &[]).await?;
     let log = runtime.event_log(SERVICE, &pool);
     let progress = runtime.spawn_log_projection(&log, Arc::new(Ledger)).await?;
@@ -45,10 +61,44 @@ pub async fn start(runtime: &Runtime) -> kith_platform::Result<Notifications> {
             .await?;
     }
     runtime.spawn_relay(SERVICE, &schema, &log).await?;
-    let members = Arc::new(Repository::new(log, MemberCodec));
-    let api = Api::new(members, pool, progress, runtime.authenticator.clone());
+    let sealer = Sealer::new(pool.clone());
+    let codec = MemberCodec::new(sealer.clone(), delivery.webhook_allow_private);
+    let members = Arc::new(Repository::new(log.clone(), codec));
+    let unsubscribe_addr = Unsubscribe {
+        members: Arc::clone(&members),
+        keys: keys.clone(),
+    }
+    .serve(delivery.unsubscribe_listen, runtime.background.clone())
+    .await?;
+    let public_url = if delivery.public_url.is_empty() {
+        format!("http://{unsubscribe_addr}")
+    } else {
+        delivery.public_url.clone()
+    };
+    let delivery = Arc::new(delivery);
+    let deliverer = Deliverer::new(
+        pool.clone(),
+        log,
+        progress.clone(),
+        Arc::clone(&delivery),
+        keys.clone(),
+        public_url,
+    )?;
+    runtime
+        .tasks
+        .spawn(deliverer.run(runtime.background.clone()));
+    let api = Api::new(
+        members,
+        pool,
+        progress,
+        runtime.authenticator.clone(),
+        sealer,
+        keys,
+        delivery,
+    );
     Ok(Notifications {
         server: NotificationsServiceServer::new(api),
+        unsubscribe_addr,
     })
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Api, ID_NAMESPACE, incomplete};
 use crate::codec::parse_preferences;
-use crate::domain::MemberCommand;
+use crate::domain::{Contact, EmailAddress, MemberCommand, WebhookUrl};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -99,6 +99,51 @@ impl Api {
         Ok(Response::new(pb::MarkReadResponse {
             committed: Some(committed),
             marked: if committed.replayed { 0 } else { marked },
+        }))
+    }
+
+    pub(super) async fn set_contact(
+        &self,
+        request: Request<pb::SetContactRequest>,
+    ) -> Reply<pb::SetContactResponse> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let mut v = Violations::new();
+        let request_id = v.request_id(&r.request_id);
+        let email = if r.email.is_empty() {
+            Some(None)
+        } else {
+            v.check("email", EmailAddress::parse(&r.email)).map(Some)
+        };
+        let allow_private = self.delivery.webhook_allow_private;
+        let webhook = if r.webhook_url.is_empty() {
+            Some(None)
+        } else {
+            v.check(
+                "webhook_url",
+                WebhookUrl::parse(&r.webhook_url, allow_private),
+            )
+            .map(Some)
+        };
+        v.finish()?;
+        let (Some(request_id), Some(email), Some(webhook)) = (request_id, email, webhook) else {
+            return Err(incomplete());
+        };
+        let webhook_secret = webhook
+            .as_ref()
+            .map(|url| self.keys.webhook_secret_text(caller, url.as_str()))
+            .unwrap_or_default();
+        let committed = self
+            .member_command(
+                &request,
+                caller,
+                &request_id,
+                MemberCommand::SetContact(Contact { email, webhook }),
+            )
+            .await?;
+        Ok(Response::new(pb::SetContactResponse {
+            committed: Some(committed),
+            webhook_secret,
         }))
     }
 

@@ -18,7 +18,11 @@ use sqlx::PgPool;
 use tonic::{Request, Status};
 use uuid::Uuid;
 
+use kith_platform::sealing::Sealer;
+
 use crate::codec::MemberCodec;
+use crate::config::DeliveryArgs;
+use crate::delivery::Keys;
 use crate::service::MemberDecider;
 
 /// How long a call waits for a `min_position`.
@@ -33,6 +37,9 @@ pub struct Api {
     pool: PgPool,
     progress: Progress,
     authenticator: Authenticator,
+    sealer: Sealer,
+    keys: Keys,
+    delivery: Arc<DeliveryArgs>,
 }
 
 impl Api {
@@ -41,12 +48,18 @@ impl Api {
         pool: PgPool,
         progress: Progress,
         authenticator: Authenticator,
+        sealer: Sealer,
+        keys: Keys,
+        delivery: Arc<DeliveryArgs>,
     ) -> Self {
         Self {
             members,
             pool,
             progress,
             authenticator,
+            sealer,
+            keys,
+            delivery,
         }
     }
 

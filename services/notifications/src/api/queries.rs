@@ -146,6 +146,46 @@ impl Api {
         Ok(Response::new(pb::GetUnreadCountResponse { unread }))
     }
 
+    pub(super) async fn get_contact(
+        &self,
+        request: Request<pb::GetContactRequest>,
+    ) -> Reply<pb::GetContactResponse> {
+        let caller = self.caller(&request)?;
+        let mut v = Violations::new();
+        let min = min_position(&mut v, request.get_ref().min_position);
+        v.finish()?;
+        self.wait(min).await?;
+        let row: Option<(Option<Vec<u8>>, Option<String>)> =
+            sqlx::query_as("SELECT email, webhook_url FROM contacts WHERE member_id = $1")
+                .bind(caller)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(status_from_db)?;
+        let (email, webhook_url) = row.unwrap_or_default();
+        let sealed = email
+            .map(|bytes| kith_proto::platform::Sealed::decode(bytes.as_slice()))
+            .transpose()
+            .map_err(|_| Status::internal("a stored email address is unreadable"))?;
+        let email = self
+            .sealer
+            .opener()
+            .open(sealed.as_ref())
+            .await
+            .map_err(|err| kith_platform::grpc::status_from_platform(&err))?
+            .unwrap_or_default();
+        let webhook_url = webhook_url.unwrap_or_default();
+        let webhook_secret = if webhook_url.is_empty() {
+            String::new()
+        } else {
+            self.keys.webhook_secret_text(caller, &webhook_url)
+        };
+        Ok(Response::new(pb::GetContactResponse {
+            email,
+            webhook_url,
+            webhook_secret,
+        }))
+    }
+
     /// How many notifications in `member`'s feed are unread.
     pub(super) async fn unread(&self, member: Uuid) -> Result<i64, Status> {
         sqlx::query_scalar(

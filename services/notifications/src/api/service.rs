@@ -39,4 +39,6 @@ delegate! {
     get_unread_count(pb::GetUnreadCountRequest) -> pb::GetUnreadCountResponse;
     mark_read(pb::MarkReadRequest) -> pb::MarkReadResponse;
     explain_notification(pb::ExplainNotificationRequest) -> pb::ExplainNotificationResponse;
+    set_contact(pb::SetContactRequest) -> pb::SetContactResponse;
+    get_contact(pb::GetContactRequest) -> pb::GetContactResponse;
 }

@@ -2,6 +2,7 @@
 //! ([`rules`]), what a member's preferences make of each match ([`decision`]), and when quiet
 //! hours end and digests go out in the member's own time zone ([`schedule`]).
 
+pub mod contact;
 pub mod decision;
 pub mod member;
 pub mod preferences;
@@ -9,6 +10,7 @@ pub mod rules;
 pub mod schedule;
 mod values;
 
+pub use contact::{Contact, EmailAddress, WebhookUrl};
 pub use decision::{ChannelDecision, Decision, Place, decide};
 pub use member::{Member, MemberCommand, MemberEvent};
 pub use preferences::{Digest, LevelSource, Preferences, QuietHours, Scope};

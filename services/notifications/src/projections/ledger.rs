@@ -2,9 +2,12 @@
 //! with its reasons), its state in the feed, each channel's status with the reason for its last
 //! change, and each member's preferences. Rebuilt from the log alone, it is the live one.
 //!
-//! A channel's status: `delivered` (in the feed), `pending` (email or webhook, waiting to go),
-//! `withheld` (a preference or a missing address), `cancelled` (read in the feed first),
-//! `retracted` (the message went away first).
+//! A channel's status: `delivered` (in the feed); for email and webhooks `pending` (waiting for
+//! its batching window), `held` (quiet hours or a rate cap, until `due_at`), `sending` (the
+//! intent recorded, the outcome not yet), `sent`, `failed` (tried again at `due_at`), `parked`
+//! (every attempt failed); and for any channel `withheld` (a preference or a missing address),
+//! `cancelled` (read in the feed first, or the address went away) and `retracted` (the message
+//! went away first).
 
 use async_trait::async_trait;
 use kith_platform::Result;
@@ -66,15 +69,32 @@ CREATE INDEX IF NOT EXISTS notifications_changes
 CREATE INDEX IF NOT EXISTS notifications_source
     ON notifications (source_event_id, recipient_id);
 CREATE TABLE IF NOT EXISTS deliveries (
-    notification_id  uuid   NOT NULL,
+    notification_id  uuid        NOT NULL,
     -- kith.notifications.v1.Channel
-    channel          int    NOT NULL,
-    status           text   NOT NULL,
-    reason           text   NOT NULL,
-    changed_position bigint NOT NULL,
+    channel          int         NOT NULL,
+    recipient_id     uuid        NOT NULL,
+    -- When the source event was recorded: the batching window counts from here.
+    occurred_at      timestamptz NOT NULL,
+    status           text        NOT NULL,
+    reason           text        NOT NULL,
+    -- When a held or failed delivery is due again.
+    due_at           timestamptz,
+    attempts         int         NOT NULL DEFAULT 0,
+    batch_id         uuid,
+    changed_position bigint      NOT NULL,
+    -- When the last change was recorded (a rate cap counts what was sent in the last hour).
+    changed_at       timestamptz NOT NULL,
     PRIMARY KEY (notification_id, channel)
 );
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (channel) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_waiting
+    ON deliveries (channel, recipient_id) WHERE status IN ('pending', 'held', 'failed', 'sending');
+CREATE TABLE IF NOT EXISTS contacts (
+    member_id   uuid   PRIMARY KEY,
+    -- kith.platform.v1.Sealed, with the member's key; NULL: no email.
+    email       bytea,
+    webhook_url text,
+    position    bigint NOT NULL
+);
 ";
 
 /// The ledger and the feed.
@@ -88,7 +108,7 @@ impl Projection for Ledger {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["preferences", "notifications", "deliveries"]
+        &["preferences", "notifications", "deliveries", "contacts"]
     }
 
     fn ddl(&self) -> &'static str {
@@ -138,14 +158,32 @@ impl Projection for Ledger {
             .execute(&mut *conn)
             .await?;
             sqlx::query(
-                "UPDATE deliveries SET status = 'retracted', reason = $2, changed_position = $3
-                 WHERE notification_id = $1 AND status IN ('pending', 'delivered')",
+                "UPDATE deliveries
+                 SET status = 'retracted', reason = $2, changed_position = $3, changed_at = $4
+                 WHERE notification_id = $1 AND status IN ('pending', 'held', 'failed', 'delivered')",
             )
             .bind(id)
             .bind(&e.reason)
             .bind(event.position)
+            .bind(event.recorded_at)
             .execute(&mut *conn)
             .await?;
+        } else if t == pb::ContactSet::full_name() {
+            let e: pb::ContactSet = decode_payload(event)?;
+            sqlx::query(
+                "INSERT INTO contacts (member_id, email, webhook_url, position) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (member_id) DO UPDATE
+                 SET email = EXCLUDED.email, webhook_url = EXCLUDED.webhook_url,
+                     position = EXCLUDED.position",
+            )
+            .bind(stored_id(&e.member_id)?)
+            .bind(e.email.as_ref().map(Message::encode_to_vec))
+            .bind((!e.webhook_url.is_empty()).then_some(&e.webhook_url))
+            .bind(event.position)
+            .execute(&mut *conn)
+            .await?;
+        } else if let Some(change) = delivery_change(event)? {
+            change.apply(conn, event).await?;
         } else if t == pb::NotificationsRead::full_name() {
             let e: pb::NotificationsRead = decode_payload(event)?;
             let member = stored_id(&e.member_id)?;
@@ -167,12 +205,14 @@ impl Projection for Ledger {
             .await?;
             // Read in the feed first: the email about it has nothing left to say.
             sqlx::query(
-                "UPDATE deliveries SET status = 'cancelled', reason = 'READ_IN_APP', changed_position = $3
-                 WHERE notification_id = ANY($1) AND channel = $2 AND status = 'pending'",
+                "UPDATE deliveries
+                 SET status = 'cancelled', reason = 'READ_IN_APP', changed_position = $3, changed_at = $4
+                 WHERE notification_id = ANY($1) AND channel = $2 AND status IN ('pending', 'held')",
             )
             .bind(&read)
             .bind(pb::Channel::Email as i32)
             .bind(event.position)
+            .bind(event.recorded_at)
             .execute(&mut *conn)
             .await?;
         }
@@ -236,8 +276,10 @@ async fn decided(
         .collect();
     let reasons: Vec<&str> = e.channels.iter().map(|c| c.reason.as_str()).collect();
     sqlx::query(
-        "INSERT INTO deliveries (notification_id, channel, status, reason, changed_position)
-         SELECT $1, c, s, r, $5 FROM unnest($2::int[], $3::text[], $4::text[]) AS x(c, s, r)
+        "INSERT INTO deliveries (notification_id, channel, status, reason, changed_position,
+                                 recipient_id, occurred_at, changed_at)
+         SELECT $1, c, s, r, $5, $6, $7, $8
+         FROM unnest($2::int[], $3::text[], $4::text[]) AS x(c, s, r)
          ON CONFLICT DO NOTHING",
     )
     .bind(id)
@@ -245,7 +287,115 @@ async fn decided(
     .bind(&statuses)
     .bind(&reasons)
     .bind(event.position)
+    .bind(stored_id(&e.recipient_id)?)
+    .bind(time_of(e.occurred_at.as_ref()).unwrap_or(event.recorded_at))
+    .bind(event.recorded_at)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// What a delivery event changes of its row.
+struct DeliveryChange {
+    notification: Uuid,
+    channel: i32,
+    status: &'static str,
+    reason: String,
+    due_at: Option<chrono::DateTime<chrono::Utc>>,
+    attempts: Option<i32>,
+    batch: Option<Uuid>,
+    /// The statuses it may change: an event the worker recorded after a read or a retraction
+    /// changed the row does not bring the delivery back.
+    from: &'static [&'static str],
+}
+
+/// Where a delivery may still go.
+const OPEN: &[&str] = &["pending", "held", "failed", "sending"];
+
+fn delivery_change(event: &RecordedEvent) -> Result<Option<DeliveryChange>> {
+    let t = event.event_type.as_str();
+    let change = |notification: &str,
+                  channel: i32,
+                  status,
+                  reason: String,
+                  from|
+     -> Result<DeliveryChange> {
+        Ok(DeliveryChange {
+            notification: stored_id(notification)?,
+            channel,
+            status,
+            reason,
+            due_at: None,
+            attempts: None,
+            batch: None,
+            from,
+        })
+    };
+    Ok(Some(if t == pb::DeliveryHeld::full_name() {
+        let e: pb::DeliveryHeld = decode_payload(event)?;
+        DeliveryChange {
+            due_at: time_of(e.until.as_ref()),
+            ..change(
+                &e.notification_id,
+                e.channel,
+                "held",
+                e.reason,
+                &["pending", "held"],
+            )?
+        }
+    } else if t == pb::DeliveryAttempted::full_name() {
+        let e: pb::DeliveryAttempted = decode_payload(event)?;
+        DeliveryChange {
+            attempts: Some(i32::try_from(e.attempt).unwrap_or(i32::MAX)),
+            batch: stored_opt_id(&e.batch_id)?,
+            ..change(
+                &e.notification_id,
+                e.channel,
+                "sending",
+                "SENDING".into(),
+                OPEN,
+            )?
+        }
+    } else if t == pb::DeliverySent::full_name() {
+        let e: pb::DeliverySent = decode_payload(event)?;
+        change(&e.notification_id, e.channel, "sent", "SENT".into(), OPEN)?
+    } else if t == pb::DeliveryFailed::full_name() {
+        let e: pb::DeliveryFailed = decode_payload(event)?;
+        DeliveryChange {
+            due_at: time_of(e.retry_at.as_ref()),
+            ..change(&e.notification_id, e.channel, "failed", e.error, OPEN)?
+        }
+    } else if t == pb::DeliveryParked::full_name() {
+        let e: pb::DeliveryParked = decode_payload(event)?;
+        change(&e.notification_id, e.channel, "parked", e.error, OPEN)?
+    } else if t == pb::DeliveryCancelled::full_name() {
+        let e: pb::DeliveryCancelled = decode_payload(event)?;
+        change(&e.notification_id, e.channel, "cancelled", e.reason, OPEN)?
+    } else {
+        return Ok(None);
+    }))
+}
+
+impl DeliveryChange {
+    async fn apply(self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries
+             SET status = $3, reason = $4, due_at = $5, attempts = COALESCE($6, attempts),
+                 batch_id = COALESCE($7, batch_id), changed_position = $8, changed_at = $10
+             WHERE notification_id = $1 AND channel = $2 AND status = ANY($9)",
+        )
+        .bind(self.notification)
+        .bind(self.channel)
+        .bind(self.status)
+        .bind(&self.reason)
+        .bind(self.due_at)
+        .bind(self.attempts)
+        .bind(self.batch)
+        .bind(event.position)
+        .bind(self.from)
+        .bind(event.recorded_at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }

@@ -87,6 +87,16 @@ pub(crate) async fn notify(
     }
     let recipients: Vec<Uuid> = matched.iter().map(|m| m.recipient).collect();
     let preferences = preferences_of(conn, &recipients).await?;
+    let reach: HashMap<Uuid, (bool, bool)> = sqlx::query_as::<_, (Uuid, bool, bool)>(
+        "SELECT member_id, email IS NOT NULL, webhook_url IS NOT NULL FROM contacts
+         WHERE member_id = ANY($1)",
+    )
+    .bind(&recipients)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(member, email, webhook)| (member, (email, webhook)))
+    .collect();
     let defaults = Preferences::default();
     let place = Place {
         community: about.community,
@@ -97,8 +107,12 @@ pub(crate) async fn notify(
     for m in matched {
         let id = notification_id(source.event_id, m.recipient);
         let prefs = preferences.get(&m.recipient).unwrap_or(&defaults);
-        // Only the feed is reachable until an address or endpoint is known.
-        let decision = decide(m.kind, place, prefs, |channel| channel == Channel::InApp);
+        let (email, webhook) = reach.get(&m.recipient).copied().unwrap_or_default();
+        let decision = decide(m.kind, place, prefs, |channel| match channel {
+            Channel::InApp => true,
+            Channel::Email => email,
+            Channel::Webhook => webhook,
+        });
         let event = pb::NotificationDecided {
             notification_id: id.to_string(),
             recipient_id: m.recipient.to_string(),

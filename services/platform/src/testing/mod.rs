@@ -7,6 +7,7 @@ pub mod community;
 mod fixtures;
 mod processes;
 mod proxy;
+pub mod sinks;
 
 use std::time::Duration;
 
@@ -375,6 +376,8 @@ impl ServiceProcess {
     ) -> Self {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut child = tokio::process::Command::new(program)
+            // Notifications' unsubscribe endpoint, on a free port like everything else.
+            .env("KITH_UNSUBSCRIBE_LISTEN", "127.0.0.1:0")
             .envs(vars.iter().map(|(name, value)| (*name, value.as_str())))
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])

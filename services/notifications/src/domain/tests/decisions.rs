@@ -128,3 +128,46 @@ fn given_email_off_and_no_webhook_only_the_feed_delivers() {
         ]
     );
 }
+
+mod member {
+    use crate::domain::member::{decide, evolve};
+    use crate::domain::{Channel, Member, MemberCommand, MemberEvent, Preferences};
+
+    fn given(events: &[MemberEvent]) -> Member {
+        events.iter().fold(Member::default(), evolve)
+    }
+
+    #[test]
+    fn given_no_preferences_an_unsubscribe_turns_email_off_and_only_email() {
+        let state = given(&[]);
+        let events = decide(&state, &MemberCommand::UnsubscribeEmail).unwrap();
+        let mut expected = Preferences::default();
+        expected.channels_off.insert(Channel::Email);
+        assert_eq!(events, vec![MemberEvent::PreferencesSet(expected.clone())]);
+        // Again: nothing more to record.
+        let state = given(&events);
+        assert!(
+            decide(&state, &MemberCommand::UnsubscribeEmail)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(state.preferences, Some(expected));
+    }
+
+    #[test]
+    fn given_preferences_setting_the_same_again_records_nothing() {
+        let mut preferences = Preferences::default();
+        preferences.time_zone = chrono_tz::Asia::Tokyo;
+        let state = given(&[MemberEvent::PreferencesSet(preferences.clone())]);
+        assert!(
+            decide(&state, &MemberCommand::SetPreferences(preferences))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            decide(&state, &MemberCommand::MarkRead(vec![]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
