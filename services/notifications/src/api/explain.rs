@@ -17,6 +17,15 @@ use crate::domain::{Channel, Kind};
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// A delivery as the explanation reads it: channel, status, reason, due, attempts.
+type ChannelRow = (
+    i32,
+    String,
+    String,
+    Option<chrono::DateTime<chrono::Utc>>,
+    i32,
+);
+
 macro_rules! explained_columns {
     () => {
         "notification_id, kind, also, level, level_scope, read, updated, retracted, retraction_reason"
@@ -44,6 +53,9 @@ fn channel_text(channel: Option<Channel>, status: &str, code: &str) -> String {
     let name = channel_name(channel);
     let why = match code {
         "CHANNEL_OFF" => "you switched this channel off".to_owned(),
+        "FEED_ONLY" => {
+            "email is for what concerns you in person; group news stays in the feed".to_owned()
+        }
         "NO_ADDRESS" => "Kith has no address or endpoint for you on it".to_owned(),
         "COHORT_MUTED" => "you muted this cohort".to_owned(),
         "COMMUNITY_MUTED" => "you muted this community".to_owned(),
@@ -54,6 +66,14 @@ fn channel_text(channel: Option<Channel>, status: &str, code: &str) -> String {
             "this community is set to mentions and replies only".to_owned()
         }
         "THREAD_MUTED" => "you muted this thread".to_owned(),
+        "QUIET_HOURS" => "your quiet hours are on; it goes with the rest when they end".to_owned(),
+        "RATE_CAPPED" => "you got the most emails an hour allows; it goes in the next".to_owned(),
+        "SENT" => "it was sent".to_owned(),
+        "SENDING" => "it is being sent".to_owned(),
+        "NO_EMAIL_SERVER" => "this deployment sends no email".to_owned(),
+        "INTERRUPTED_NOT_RESENT" => {
+            "sending was interrupted; it may have gone, so it is not sent twice".to_owned()
+        }
         "READ_IN_APP" => "you read it in the feed first".to_owned(),
         "MESSAGE_DELETED" => "the message was deleted".to_owned(),
         "MESSAGE_HIDDEN" => "a moderator hid the message".to_owned(),
@@ -142,8 +162,9 @@ impl Api {
         let updated: bool = row.try_get("updated").map_err(get)?;
         let retracted: bool = row.try_get("retracted").map_err(get)?;
         let retraction: Option<String> = row.try_get("retraction_reason").map_err(get)?;
-        let channels: Vec<(i32, String, String)> = sqlx::query_as(
-            "SELECT channel, status, reason FROM deliveries WHERE notification_id = $1 ORDER BY channel",
+        let channels: Vec<ChannelRow> = sqlx::query_as(
+            "SELECT channel, status, reason, due_at, attempts FROM deliveries
+                 WHERE notification_id = $1 ORDER BY channel",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -179,19 +200,26 @@ impl Api {
         ));
         let mut notified = false;
         let mut statuses = Vec::new();
-        for (channel, status, code) in &channels {
+        for (channel, status, code, due_at, attempts) in &channels {
             let which = channel_from_wire(*channel);
+            let due_at = due_at.filter(|_| matches!(status.as_str(), "held" | "failed"));
             // A retracted feed entry had been delivered: only what was delivered is retracted.
             if matches!(status.as_str(), "delivered" | "sent")
                 || (status == "retracted" && which == Some(Channel::InApp))
             {
                 notified = true;
             }
-            reasons.push(reason(code, channel_text(which, status, code)));
+            let mut text = channel_text(which, status, code);
+            if let Some(at) = due_at {
+                text.push_str(&format!(" (due {} UTC)", at.format("%Y-%m-%d %H:%M")));
+            }
+            reasons.push(reason(code, text));
             statuses.push(pb::ChannelStatus {
                 channel: *channel,
                 status: status.clone(),
                 reason: code.clone(),
+                due_at: due_at.map(kith_platform::wire::timestamp),
+                attempts: u32::try_from(*attempts).unwrap_or(0),
             });
         }
         if updated {
@@ -225,7 +253,7 @@ impl Api {
             (false, false) => {
                 let why = channels
                     .first()
-                    .map(|(c, s, code)| channel_text(channel_from_wire(*c), s, code))
+                    .map(|(c, s, code, _, _)| channel_text(channel_from_wire(*c), s, code))
                     .unwrap_or_default();
                 format!(
                     "Not notified: {}, but {why}.",

@@ -71,6 +71,9 @@ pub fn decide(
             let (deliver, reason) = match withheld {
                 Some(reason) => (false, reason),
                 None if !preferences.channel_on(channel) => (false, "CHANNEL_OFF"),
+                // Email is for what concerns the member in person; news of the group (a new
+                // thread) stays in the feed, where it does not interrupt.
+                None if channel == Channel::Email && !kind.personal() => (false, "FEED_ONLY"),
                 None if !reachable(channel) => (false, "NO_ADDRESS"),
                 None => (true, kind.code()),
             };

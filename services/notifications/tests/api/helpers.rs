@@ -28,18 +28,26 @@ pub(crate) struct App {
     pub(crate) addr: SocketAddr,
     shutdown: CancellationToken,
     pub(crate) env: TestEnv,
+    /// The one-click unsubscribe endpoint.
+    pub(crate) unsubscribe: SocketAddr,
 }
 
 impl App {
     pub(crate) async fn spawn() -> Self {
+        Self::spawn_with(kith_notifications::DeliveryArgs::default()).await
+    }
+
+    /// With email and webhook delivery set up as `delivery` says.
+    pub(crate) async fn spawn_with(delivery: kith_notifications::DeliveryArgs) -> Self {
         let env = TestEnv::new().await;
         let runtime = Runtime::connect(env.args.clone()).await.expect("runtime");
         let membership = kith_membership::start(&runtime).await.expect("membership");
         let cohorts = kith_cohorts::start(&runtime).await.expect("cohorts");
         let messaging = kith_messaging::start(&runtime).await.expect("messaging");
-        let notifications = kith_notifications::start(&runtime)
+        let notifications = kith_notifications::start_with(&runtime, delivery)
             .await
             .expect("notifications");
+        let unsubscribe = notifications.unsubscribe_addr;
         let router = grpc::server()
             .add_service(membership.server)
             .add_service(cohorts.server)
@@ -66,6 +74,7 @@ impl App {
             addr,
             shutdown,
             env,
+            unsubscribe,
         }
     }
 
@@ -228,6 +237,18 @@ impl App {
         .await
     }
 
+    /// Waits until `member`'s feed holds a notification about `message`, and returns it.
+    pub(crate) async fn about(&self, member: Uuid, message: &str) -> pb::Notification {
+        let feed = self
+            .feed_until(member, "a notification about the message", |f| {
+                f.iter().any(|n| n.message_id == message)
+            })
+            .await;
+        feed.into_iter()
+            .find(|n| n.message_id == message)
+            .expect("found")
+    }
+
     /// Waits until notifications has decided (delivered or not) on `source_event` for `member`,
     /// and returns the explanation.
     pub(crate) async fn explained(
@@ -261,7 +282,8 @@ impl App {
     }
 
     pub(crate) async fn set_preferences(&self, member: Uuid, preferences: pb::Preferences) -> i64 {
-        self.notifications()
+        let position = self
+            .notifications()
             .await
             .set_preferences(as_member(
                 member,
@@ -275,7 +297,19 @@ impl App {
             .into_inner()
             .committed
             .expect("committed")
-            .position
+            .position;
+        // Decisions read preferences from the ledger: they are there before the test goes on.
+        self.notifications()
+            .await
+            .get_preferences(as_member(
+                member,
+                pb::GetPreferencesRequest {
+                    min_position: position,
+                },
+            ))
+            .await
+            .expect("the preferences applied");
+        position
     }
 }
 
@@ -295,4 +329,83 @@ pub(crate) fn kinds(notification: &pb::Notification) -> (pb::Kind, Vec<pb::Kind>
             .map(|k| pb::Kind::try_from(*k).expect("kind"))
             .collect(),
     )
+}
+
+/// Delivery through `smtp` (and webhooks to loopback), with a batching window of `window`.
+pub(crate) fn delivering(smtp: &str, window: Duration) -> kith_notifications::DeliveryArgs {
+    kith_notifications::DeliveryArgs {
+        smtp_url: Some(smtp.parse().unwrap_or_else(|never| match never {})),
+        email_batch_window: window,
+        webhook_allow_private: true,
+        webhook_first_retry: Duration::from_millis(100),
+        ..Default::default()
+    }
+}
+
+impl App {
+    /// Gives `member` an email address (and a webhook URL, when not empty); returns the
+    /// webhook secret.
+    pub(crate) async fn contact(&self, member: Uuid, email: &str, webhook_url: &str) -> String {
+        let mut client = self.notifications().await;
+        let set = client
+            .set_contact(as_member(
+                member,
+                pb::SetContactRequest {
+                    request_id: rid(),
+                    email: email.into(),
+                    webhook_url: webhook_url.into(),
+                },
+            ))
+            .await
+            .expect("set contact")
+            .into_inner();
+        // Decisions read the contact from the ledger: it is there before the test goes on.
+        let min_position = set.committed.expect("committed").position;
+        client
+            .get_contact(as_member(member, pb::GetContactRequest { min_position }))
+            .await
+            .expect("the contact applied");
+        set.webhook_secret
+    }
+
+    /// The status and reason of `notification` on `channel`, once it satisfies `done`.
+    pub(crate) async fn channel_until(
+        &self,
+        member: Uuid,
+        notification: &str,
+        channel: pb::Channel,
+        done: impl Fn(&pb::ChannelStatus) -> bool,
+    ) -> pb::ChannelStatus {
+        let client = self.notifications().await;
+        eventually(
+            PATIENCE,
+            "the delivery to reach the expected status",
+            || {
+                let mut client = client.clone();
+                let done = &done;
+                async move {
+                    let why = client
+                        .explain_notification(as_member(
+                            member,
+                            pb::ExplainNotificationRequest {
+                                subject: Some(
+                                    pb::explain_notification_request::Subject::NotificationId(
+                                        notification.to_owned(),
+                                    ),
+                                ),
+                                min_position: 0,
+                            },
+                        ))
+                        .await
+                        .expect("explain")
+                        .into_inner();
+                    why.channels
+                        .into_iter()
+                        .find(|c| c.channel() == channel)
+                        .filter(|c| done(c))
+                }
+            },
+        )
+        .await
+    }
 }

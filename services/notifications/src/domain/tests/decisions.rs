@@ -156,8 +156,10 @@ mod member {
 
     #[test]
     fn given_preferences_setting_the_same_again_records_nothing() {
-        let mut preferences = Preferences::default();
-        preferences.time_zone = chrono_tz::Asia::Tokyo;
+        let preferences = Preferences {
+            time_zone: chrono_tz::Asia::Tokyo,
+            ..Preferences::default()
+        };
         let state = given(&[MemberEvent::PreferencesSet(preferences.clone())]);
         assert!(
             decide(&state, &MemberCommand::SetPreferences(preferences))
@@ -170,4 +172,17 @@ mod member {
                 .is_empty()
         );
     }
+}
+
+#[test]
+fn given_no_preferences_a_new_thread_reaches_the_feed_and_webhook_but_not_email() {
+    let got = reasons(Kind::NewThread, &Preferences::default());
+    assert_eq!(
+        got,
+        vec![
+            (Channel::InApp, true, "NEW_THREAD_IN_COHORT"),
+            (Channel::Email, false, "FEED_ONLY"),
+            (Channel::Webhook, true, "NEW_THREAD_IN_COHORT"),
+        ]
+    );
 }
