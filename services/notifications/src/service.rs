@@ -75,6 +75,7 @@ pub async fn start_with(
     } else {
         delivery.public_url.clone()
     };
+    tracing::info!(listen = %unsubscribe_addr, %public_url, "one-click unsubscribe endpoint is serving");
     let delivery = Arc::new(delivery);
     let deliverer = Deliverer::new(
         pool.clone(),

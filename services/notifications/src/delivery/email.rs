@@ -241,10 +241,7 @@ impl Deliverer {
         );
         let (subject, body) = compose(&due, was_held, &unsubscribe);
         let sent = send(mailer, &address, batch, &subject, body, unsubscribe).await;
-        if std::env::var_os("KITH_FAULT_ABORT_AFTER_SEND").is_some() {
-            // Fault tests: the process dies between sending and recording, as SIGKILL would.
-            std::process::abort();
-        }
+        super::fault_point("email");
         let steps: Vec<_> = match sent {
             Ok(()) => {
                 tracing::info!(%member, count = due.len(), %batch, "email sent");

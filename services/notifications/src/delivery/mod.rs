@@ -401,3 +401,15 @@ pub(crate) fn backoff(first: Duration, attempt: u32) -> Duration {
     let capped = doubled.min(Duration::from_secs(3600));
     capped.mul_f64(rand::rng().random_range(0.5..1.5))
 }
+
+/// For fault tests only: with `KITH_FAULT_ABORT_AFTER_SEND` naming `channel`, the process dies
+/// here, between sending and recording the outcome, as a SIGKILL would kill it.
+fn fault_point(channel: &str) {
+    if std::env::var("KITH_FAULT_ABORT_AFTER_SEND").is_ok_and(|named| named == channel) {
+        tracing::error!(
+            channel,
+            "KITH_FAULT_ABORT_AFTER_SEND: aborting after a send, as asked"
+        );
+        std::process::abort();
+    }
+}

@@ -176,10 +176,7 @@ impl Deliverer {
             .body(body)
             .send()
             .await;
-        if std::env::var_os("KITH_FAULT_ABORT_AFTER_SEND").is_some() {
-            // Fault tests: the process dies between sending and recording, as SIGKILL would.
-            std::process::abort();
-        }
+        super::fault_point("webhook");
         let outcome = match answer {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => Err(format!("the endpoint answered {}", response.status())),

@@ -1,0 +1,183 @@
+//! Exactly once per channel when `kith up` dies between sending a notification and recording
+//! that it did (aborted at that point, as SIGKILL would), then comes back: the intent was
+//! recorded before sending, so the restarted process knows the send may have happened. The SMTP
+//! sink gets the email once (an interrupted email is never sent again: email has no idempotency
+//! key); the webhook receiver gets the same `webhook-id` again, which is the Standard Webhooks
+//! idempotency key a receiver drops duplicates by, so it processes the event once.
+
+use std::time::Duration;
+
+use kith_platform::testing::community::{Community, as_member, rid};
+use kith_platform::testing::sinks::{HttpReceiver, SmtpSink};
+use kith_platform::testing::{ServiceProcess, TestEnv, eventually};
+use kith_proto::messaging as msg;
+use kith_proto::messaging::messaging_service_client::MessagingServiceClient;
+use kith_proto::notifications as pb;
+use kith_proto::notifications::notifications_service_client::NotificationsServiceClient;
+use uuid::Uuid;
+
+const KITH: &str = env!("CARGO_BIN_EXE_kith");
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `kith up` sending through `sink` and to loopback webhooks, aborting after its first send on
+/// `fault` when given.
+async fn kith(env: &TestEnv, sink: &SmtpSink, fault: Option<&str>) -> ServiceProcess {
+    let mut vars = vec![
+        ("KITH_SMTP_URL", sink.url()),
+        ("KITH_EMAIL_BATCH_WINDOW", "1s".to_owned()),
+        ("KITH_WEBHOOK_ALLOW_PRIVATE", "true".to_owned()),
+        ("KITH_WEBHOOK_FIRST_RETRY", "100ms".to_owned()),
+    ];
+    if let Some(channel) = fault {
+        vars.push(("KITH_FAULT_ABORT_AFTER_SEND", channel.to_owned()));
+    }
+    ServiceProcess::spawn_with_vars(KITH, &["up"], env, &vars).await
+}
+
+/// A cohort of two in `kith` (the author and the mentioned), the mentioned reached as
+/// `email`/`webhook`; returns the notification of a mention of them.
+async fn mention(kith: &ServiceProcess, email: &str, webhook: &str) -> (Community, Uuid, String) {
+    let community = Community::create(kith.grpc, 2).await;
+    let cohort = community.open_cohort(10).await;
+    let [author, mentioned] = [community.members[0], community.members[1]];
+    community.join(&cohort, author).await;
+    community.join(&cohort, mentioned).await;
+    let mut notifications = NotificationsServiceClient::connect(format!("http://{}", kith.grpc))
+        .await
+        .expect("connect");
+    let set = notifications
+        .set_contact(as_member(
+            mentioned,
+            pb::SetContactRequest {
+                request_id: rid(),
+                email: email.into(),
+                webhook_url: webhook.into(),
+            },
+        ))
+        .await
+        .expect("contact")
+        .into_inner();
+    notifications
+        .get_contact(as_member(
+            mentioned,
+            pb::GetContactRequest {
+                min_position: set.committed.expect("committed").position,
+            },
+        ))
+        .await
+        .expect("contact applied");
+    let messaging = MessagingServiceClient::connect(format!("http://{}", kith.grpc))
+        .await
+        .expect("connect");
+    let request = msg::PostMessageRequest {
+        request_id: rid(),
+        conversation_id: cohort.clone(),
+        thread_id: String::new(),
+        title: String::new(),
+        body: format!("@{} over to you", community.handles[1]),
+    };
+    // Retried (same request id) until messaging knows both seats and the mention resolves.
+    let posted = eventually(PATIENCE, "the mention to be posted and resolved", || {
+        let mut messaging = messaging.clone();
+        let request = request.clone();
+        async move {
+            let reply = messaging
+                .post_message(as_member(author, request))
+                .await
+                .ok()?;
+            Some(reply.into_inner())
+        }
+    })
+    .await;
+    (community, mentioned, posted.message_id)
+}
+
+/// The status of the one delivery on `channel` in `env`'s ledger that was to go (the others,
+/// for the cohort's facilitator, are withheld), once it is `wanted`.
+async fn status_becomes(env: &TestEnv, channel: pb::Channel, wanted: &str) -> (String, i32) {
+    let pool = sqlx::PgPool::connect(&env.db.url).await.expect("database");
+    let found = eventually(PATIENCE, "the delivery's status", || {
+        let pool = pool.clone();
+        async move {
+            let row: Option<(String, String, i32)> = sqlx::query_as(
+                "SELECT status, reason, attempts FROM notifications.deliveries
+                 WHERE channel = $1 AND status <> 'withheld'",
+            )
+            .bind(channel as i32)
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+            row.filter(|(status, _, _)| status == wanted)
+                .map(|(_, reason, attempts)| (reason, attempts))
+        }
+    })
+    .await;
+    pool.close().await;
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_interrupted_after_sending_is_not_sent_again() {
+    let env = TestEnv::new().await;
+    let sink = SmtpSink::start().await;
+    let dying = kith(&env, &sink, Some("email")).await;
+    mention(
+        &dying,
+        &format!("{}@example.org", Uuid::new_v4().simple()),
+        "",
+    )
+    .await;
+    let emails = sink.wait_for(1, PATIENCE).await;
+    assert_eq!(emails.len(), 1);
+    // It died right after the send, before recording it.
+    let mut dying = dying;
+    let exit = tokio::time::timeout(PATIENCE, dying.child.wait())
+        .await
+        .expect("the process dies")
+        .expect("exit status");
+    assert!(!exit.success(), "aborted: {exit:?}");
+
+    let _back = kith(&env, &sink, None).await;
+    let (reason, attempts) = status_becomes(&env, pb::Channel::Email, "cancelled").await;
+    assert_eq!(reason, "INTERRUPTED_NOT_RESENT");
+    assert_eq!(attempts, 1);
+    // A later mention goes as usual, which shows the restarted worker is past the first.
+    assert_eq!(
+        sink.emails().len(),
+        1,
+        "the interrupted email was not sent again"
+    );
+    assert_eq!(emails[0].to.len(), 1);
+    let _ = mentioned;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_interrupted_after_sending_goes_again_under_the_same_id() {
+    let env = TestEnv::new().await;
+    let sink = SmtpSink::start().await;
+    let receiver = HttpReceiver::start(0).await;
+    let mut dying = kith(&env, &sink, Some("webhook")).await;
+    mention(&dying, "", &receiver.url("/kith")).await;
+    receiver.wait_for_successes(1, PATIENCE).await;
+    let exit = tokio::time::timeout(PATIENCE, dying.child.wait())
+        .await
+        .expect("the process dies")
+        .expect("exit status");
+    assert!(!exit.success(), "aborted: {exit:?}");
+
+    let _back = kith(&env, &sink, None).await;
+    let (_, attempts) = status_becomes(&env, pb::Channel::Webhook, "sent").await;
+    assert_eq!(attempts, 2);
+    let requests = receiver.requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "sent before the crash, and again after: {requests:?}"
+    );
+    let ids: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .map(|r| r.headers["webhook-id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 1, "one webhook-id: a receiver keeps one");
+}
