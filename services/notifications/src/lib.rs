@@ -9,6 +9,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod projections;
+pub mod reminders;
 pub mod service;
 mod unsubscribe;
 

@@ -88,6 +88,10 @@ pub async fn start_with(
     runtime
         .tasks
         .spawn(deliverer.run(runtime.background.clone()));
+    runtime.tasks.spawn(crate::reminders::run(
+        pool.clone(),
+        runtime.background.clone(),
+    ));
     let api = Api::new(
         members,
         pool,

@@ -170,6 +170,14 @@ CREATE TABLE IF NOT EXISTS places (
     place     text NOT NULL,
     PRIMARY KEY (cohort_id, member_id, place)
 );
+-- Every session to come, for the reminders.
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id uuid        PRIMARY KEY,
+    cohort_id  uuid        NOT NULL,
+    starts_at  timestamptz NOT NULL,
+    cancelled  bool        NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS sessions_upcoming ON sessions (starts_at) WHERE NOT cancelled;
 ";
 
 fn place_name(value: i32) -> Option<&'static str> {
@@ -202,7 +210,7 @@ impl Projection for Places {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["cohorts", "places"]
+        &["cohorts", "places", "sessions"]
     }
 
     fn ddl(&self) -> &'static str {
@@ -229,6 +237,11 @@ impl Projection for Places {
             return Ok(());
         }
         if let Some((kind, session, starts_at, actor)) = session_news(event)? {
+            track(conn, cohort, kind, session, starts_at).await?;
+            // A weekly series is one notice, at its first session; each session is reminded of.
+            if t == cpb::SessionScheduled::full_name() && !first_of_series(event)? {
+                return Ok(());
+            }
             let seated = seated(conn, cohort).await?;
             let matched = collapse(
                 seated
@@ -302,8 +315,7 @@ impl Projection for Places {
     }
 }
 
-/// A session scheduled (the first of a series only: one notice for a weekly series), moved or
-/// cancelled: its kind, session, start and who did it.
+/// A session scheduled, moved or cancelled: its kind, session, start and who did it.
 #[allow(clippy::type_complexity)]
 fn session_news(
     event: &RecordedEvent,
@@ -434,4 +446,41 @@ pub(crate) async fn seated(conn: &mut PgConnection, cohort: Uuid) -> Result<Vec<
     .bind(cohort)
     .fetch_all(&mut *conn)
     .await?)
+}
+
+/// Whether a SessionScheduled is a one-off or the first of its series.
+fn first_of_series(event: &RecordedEvent) -> Result<bool> {
+    let e: cpb::SessionScheduled = decode_payload(event)?;
+    Ok(e.occurrence <= 1)
+}
+
+/// Keeps the session's start (or its cancellation) for the reminders.
+async fn track(
+    conn: &mut PgConnection,
+    cohort: Uuid,
+    kind: Kind,
+    session: Uuid,
+    starts_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    match (kind, starts_at) {
+        (Kind::SessionCancelled, _) => {
+            sqlx::query("UPDATE sessions SET cancelled = true WHERE session_id = $1")
+                .bind(session)
+                .execute(&mut *conn)
+                .await?;
+        }
+        (_, Some(starts_at)) => {
+            sqlx::query(
+                "INSERT INTO sessions (session_id, cohort_id, starts_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (session_id) DO UPDATE SET starts_at = EXCLUDED.starts_at",
+            )
+            .bind(session)
+            .bind(cohort)
+            .bind(starts_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }

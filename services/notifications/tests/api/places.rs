@@ -108,3 +108,85 @@ async fn a_scheduled_weekly_series_is_one_notification_and_a_cancelled_session_a
     // The coach who did both is told of neither.
     assert!(app.feed(community.coach).await.is_empty());
 }
+
+#[tokio::test]
+async fn each_session_is_reminded_of_a_day_and_an_hour_before_once_however_often_the_scheduler_runs()
+ {
+    let app = App::spawn().await;
+    let (community, cohort) = app.cohort(1).await;
+    let member = community.members[0];
+    let mut client = cohorts(app.addr).await;
+    let starts_at = chrono::Utc::now() + chrono::Duration::days(2);
+    let session = client
+        .schedule_session(community.as_member(
+            community.coach,
+            cpb::ScheduleSessionRequest {
+                request_id: rid(),
+                cohort_id: cohort.clone(),
+                title: "Hot seat".into(),
+                starts_at: Some(kith_platform::wire::timestamp(starts_at)),
+                duration_minutes: 60,
+                weekly_occurrences: 0,
+            },
+        ))
+        .await
+        .expect("schedule")
+        .into_inner()
+        .session_ids
+        .remove(0);
+    app.feed_until(member, "the scheduled session", |f| f.len() == 1)
+        .await;
+    let pool = app.pool("notifications").await;
+    let reminders = |feed: &[pb::Notification]| {
+        feed.iter()
+            .filter(|n| n.kind() == pb::Kind::SessionReminder)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // A day before: the 24-hour reminder, once however often the scheduler looks.
+    let day_before = starts_at - chrono::Duration::hours(23);
+    for _ in 0..3 {
+        kith_notifications::reminders::remind(&pool, day_before)
+            .await
+            .expect("remind");
+    }
+    let feed = app
+        .feed_until(member, "the 24-hour reminder", |f| reminders(f).len() == 1)
+        .await;
+    let first = reminders(&feed).remove(0);
+    assert_eq!(first.session_id, session);
+    assert!(!first.urgent);
+    // Half an hour before: the urgent one-hour reminder; nothing more of the day-before one.
+    kith_notifications::reminders::remind(&pool, starts_at - chrono::Duration::minutes(30))
+        .await
+        .expect("remind");
+    kith_notifications::reminders::remind(&pool, starts_at - chrono::Duration::minutes(20))
+        .await
+        .expect("remind");
+    let feed = app
+        .feed_until(member, "the one-hour reminder", |f| reminders(f).len() == 2)
+        .await;
+    assert!(reminders(&feed)[0].urgent);
+    let coach = app
+        .feed_until(community.coach, "the facilitator's reminders", |f| {
+            reminders(f).len() == 2
+        })
+        .await;
+    assert_eq!(reminders(&coach).len(), 2);
+    // After the start, nothing.
+    let after =
+        kith_notifications::reminders::remind(&pool, starts_at + chrono::Duration::minutes(1))
+            .await
+            .expect("remind");
+    assert_eq!(after, 0);
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'kith.notifications.v1.NotificationDecided'
+           AND payload IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    // The scheduled notice (for the member: the coach scheduled it) and two reminders each.
+    assert_eq!(events, 5);
+    pool.close().await;
+}
