@@ -35,6 +35,10 @@ pub(crate) enum Bench {
     /// member's live stream, and the unread-count query on a long history, beside raw
     /// PostgreSQL and raw NATS.
     Messaging(crate::bench_messaging::MessagingArgs),
+    /// Notifications decided per second replaying a messaging history through the rules, and
+    /// the latency from a post's OK to the mentioned member's feed stream under a steady load,
+    /// beside raw NATS and raw PostgreSQL.
+    Notifications(crate::bench_notifications::NotificationsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +67,7 @@ pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Cohorts(args) => crate::bench_cohorts::run(args).await,
         Bench::Projections(args) => crate::bench_projections::run(args).await,
         Bench::Messaging(args) => crate::bench_messaging::run(args).await,
+        Bench::Notifications(args) => crate::bench_notifications::run(args).await,
     }
 }
 

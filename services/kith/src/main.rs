@@ -3,6 +3,7 @@
 mod bench;
 mod bench_cohorts;
 mod bench_messaging;
+mod bench_notifications;
 mod bench_projections;
 mod commands;
 mod embedded;
