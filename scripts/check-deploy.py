@@ -221,8 +221,12 @@ def check_server(obj: dict, report: Report) -> None:
             report.check(dig(container, probe, "grpc", "port") == 50051, cwhere,
                          f"{probe} must be a gRPC probe on port 50051")
         ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
-        report.check(ports == {"grpc": 50051, "metrics": 9464}, cwhere,
-                     f"ports must be grpc 50051 and metrics 9464, not {ports}")
+        expected = {"grpc": 50051, "metrics": 9464}
+        # Notifications also serves the one-click unsubscribe endpoint (plain HTTP).
+        if obj.get("metadata", {}).get("name", "").endswith("-notifications"):
+            expected["unsubscribe"] = 8090
+        report.check(ports == expected, cwhere,
+                     f"ports must be {expected}, not {ports}")
         command = container.get("command") or []
         report.check(bool(command) and command[0].startswith("/usr/local/bin/kith-"), cwhere,
                      f"command must run a service binary, not {command}")

@@ -298,11 +298,11 @@ check_overlay() {
     case "$name" in
     production)
         # No Secret in git; kith-secrets (the JWKS, key jwt-jwks.json), kith-sealing (membership's
-        # KEK, key kek) and kith-nats (each service's NATS URL with its user and password, which
+        # KEK, key kek), kith-notifications (SMTP URL, signing key, public URL) and kith-nats (each service's NATS URL with its user and password, which
         # every Deployment must use) are created by the operator and the database secrets by
         # CloudNativePG; at least three replicas; streams on three servers.
         extra=(--forbid-secrets --external-secret kith-secrets --external-secret kith-sealing
-            --nats-url-secret kith-nats
+            --external-secret kith-notifications --nats-url-secret kith-nats
             --min-replicas 3 --config KITH_STREAM_REPLICAS=3)
         ;;
     esac
