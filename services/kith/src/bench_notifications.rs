@@ -19,7 +19,7 @@ use kith_proto::notifications as npb;
 use kith_proto::notifications::notifications_service_client::NotificationsServiceClient;
 use uuid::Uuid;
 
-use crate::bench::{Scratch, raw_rate, redact, spinner};
+use crate::bench::{RAW_TABLE, Scratch, raw_rate, redact, spinner};
 use crate::bench_cohorts::{
     Callers, Served, as_member, bar, bench_args, community_of, join, open_cohort_by, percentile,
     raw_nats, rid,
@@ -301,6 +301,7 @@ async fn replay(
         history.messaging.len(),
     )
     .await?;
+    sqlx::raw_sql(RAW_TABLE).execute(&pool).await?;
     let raw_pg = raw_rate(&pool, 8, 3.0).await?;
 
     // The ledger's tables (preferences and contacts, which the rules read), then who is where.

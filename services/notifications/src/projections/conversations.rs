@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 use super::audience::{seated, with_roles};
 use super::route::{About, encode, follow_up, notify};
+
+mod batch;
 use crate::domain::{Candidate, Kind, Post, collapse, post_candidates};
 
 const MESSAGING: &str = "messaging";
@@ -47,6 +49,7 @@ CREATE TABLE IF NOT EXISTS message_notifications (
 pub struct Conversations;
 
 /// A conversation as the rules need it.
+#[derive(Debug, Clone)]
 struct Known {
     community: Uuid,
     cohort: Option<Uuid>,
@@ -65,6 +68,28 @@ impl Projection for Conversations {
 
     fn ddl(&self) -> &'static str {
         DDL
+    }
+
+    /// Runs of conversation starts, posts and follows (nearly all of messaging's traffic) are
+    /// applied together, with a few statements per run rather than several per event; anything
+    /// else one by one, in order.
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&RecordedEvent]) -> Result<()> {
+        let mut run: Vec<&RecordedEvent> = Vec::new();
+        for event in events {
+            if batch::takes(event) {
+                run.push(event);
+                continue;
+            }
+            if !run.is_empty() {
+                batch::apply(conn, &run).await?;
+                run.clear();
+            }
+            self.apply(conn, event).await?;
+        }
+        if !run.is_empty() {
+            batch::apply(conn, &run).await?;
+        }
+        Ok(())
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {

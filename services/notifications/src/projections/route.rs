@@ -73,6 +73,15 @@ pub(crate) async fn preferences_of(
         .collect())
 }
 
+/// One event's matches, decided together with others'.
+#[derive(Debug)]
+pub(crate) struct Notice<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) source: &'a RecordedEvent,
+    pub(crate) about: About,
+    pub(crate) matched: Vec<Matched>,
+}
+
 /// Decides and records a notification for each of `matched`, from `source` (an event of
 /// `service`). Returns the ids of the notifications decided (recorded now or before).
 pub(crate) async fn notify(
@@ -82,10 +91,30 @@ pub(crate) async fn notify(
     about: &About,
     matched: &[Matched],
 ) -> Result<Vec<Uuid>> {
-    if matched.is_empty() {
-        return Ok(Vec::new());
+    let notice = Notice {
+        service,
+        source,
+        about: about.clone(),
+        matched: matched.to_vec(),
+    };
+    Ok(notify_all(conn, &[notice]).await?.pop().unwrap_or_default())
+}
+
+/// [`notify`] for several events at once: the recipients' preferences and contacts read in one
+/// statement each, every decision appended in one. Returns each notice's notification ids.
+pub(crate) async fn notify_all(
+    conn: &mut PgConnection,
+    notices: &[Notice<'_>],
+) -> Result<Vec<Vec<Uuid>>> {
+    let mut recipients: Vec<Uuid> = notices
+        .iter()
+        .flat_map(|n| n.matched.iter().map(|m| m.recipient))
+        .collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    if recipients.is_empty() {
+        return Ok(vec![Vec::new(); notices.len()]);
     }
-    let recipients: Vec<Uuid> = matched.iter().map(|m| m.recipient).collect();
     let preferences = preferences_of(conn, &recipients).await?;
     let reach: HashMap<Uuid, (bool, bool)> = sqlx::query_as::<_, (Uuid, bool, bool)>(
         "SELECT member_id, email IS NOT NULL, webhook_url IS NOT NULL FROM contacts
@@ -98,62 +127,68 @@ pub(crate) async fn notify(
     .map(|(member, email, webhook)| (member, (email, webhook)))
     .collect();
     let defaults = Preferences::default();
-    let place = Place {
-        community: about.community,
-        cohort: about.cohort,
-        thread: about.thread,
-    };
-    let mut decided = Vec::with_capacity(matched.len());
-    for m in matched {
-        let id = notification_id(source.event_id, m.recipient);
-        let prefs = preferences.get(&m.recipient).unwrap_or(&defaults);
-        let (email, webhook) = reach.get(&m.recipient).copied().unwrap_or_default();
-        let decision = decide(m.kind, place, prefs, |channel| match channel {
-            Channel::InApp => true,
-            Channel::Email => email,
-            Channel::Webhook => webhook,
-        });
-        let event = pb::NotificationDecided {
-            notification_id: id.to_string(),
-            recipient_id: m.recipient.to_string(),
-            kind: kind_to_wire(m.kind).into(),
-            also: m.also.iter().map(|k| kind_to_wire(*k).into()).collect(),
-            source_service: service.to_owned(),
-            source_event_id: source.event_id.to_string(),
-            source_event_type: source.event_type.clone(),
-            community_id: text(about.community),
-            cohort_id: text(about.cohort),
-            conversation_id: text(about.conversation),
-            thread_id: text(about.thread),
-            message_id: text(about.message),
-            actor_id: text(about.actor),
-            level: level_to_wire(decision.level).into(),
-            level_scope: decision.level_source.code().to_owned(),
-            channels: decision
-                .channels
-                .iter()
-                .map(|c| pb::ChannelDecision {
-                    channel: channel_to_wire(c.channel).into(),
-                    deliver: c.deliver,
-                    reason: c.reason.to_owned(),
-                })
-                .collect(),
-            urgent: about.urgent,
-            occurred_at: Some(timestamp(source.recorded_at)),
-            session_id: text(about.session),
-            starts_at: about.starts_at.map(timestamp),
+    let mut ids = Vec::with_capacity(notices.len());
+    let mut decided = Vec::new();
+    for notice in notices {
+        let about = &notice.about;
+        let source = notice.source;
+        let place = Place {
+            community: about.community,
+            cohort: about.cohort,
+            thread: about.thread,
         };
-        decided.push((id, event_id(id, "decided"), encode(&event)));
+        let mut these = Vec::with_capacity(notice.matched.len());
+        for m in &notice.matched {
+            let id = notification_id(source.event_id, m.recipient);
+            let prefs = preferences.get(&m.recipient).unwrap_or(&defaults);
+            let (email, webhook) = reach.get(&m.recipient).copied().unwrap_or_default();
+            let decision = decide(m.kind, place, prefs, |channel| match channel {
+                Channel::InApp => true,
+                Channel::Email => email,
+                Channel::Webhook => webhook,
+            });
+            let event = pb::NotificationDecided {
+                notification_id: id.to_string(),
+                recipient_id: m.recipient.to_string(),
+                kind: kind_to_wire(m.kind).into(),
+                also: m.also.iter().map(|k| kind_to_wire(*k).into()).collect(),
+                source_service: notice.service.to_owned(),
+                source_event_id: source.event_id.to_string(),
+                source_event_type: source.event_type.clone(),
+                community_id: text(about.community),
+                cohort_id: text(about.cohort),
+                conversation_id: text(about.conversation),
+                thread_id: text(about.thread),
+                message_id: text(about.message),
+                actor_id: text(about.actor),
+                level: level_to_wire(decision.level).into(),
+                level_scope: decision.level_source.code().to_owned(),
+                channels: decision
+                    .channels
+                    .iter()
+                    .map(|c| pb::ChannelDecision {
+                        channel: channel_to_wire(c.channel).into(),
+                        deliver: c.deliver,
+                        reason: c.reason.to_owned(),
+                    })
+                    .collect(),
+                urgent: about.urgent,
+                occurred_at: Some(timestamp(source.recorded_at)),
+                session_id: text(about.session),
+                starts_at: about.starts_at.map(timestamp),
+            };
+            decided.push(Recorded {
+                stream: id,
+                event_id: event_id(id, "decided"),
+                after: 0,
+                body: encode(&event),
+                cause: source,
+            });
+            these.push(id);
+        }
+        ids.push(these);
     }
-    let ids: Vec<Uuid> = decided.iter().map(|(id, _, _)| *id).collect();
-    record(
-        conn,
-        source,
-        decided
-            .into_iter()
-            .map(|(id, event_id, event)| (id, event_id, 0, event)),
-    )
-    .await?;
+    record(conn, decided).await?;
     Ok(ids)
 }
 
@@ -180,10 +215,16 @@ pub(crate) async fn follow_up(
     let tag = format!("{what}:{}", source.event_id);
     let events = notifications.iter().filter_map(|id| {
         // A notification never recorded (decided by an older version) has nothing to follow.
-        let version = *versions.get(&id.to_string())?;
-        Some((*id, event_id(*id, &tag), version, make(*id)))
+        let after = *versions.get(&id.to_string())?;
+        Some(Recorded {
+            stream: *id,
+            event_id: event_id(*id, &tag),
+            after,
+            body: make(*id),
+            cause: source,
+        })
     });
-    record(conn, source, events.collect::<Vec<_>>()).await
+    record(conn, events.collect()).await
 }
 
 /// An event's type and bytes.
@@ -193,15 +234,24 @@ pub(crate) fn encode<M: Message + prost::Name>(message: &M) -> NewEventBody {
     (M::full_name(), message.encode_to_vec())
 }
 
-/// Appends each `(stream, event id, expected version, event)` not already in the log, with
-/// metadata that ties it to `source`.
-async fn record(
-    conn: &mut PgConnection,
-    source: &RecordedEvent,
-    events: impl IntoIterator<Item = (Uuid, Uuid, i64, NewEventBody)>,
-) -> Result<()> {
-    let events: Vec<_> = events.into_iter().collect();
-    let ids: Vec<Uuid> = events.iter().map(|(_, id, _, _)| *id).collect();
+/// An event about to be recorded on a notification's stream.
+struct Recorded<'a> {
+    stream: Uuid,
+    event_id: Uuid,
+    /// The stream's version it follows.
+    after: i64,
+    body: NewEventBody,
+    /// The event of another service that caused it.
+    cause: &'a RecordedEvent,
+}
+
+/// Appends each event not already in the log (by its id), in one statement, with metadata that
+/// ties it to its cause.
+async fn record(conn: &mut PgConnection, events: Vec<Recorded<'_>>) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let present: HashSet<Uuid> =
         sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM events WHERE event_id = ANY($1)")
             .bind(&ids)
@@ -209,37 +259,44 @@ async fn record(
             .await?
             .into_iter()
             .collect();
-    let cause = source.metadata();
-    let metadata = Metadata {
-        actor: cause.actor,
-        correlation_id: cause.correlation_id,
-        causation_id: Some(source.event_id),
-        command_id: None,
-        traceparent: cause.traceparent,
-    };
-    let streams: Vec<(String, i64, NewEvent)> = events
+    let mut metadata: HashMap<Uuid, Metadata> = HashMap::new();
+    for event in &events {
+        metadata.entry(event.cause.event_id).or_insert_with(|| {
+            let cause = event.cause.metadata();
+            Metadata {
+                actor: cause.actor,
+                correlation_id: cause.correlation_id,
+                causation_id: Some(event.cause.event_id),
+                command_id: None,
+                traceparent: cause.traceparent,
+            }
+        });
+    }
+    let streams: Vec<(String, i64, NewEvent, Uuid)> = events
         .into_iter()
-        .filter(|(_, id, _, _)| !present.contains(id))
-        .map(|(stream, event_id, version, (event_type, payload))| {
+        .filter(|e| !present.contains(&e.event_id))
+        .map(|e| {
+            let (event_type, payload) = e.body;
             (
-                stream.to_string(),
-                version,
+                e.stream.to_string(),
+                e.after,
                 NewEvent {
-                    event_id,
+                    event_id: e.event_id,
                     event_type,
                     payload,
                 },
+                e.cause.event_id,
             )
         })
         .collect();
     let appends: Vec<Append<'_>> = streams
         .iter()
-        .map(|(stream, version, event)| Append {
+        .map(|(stream, version, event, cause)| Append {
             stream_type: NOTIFICATION_STREAM,
             stream_id: stream,
             expected_version: *version,
             events: vec![event.clone()],
-            metadata: &metadata,
+            metadata: &metadata[cause],
             command_key: None,
             erase_subjects: &[],
         })
