@@ -115,6 +115,27 @@ impl Projection for Ledger {
         DDL
     }
 
+    /// Runs of decisions (nearly all of the log) go in two statements; the rest one by one, in
+    /// order.
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&RecordedEvent]) -> Result<()> {
+        let mut run = Vec::new();
+        for event in events {
+            if event.event_type == pb::NotificationDecided::full_name() {
+                run.push((*event, decode_payload::<pb::NotificationDecided>(event)?));
+                continue;
+            }
+            if !run.is_empty() {
+                decided(conn, &run).await?;
+                run.clear();
+            }
+            self.apply(conn, event).await?;
+        }
+        if !run.is_empty() {
+            decided(conn, &run).await?;
+        }
+        Ok(())
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {
         let t = event.event_type.as_str();
         if t == pb::PreferencesSet::full_name() {
@@ -131,7 +152,7 @@ impl Projection for Ledger {
             .await?;
         } else if t == pb::NotificationDecided::full_name() {
             let e: pb::NotificationDecided = decode_payload(event)?;
-            decided(conn, event, &e).await?;
+            decided(conn, &[(event, e)]).await?;
         } else if t == pb::NotificationUpdated::full_name() {
             let e: pb::NotificationUpdated = decode_payload(event)?;
             sqlx::query(
@@ -220,76 +241,163 @@ impl Projection for Ledger {
     }
 }
 
+/// Records decided notifications (and each channel's first status) in two statements, however
+/// many: a rule's decisions for one post come by the dozen.
 async fn decided(
     conn: &mut PgConnection,
-    event: &RecordedEvent,
-    e: &pb::NotificationDecided,
+    decided: &[(&RecordedEvent, pb::NotificationDecided)],
 ) -> Result<()> {
-    let id = stored_id(&e.notification_id)?;
-    let in_feed = e
-        .channels
-        .iter()
-        .any(|c| c.deliver && channel_from_wire(c.channel) == Some(Channel::InApp));
+    #[derive(Default)]
+    struct Columns {
+        id: Vec<Uuid>,
+        recipient: Vec<Uuid>,
+        kind: Vec<i32>,
+        also: Vec<String>,
+        service: Vec<String>,
+        source: Vec<Uuid>,
+        source_type: Vec<String>,
+        community: Vec<Option<Uuid>>,
+        cohort: Vec<Option<Uuid>>,
+        conversation: Vec<Option<Uuid>>,
+        thread: Vec<Option<Uuid>>,
+        message: Vec<Option<Uuid>>,
+        actor: Vec<Option<Uuid>>,
+        session: Vec<Option<Uuid>>,
+        starts_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+        occurred_at: Vec<chrono::DateTime<chrono::Utc>>,
+        level: Vec<i32>,
+        level_scope: Vec<String>,
+        urgent: Vec<bool>,
+        in_feed: Vec<bool>,
+        position: Vec<i64>,
+        tx: Vec<i64>,
+        recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+    }
+    #[derive(Default)]
+    struct Channels {
+        id: Vec<Uuid>,
+        channel: Vec<i32>,
+        status: Vec<&'static str>,
+        reason: Vec<String>,
+        position: Vec<i64>,
+        recipient: Vec<Uuid>,
+        occurred_at: Vec<chrono::DateTime<chrono::Utc>>,
+        recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+    }
+    let mut n = Columns::default();
+    let mut d = Channels::default();
+    for (event, e) in decided {
+        let id = stored_id(&e.notification_id)?;
+        let recipient = stored_id(&e.recipient_id)?;
+        let occurred_at = time_of(e.occurred_at.as_ref()).unwrap_or(event.recorded_at);
+        n.id.push(id);
+        n.recipient.push(recipient);
+        n.kind.push(e.kind);
+        n.also.push(
+            e.also
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        n.service.push(e.source_service.clone());
+        n.source.push(stored_id(&e.source_event_id)?);
+        n.source_type.push(e.source_event_type.clone());
+        n.community.push(stored_opt_id(&e.community_id)?);
+        n.cohort.push(stored_opt_id(&e.cohort_id)?);
+        n.conversation.push(stored_opt_id(&e.conversation_id)?);
+        n.thread.push(stored_opt_id(&e.thread_id)?);
+        n.message.push(stored_opt_id(&e.message_id)?);
+        n.actor.push(stored_opt_id(&e.actor_id)?);
+        n.session.push(stored_opt_id(&e.session_id)?);
+        n.starts_at.push(time_of(e.starts_at.as_ref()));
+        n.occurred_at.push(occurred_at);
+        n.level.push(e.level);
+        n.level_scope.push(e.level_scope.clone());
+        n.urgent.push(e.urgent);
+        n.in_feed.push(
+            e.channels
+                .iter()
+                .any(|c| c.deliver && channel_from_wire(c.channel) == Some(Channel::InApp)),
+        );
+        n.position.push(event.position);
+        n.tx.push(event.transaction_id);
+        n.recorded_at.push(event.recorded_at);
+        for c in &e.channels {
+            d.id.push(id);
+            d.channel.push(c.channel);
+            d.status
+                .push(match (c.deliver, channel_from_wire(c.channel)) {
+                    (true, Some(Channel::InApp)) => "delivered",
+                    (true, _) => "pending",
+                    (false, _) => "withheld",
+                });
+            d.reason.push(c.reason.clone());
+            d.position.push(event.position);
+            d.recipient.push(recipient);
+            d.occurred_at.push(occurred_at);
+            d.recorded_at.push(event.recorded_at);
+        }
+    }
     sqlx::query(
         "INSERT INTO notifications (
             notification_id, recipient_id, kind, also, source_service, source_event_id,
             source_event_type, community_id, cohort_id, conversation_id, thread_id, message_id,
             actor_id, session_id, starts_at, occurred_at, level, level_scope, urgent, in_feed,
             decided_position, changed_tx, changed_position)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                 $19, $20, $21, $22, $21)
+         SELECT id, recipient, kind,
+                COALESCE(string_to_array(NULLIF(also, ''), ',')::int[], '{}'),
+                service, source, source_type, community, cohort, conversation, thread, message,
+                actor, session, starts_at, occurred_at, level, level_scope, urgent, in_feed,
+                position, tx, position
+         FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[], $6::uuid[],
+                     $7::text[], $8::uuid[], $9::uuid[], $10::uuid[], $11::uuid[], $12::uuid[],
+                     $13::uuid[], $14::uuid[], $15::timestamptz[], $16::timestamptz[], $17::int[],
+                     $18::text[], $19::bool[], $20::bool[], $21::bigint[], $22::bigint[])
+           AS x(id, recipient, kind, also, service, source, source_type, community, cohort,
+                conversation, thread, message, actor, session, starts_at, occurred_at, level,
+                level_scope, urgent, in_feed, position, tx)
          ON CONFLICT (notification_id) DO NOTHING",
     )
-    .bind(id)
-    .bind(stored_id(&e.recipient_id)?)
-    .bind(e.kind)
-    .bind(&e.also)
-    .bind(&e.source_service)
-    .bind(stored_id(&e.source_event_id)?)
-    .bind(&e.source_event_type)
-    .bind(stored_opt_id(&e.community_id)?)
-    .bind(stored_opt_id(&e.cohort_id)?)
-    .bind(stored_opt_id(&e.conversation_id)?)
-    .bind(stored_opt_id(&e.thread_id)?)
-    .bind(stored_opt_id(&e.message_id)?)
-    .bind(stored_opt_id(&e.actor_id)?)
-    .bind(stored_opt_id(&e.session_id)?)
-    .bind(time_of(e.starts_at.as_ref()))
-    .bind(time_of(e.occurred_at.as_ref()).unwrap_or(event.recorded_at))
-    .bind(e.level)
-    .bind(&e.level_scope)
-    .bind(e.urgent)
-    .bind(in_feed)
-    .bind(event.position)
-    .bind(event.transaction_id)
+    .bind(&n.id)
+    .bind(&n.recipient)
+    .bind(&n.kind)
+    .bind(&n.also)
+    .bind(&n.service)
+    .bind(&n.source)
+    .bind(&n.source_type)
+    .bind(&n.community)
+    .bind(&n.cohort)
+    .bind(&n.conversation)
+    .bind(&n.thread)
+    .bind(&n.message)
+    .bind(&n.actor)
+    .bind(&n.session)
+    .bind(&n.starts_at)
+    .bind(&n.occurred_at)
+    .bind(&n.level)
+    .bind(&n.level_scope)
+    .bind(&n.urgent)
+    .bind(&n.in_feed)
+    .bind(&n.position)
+    .bind(&n.tx)
     .execute(&mut *conn)
     .await?;
-    let channels: Vec<i32> = e.channels.iter().map(|c| c.channel).collect();
-    let statuses: Vec<&str> = e
-        .channels
-        .iter()
-        .map(|c| match (c.deliver, channel_from_wire(c.channel)) {
-            (true, Some(Channel::InApp)) => "delivered",
-            (true, _) => "pending",
-            (false, _) => "withheld",
-        })
-        .collect();
-    let reasons: Vec<&str> = e.channels.iter().map(|c| c.reason.as_str()).collect();
     sqlx::query(
         "INSERT INTO deliveries (notification_id, channel, status, reason, changed_position,
                                  recipient_id, occurred_at, changed_at)
-         SELECT $1, c, s, r, $5, $6, $7, $8
-         FROM unnest($2::int[], $3::text[], $4::text[]) AS x(c, s, r)
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::bigint[],
+                              $6::uuid[], $7::timestamptz[], $8::timestamptz[])
          ON CONFLICT DO NOTHING",
     )
-    .bind(id)
-    .bind(&channels)
-    .bind(&statuses)
-    .bind(&reasons)
-    .bind(event.position)
-    .bind(stored_id(&e.recipient_id)?)
-    .bind(time_of(e.occurred_at.as_ref()).unwrap_or(event.recorded_at))
-    .bind(event.recorded_at)
+    .bind(&d.id)
+    .bind(&d.channel)
+    .bind(&d.status)
+    .bind(&d.reason)
+    .bind(&d.position)
+    .bind(&d.recipient)
+    .bind(&d.occurred_at)
+    .bind(&d.recorded_at)
     .execute(&mut *conn)
     .await?;
     Ok(())

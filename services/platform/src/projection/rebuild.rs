@@ -97,6 +97,24 @@ impl Scratch {
         Ok(())
     }
 
+    /// Gathers the planner's statistics of `projection`'s tables, just swapped in full: without
+    /// them (autovacuum off, or not yet round) the planner takes the rebuilt tables for the
+    /// empty ones it saw last and may pick plans that scan them whole. Best effort.
+    pub(super) async fn analyze(
+        conn: &mut PgConnection,
+        schema: &Schema,
+        projection: &dyn Projection,
+    ) {
+        for table in projection.tables() {
+            let analyzed = sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {schema}.{table}")))
+                .execute(&mut *conn)
+                .await;
+            if let Err(err) = analyzed {
+                tracing::warn!(%schema, table, error = %err, "could not analyze a rebuilt table");
+            }
+        }
+    }
+
     /// Drops the scratch schema and ends the session (which frees the rebuild lock).
     pub(super) async fn discard(mut self) {
         let dropped = sqlx::raw_sql(AssertSqlSafe(format!(
@@ -185,6 +203,7 @@ async fn replay(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    Scratch::analyze(conn, schema, projection).await;
     on_progress(applied, total.max(applied));
     Ok(RebuildReport {
         events: applied,

@@ -149,6 +149,7 @@ async fn replay(
     )
     .await?;
     tx.commit().await?;
+    Scratch::analyze(conn, schema, projection).await;
     let _ = stream
         .delete_consumer(&consumer.cached_info().name.clone())
         .await;
