@@ -1,7 +1,8 @@
 //! Who is where, from membership's and cohorts' streams, and the rules about people's places:
 //!
 //! - [`Members`] (membership): each member's role and standing in each community; a join
-//!   request notifies the community's owners and hosts.
+//!   request notifies the community's owners and hosts; an erasure destroys the key of the
+//!   member's email address here.
 //! - [`Places`] (cohorts): each cohort's community and who holds which place in it; an
 //!   invitation, a promotion from the waitlist, a lost seat and a session scheduled, moved or
 //!   cancelled notify those concerned.
@@ -88,6 +89,12 @@ impl Projection for Members {
             (e.community_id, e.member_id, None, false)
         } else if t == mpb::MemberErased::full_name() {
             let e: mpb::MemberErased = decode_payload(event)?;
+            // The person asked to be forgotten: the key of their email address here goes with
+            // it, in the transaction that records the erasure, so no replay opens it again.
+            sqlx::query("DELETE FROM sealing_keys WHERE subject = $1")
+                .bind(stored_id(&e.member_id)?.to_string())
+                .execute(&mut *conn)
+                .await?;
             (e.community_id, e.member_id, None, false)
         } else if t == mpb::JoinRequested::full_name() {
             let e: mpb::JoinRequested = decode_payload(event)?;

@@ -511,3 +511,45 @@ async fn quiet_hours_hold_email_and_send_what_was_held_as_one_summary_when_they_
         .await;
     }
 }
+
+#[tokio::test]
+async fn erasing_a_member_in_membership_destroys_their_email_address_here() {
+    let app = App::spawn().await;
+    let (community, _) = app.cohort(1).await;
+    let member = community.members[0];
+    app.contact(member, &address(member), "").await;
+    kith_platform::testing::community::membership(app.addr)
+        .await
+        .erase_member(as_member(
+            community.owner,
+            kith_proto::membership::EraseMemberRequest {
+                request_id: rid(),
+                community_id: community.id.clone(),
+                member_id: member.to_string(),
+            },
+        ))
+        .await
+        .expect("erase");
+    let client = app.notifications().await;
+    eventually(PATIENCE, "the address to be erased", || {
+        let mut client = client.clone();
+        async move {
+            let contact = client
+                .get_contact(as_member(member, pb::GetContactRequest { min_position: 0 }))
+                .await
+                .expect("contact")
+                .into_inner();
+            contact.email.is_empty().then_some(())
+        }
+    })
+    .await;
+    // Nor can the log open it: its key is gone.
+    let pool = app.pool("notifications").await;
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM sealing_keys WHERE subject = $1")
+        .bind(member.to_string())
+        .fetch_one(&pool)
+        .await
+        .expect("keys");
+    assert_eq!(keys, 0);
+    pool.close().await;
+}
