@@ -8,6 +8,7 @@ mod bench_projections;
 mod commands;
 mod embedded;
 mod events;
+mod notifications;
 mod report;
 mod status;
 
@@ -52,6 +53,9 @@ enum Command {
     /// Reports computed from the raw events, under definitions printed with them.
     #[command(subcommand)]
     Report(report::Report),
+    /// What the notifications service holds for an operator: parked deliveries.
+    #[command(subcommand)]
+    Notifications(notifications::Notifications),
 }
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +81,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(bench) => bench::run(bench).await,
             Command::Events(events) => events::run(events).await,
             Command::Report(report) => report::run(report).await,
+            Command::Notifications(command) => notifications::run(command).await,
         }
     });
     match result {

@@ -179,3 +179,48 @@ async fn a_webhook_interrupted_after_sending_goes_again_under_the_same_id() {
         .collect();
     assert_eq!(ids.len(), 1, "one webhook-id: a receiver keeps one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
+    let env = TestEnv::new().await;
+    let sink = SmtpSink::start().await;
+    let receiver = HttpReceiver::start(usize::MAX).await;
+    let vars = [
+        ("KITH_SMTP_URL", sink.url()),
+        ("KITH_WEBHOOK_ALLOW_PRIVATE", "true".to_owned()),
+        ("KITH_WEBHOOK_FIRST_RETRY", "100ms".to_owned()),
+        ("KITH_WEBHOOK_MAX_ATTEMPTS", "2".to_owned()),
+    ];
+    let kith = ServiceProcess::spawn_with_vars(KITH, &["up"], &env, &vars).await;
+    let (_, mentioned, _) = mention(&kith, "", &receiver.url("/down")).await;
+    let (error, attempts) = status_becomes(&env, pb::Channel::Webhook, "parked").await;
+    assert_eq!(attempts, 2);
+    assert!(error.contains("503"), "{error}");
+    let listed = tokio::process::Command::new(KITH)
+        .args(["notifications", "parked", "--json"])
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .expect("run kith notifications parked");
+    assert!(listed.status.success(), "{listed:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["member_id"], mentioned.to_string());
+    assert_eq!(lines[0]["channel"], "CHANNEL_WEBHOOK");
+    assert_eq!(lines[0]["attempts"], 2);
+    assert_eq!(lines[0]["kind"], "KIND_MENTION");
+    let table = tokio::process::Command::new(KITH)
+        .args(["notifications", "parked"])
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .expect("run kith notifications parked");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&mentioned.to_string()) && text.contains("1 parked"),
+        "{text}"
+    );
+}

@@ -30,7 +30,7 @@ pub(super) fn takes(event: &RecordedEvent) -> bool {
 
 enum Step<'a> {
     Started(Uuid, Known),
-    Posted(&'a RecordedEvent, mpb::MessagePosted),
+    Posted(&'a RecordedEvent, Box<mpb::MessagePosted>),
     Follow {
         conversation: Uuid,
         thread: Uuid,
@@ -57,7 +57,7 @@ fn step(event: &RecordedEvent) -> Result<Step<'_>> {
             },
         )
     } else if t == mpb::MessagePosted::full_name() {
-        Step::Posted(event, decode_payload(event)?)
+        Step::Posted(event, Box::new(decode_payload(event)?))
     } else {
         let following = t == mpb::ThreadFollowed::full_name();
         let (member, conversation, thread) = if following {
