@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::domain::{Candidate, Kind, collapse};
 use crate::projections::audience::{community_of, seated};
-use crate::projections::route::{About, notify};
+use crate::projections::route::{About, Appended, notify};
 
 /// How often the scheduler looks for reminders due.
 const EVERY: Duration = Duration::from_secs(15);
@@ -57,15 +57,17 @@ fn source(
 }
 
 /// Sends reminders while this replica leads them, until `shutdown`.
-pub(crate) async fn run(pool: PgPool, shutdown: CancellationToken) {
+pub(crate) async fn run(pool: PgPool, appended: Appended, shutdown: CancellationToken) {
     let lock = LeaderLock::new(&pool, "notifications.reminders");
     loop {
         let Some(leadership) = lock.campaign(&shutdown).await else {
             return;
         };
         while !leadership.is_lost() && !shutdown.is_cancelled() {
-            if let Err(err) = remind(&pool, Utc::now()).await {
-                tracing::warn!(error = %err, "session reminders failed; retrying");
+            match remind(&pool, Utc::now()).await {
+                Ok(0) => {}
+                Ok(_) => appended.wake(),
+                Err(err) => tracing::warn!(error = %err, "session reminders failed; retrying"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -17,6 +17,7 @@ use crate::codec::MemberCodec;
 use crate::config::DeliveryArgs;
 use crate::delivery::{Deliverer, Keys};
 use crate::domain::{self, Member, MemberCommand, MemberEvent};
+use crate::projections::route::Appended;
 use crate::projections::{Conversations, Ledger, Members, Places};
 use crate::unsubscribe::Unsubscribe;
 
@@ -53,7 +54,7 @@ pub async fn start_with(
     let (schema, pool) = runtime.database(SERVICE, &[]).await?;
     let log = runtime.event_log(SERVICE, &pool);
     let progress = runtime.spawn_log_projection(&log, Arc::new(Ledger)).await?;
-    for (source, projection) in bus_projections(&runtime.args.nats) {
+    for (source, projection) in rules(&runtime.args.nats, Appended::of(&log)) {
         // The other services' streams are theirs to create: until they exist the consumers
         // wait and say so.
         runtime
@@ -77,6 +78,7 @@ pub async fn start_with(
     };
     tracing::info!(listen = %unsubscribe_addr, %public_url, "one-click unsubscribe endpoint is serving");
     let delivery = Arc::new(delivery);
+    let reminded = Appended::of(&log);
     let deliverer = Deliverer::new(
         pool.clone(),
         log,
@@ -90,6 +92,7 @@ pub async fn start_with(
         .spawn(deliverer.run(runtime.background.clone()));
     runtime.tasks.spawn(crate::reminders::run(
         pool.clone(),
+        reminded,
         runtime.background.clone(),
     ));
     let api = Api::new(
@@ -120,12 +123,27 @@ fn source(nats: &NatsArgs, service: &str, what: &str) -> BusSource {
 /// Rebuilding them decides nothing twice: a notification already in the log is not written
 /// again.
 pub fn bus_projections(nats: &NatsArgs) -> Vec<FromBus> {
+    rules(nats, Appended::default())
+}
+
+/// The rules' consumers, waking `appended` after each batch they commit.
+fn rules(nats: &NatsArgs, appended: Appended) -> Vec<FromBus> {
     vec![
-        (source(nats, MEMBERSHIP, "members"), Arc::new(Members)),
-        (source(nats, COHORTS, "places"), Arc::new(Places)),
+        (
+            source(nats, MEMBERSHIP, "members"),
+            Arc::new(Members {
+                appended: appended.clone(),
+            }),
+        ),
+        (
+            source(nats, COHORTS, "places"),
+            Arc::new(Places {
+                appended: appended.clone(),
+            }),
+        ),
         (
             source(nats, MESSAGING, "conversations"),
-            Arc::new(Conversations),
+            Arc::new(Conversations { appended }),
         ),
     ]
 }

@@ -47,10 +47,17 @@ fn role_name(value: i32) -> &'static str {
 
 /// Each member's role and standing in each community.
 #[derive(Debug, Default)]
-pub struct Members;
+pub struct Members {
+    /// Who to wake once what the rules appended has committed.
+    pub appended: super::route::Appended,
+}
 
 #[async_trait]
 impl Projection for Members {
+    fn committed(&self) {
+        self.appended.wake();
+    }
+
     fn name(&self) -> &'static str {
         "members"
     }
@@ -199,7 +206,10 @@ fn place_name(value: i32) -> Option<&'static str> {
 
 /// Each cohort's community and the places held in it.
 #[derive(Debug, Default)]
-pub struct Places;
+pub struct Places {
+    /// Who to wake once what the rules appended has committed.
+    pub appended: super::route::Appended,
+}
 
 /// A change of someone's place in a cohort: what they took, what they gave up, and what it
 /// notifies them of.
@@ -212,6 +222,10 @@ struct Move {
 
 #[async_trait]
 impl Projection for Places {
+    fn committed(&self) {
+        self.appended.wake();
+    }
+
     fn name(&self) -> &'static str {
         "places"
     }

@@ -46,7 +46,10 @@ CREATE TABLE IF NOT EXISTS message_notifications (
 
 /// Conversations, follows and the rules about messages.
 #[derive(Debug, Default)]
-pub struct Conversations;
+pub struct Conversations {
+    /// Who to wake once what the rules appended has committed.
+    pub appended: super::route::Appended,
+}
 
 /// A conversation as the rules need it.
 #[derive(Debug, Clone)]
@@ -58,6 +61,10 @@ struct Known {
 
 #[async_trait]
 impl Projection for Conversations {
+    fn committed(&self) {
+        self.appended.wake();
+    }
+
     fn name(&self) -> &'static str {
         "conversations"
     }

@@ -21,6 +21,34 @@ use crate::domain::{Channel, Matched, Place, Preferences, decide};
 /// Namespace of the ids this service derives.
 const NAMESPACE: Uuid = Uuid::from_u128(0x6b69_7468_6e6f_7469_6669_6361_7469_6f6e);
 
+/// Tells this process's readers of the log (the relay, the ledger) that the rules appended, and
+/// has other replicas told, as an append through the log's own handle does: the rules append
+/// inside their consumer's transaction, past that handle. Empty (no one to tell) in a rebuild.
+#[derive(Debug, Clone, Default)]
+pub struct Appended {
+    appended: Option<std::sync::Arc<tokio::sync::Notify>>,
+    committed_here: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+impl Appended {
+    pub fn of(log: &kith_platform::eventlog::EventLog) -> Self {
+        Self {
+            appended: Some(log.appended()),
+            committed_here: Some(log.committed_here()),
+        }
+    }
+
+    /// After a commit that may have appended.
+    pub fn wake(&self) {
+        if let Some(appended) = &self.appended {
+            appended.notify_waiters();
+        }
+        if let Some(committed) = &self.committed_here {
+            committed.notify_one();
+        }
+    }
+}
+
 /// The stream type of a notification's events.
 pub(crate) const NOTIFICATION_STREAM: &str = "notification";
 

@@ -269,18 +269,18 @@ async fn prepared(
     let pool = db.pool(schema, &[]).await;
     for projection in [
         &Ledger as &dyn Projection,
-        &Members,
-        &Places,
-        &Conversations,
+        &Members::default(),
+        &Places::default(),
+        &Conversations::default(),
     ] {
         create_tables(&pool, projection).await.expect("tables");
     }
     let mut tx = pool.begin().await.expect("tx");
     for e in membership {
-        Members.apply(&mut tx, e).await.expect("members");
+        Members::default().apply(&mut tx, e).await.expect("members");
     }
     for e in cohorts {
-        Places.apply(&mut tx, e).await.expect("places");
+        Places::default().apply(&mut tx, e).await.expect("places");
     }
     tx.commit().await.expect("commit");
     pool
@@ -319,14 +319,17 @@ async fn deciding_runs_together_equals_deciding_one_by_one() {
         let one = prepared(&db, &format!("one_{seed}"), &membership, &cohorts).await;
         for e in &messaging {
             let mut tx = one.begin().await.expect("tx");
-            Conversations.apply(&mut tx, e).await.expect("apply");
+            Conversations::default()
+                .apply(&mut tx, e)
+                .await
+                .expect("apply");
             tx.commit().await.expect("commit");
         }
         let runs = prepared(&db, &format!("runs_{seed}"), &membership, &cohorts).await;
         let refs: Vec<&RecordedEvent> = messaging.iter().collect();
         for (i, chunk) in refs.chunks(1 + seed as usize * 5).enumerate() {
             let mut tx = runs.begin().await.expect("tx");
-            Conversations
+            Conversations::default()
                 .apply_batch(&mut tx, chunk)
                 .await
                 .unwrap_or_else(|err| panic!("batch {i}: {err}"));
