@@ -45,6 +45,14 @@ pub struct SourceLabels {
     pub source: String,
 }
 
+/// A notification delivery step: the channel (`email`, `webhook`) and what happened (`held`,
+/// `attempted`, `sent`, `failed`, `parked`, `cancelled`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub channel: String,
+    pub outcome: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UnknownEventLabels {
     pub projection: String,
@@ -78,6 +86,7 @@ pub struct Metrics {
     pub redeliveries: Family<SourceLabels, Counter>,
     pub set_aside: Family<SourceLabels, Counter>,
     pub unknown_events: Family<UnknownEventLabels, Counter>,
+    pub notification_deliveries: Family<DeliveryLabels, Counter>,
     pub projection_stalled: Family<SourceLabels, Gauge>,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Family<ServiceLabels, Gauge>,
@@ -163,6 +172,12 @@ impl Metrics {
             "messages on a consumed stream that are not Kith events, stepped over without applying",
             set_aside.clone(),
         );
+        let notification_deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "kith_notification_deliveries",
+            "notification delivery steps recorded, by channel and outcome (a parked one waits for an operator: kith notifications parked)",
+            notification_deliveries.clone(),
+        );
         let unknown_events = Family::<UnknownEventLabels, Counter>::default();
         registry.register(
             "kith_projection_unknown_events",
@@ -200,6 +215,7 @@ impl Metrics {
             projection_lag_seconds,
             redeliveries,
             set_aside,
+            notification_deliveries,
             unknown_events,
             projection_stalled,
             pool_connections,

@@ -388,12 +388,16 @@ pub(crate) async fn post(
             async move {
                 match client.post_message(request).await {
                     Ok(reply) => Some(reply.into_inner()),
-                    // UNAVAILABLE: no database connection free in time under load; the same
-                    // request id makes the retry safe, as a client's retry policy would.
+                    // UNAVAILABLE: no database connection free in time under load; NOT_FOUND:
+                    // the new cohort's event has not reached messaging yet (it waits a second
+                    // for it, which a loaded machine can exceed). The same request id makes the
+                    // retry safe, as a client's retry policy would.
                     Err(status)
                         if matches!(
                             status.code(),
-                            tonic::Code::PermissionDenied | tonic::Code::Unavailable
+                            tonic::Code::PermissionDenied
+                                | tonic::Code::Unavailable
+                                | tonic::Code::NotFound
                         ) =>
                     {
                         None

@@ -136,6 +136,18 @@ pub(crate) enum Step {
 }
 
 impl Step {
+    /// What the step says happened, as metrics label it.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Step::Held { .. } => "held",
+            Step::Attempted { .. } => "attempted",
+            Step::Sent { .. } => "sent",
+            Step::Failed { .. } => "failed",
+            Step::Parked { .. } => "parked",
+            Step::Cancelled { .. } => "cancelled",
+        }
+    }
+
     fn event(&self, notification: Uuid, channel: pb::Channel) -> NewEvent {
         let delivery = delivery_id(notification, channel).to_string();
         let notification = notification.to_string();
@@ -354,6 +366,20 @@ impl Deliverer {
             })
             .collect();
         let appended = self.log.append_all(&appends).await?;
+        let channel_name = match channel {
+            pb::Channel::Email => "email",
+            pb::Channel::Webhook => "webhook",
+            _ => "in_app",
+        };
+        for (_, step) in steps {
+            kith_platform::metrics::metrics()
+                .notification_deliveries
+                .get_or_create(&kith_platform::metrics::DeliveryLabels {
+                    channel: channel_name.to_owned(),
+                    outcome: step.outcome().to_owned(),
+                })
+                .inc();
+        }
         let last = appended.iter().map(|a| a.position).max().unwrap_or(0);
         self.progress.wait_for(last, LEDGER_PATIENCE).await
     }

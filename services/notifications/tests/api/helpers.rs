@@ -173,7 +173,9 @@ impl App {
                     Err(status)
                         if matches!(
                             status.code(),
-                            tonic::Code::PermissionDenied | tonic::Code::Unavailable
+                            tonic::Code::PermissionDenied
+                                | tonic::Code::Unavailable
+                                | tonic::Code::NotFound
                         ) =>
                     {
                         None
