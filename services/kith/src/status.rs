@@ -120,9 +120,16 @@ async fn gather(args: &StatusArgs, js: &async_nats::jetstream::Context) -> anyho
         .filter(|name| args.service.as_deref().is_none_or(|s| s == *name))
     {
         let schema = Schema::parse(name)?;
-        let pool = db::connect(&args.database.database_url, &schema, 2)
-            .await
-            .with_context(|| format!("connecting to {name}'s database"))?;
+        // Patiently: a server at its connection limit for a moment is not a reason to report
+        // nothing.
+        let pool = db::connect_patiently(
+            &args.database.database_url,
+            &schema,
+            2,
+            Duration::from_secs(10),
+        )
+        .await
+        .with_context(|| format!("connecting to {name}'s database"))?;
         if oldest_transaction.is_none() {
             oldest_transaction = oldest(&pool).await?;
         }

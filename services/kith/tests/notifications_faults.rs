@@ -36,12 +36,43 @@ async fn kith(env: &TestEnv, sink: &SmtpSink, fault: Option<&str>) -> ServicePro
 
 /// A cohort of two in `kith` (the author and the mentioned), the mentioned reached as
 /// `email`/`webhook`; returns the notification of a mention of them.
-async fn mention(kith: &ServiceProcess, email: &str, webhook: &str) -> (Community, Uuid, String) {
+async fn mention(
+    env: &TestEnv,
+    kith: &ServiceProcess,
+    email: &str,
+    webhook: &str,
+) -> (Community, Uuid, String) {
     let community = Community::create(kith.grpc, 2).await;
     let cohort = community.open_cohort(10).await;
     let [author, mentioned] = [community.members[0], community.members[1]];
     community.join(&cohort, author).await;
     community.join(&cohort, mentioned).await;
+    // Messaging must know both seats before the post, or the mention stays plain text; and so
+    // must notifications, or the mentioned member reads nothing there.
+    let database = sqlx::PgPool::connect(&env.db.url).await.expect("database");
+    let cohort_id: Uuid = cohort.parse().expect("cohort id");
+    for sql in [
+        "SELECT count(*) FROM messaging.cohort_places WHERE cohort_id = $1 AND place = 'seat'",
+        "SELECT count(*) FROM notifications.places WHERE cohort_id = $1 AND place = 'seat'",
+    ] {
+        eventually(
+            PATIENCE,
+            "both seats to reach messaging and notifications",
+            || {
+                let database = database.clone();
+                async move {
+                    let seated: i64 = sqlx::query_scalar(sql)
+                        .bind(cohort_id)
+                        .fetch_one(&database)
+                        .await
+                        .unwrap_or(0);
+                    (seated == 2).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    database.close().await;
     let mut notifications = NotificationsServiceClient::connect(format!("http://{}", kith.grpc))
         .await
         .expect("connect");
@@ -123,6 +154,7 @@ async fn an_email_interrupted_after_sending_is_not_sent_again() {
     let sink = SmtpSink::start().await;
     let dying = kith(&env, &sink, Some("email")).await;
     mention(
+        &env,
         &dying,
         &format!("{}@example.org", Uuid::new_v4().simple()),
         "",
@@ -156,7 +188,7 @@ async fn a_webhook_interrupted_after_sending_goes_again_under_the_same_id() {
     let sink = SmtpSink::start().await;
     let receiver = HttpReceiver::start(0).await;
     let mut dying = kith(&env, &sink, Some("webhook")).await;
-    mention(&dying, "", &receiver.url("/kith")).await;
+    mention(&env, &dying, "", &receiver.url("/kith")).await;
     receiver.wait_for_successes(1, PATIENCE).await;
     let exit = tokio::time::timeout(PATIENCE, dying.child.wait())
         .await
@@ -192,7 +224,7 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
         ("KITH_WEBHOOK_MAX_ATTEMPTS", "2".to_owned()),
     ];
     let kith = ServiceProcess::spawn_with_vars(KITH, &["up"], &env, &vars).await;
-    let (_, mentioned, _) = mention(&kith, "", &receiver.url("/down")).await;
+    let (_, mentioned, _) = mention(&env, &kith, "", &receiver.url("/down")).await;
     let (error, attempts) = status_becomes(&env, pb::Channel::Webhook, "parked").await;
     assert_eq!(attempts, 2);
     assert!(error.contains("503"), "{error}");

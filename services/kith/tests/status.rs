@@ -46,8 +46,9 @@ async fn kith_status(env: &TestEnv) -> (bool, serde_json::Value) {
         .expect("kith status");
     let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
         panic!(
-            "kith status --json printed no JSON ({err}): {}",
-            String::from_utf8_lossy(&output.stdout)
+            "kith status --json printed no JSON ({err}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         )
     });
     (output.status.success(), report)
