@@ -98,9 +98,9 @@ fn messaging(callers: &Callers, caller: usize) -> MessagingServiceClient<Channel
     MessagingServiceClient::new(callers.channel(caller))
 }
 
-/// Posts `body` as `member`; retries while the member's seat, or a new cohort, is still on its
-/// way to messaging.
-async fn post(
+/// Posts `body` as `member`; retries (same request id) while the member's seat, or a new cohort,
+/// is still on its way to messaging, or no connection was free in time under load.
+pub(crate) async fn post(
     client: &mut MessagingServiceClient<Channel>,
     member: Uuid,
     conversation: &str,
@@ -124,7 +124,9 @@ async fn post(
             Err(status)
                 if matches!(
                     status.code(),
-                    tonic::Code::PermissionDenied | tonic::Code::NotFound
+                    tonic::Code::PermissionDenied
+                        | tonic::Code::NotFound
+                        | tonic::Code::Unavailable
                 ) && Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;

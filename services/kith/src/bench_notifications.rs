@@ -22,8 +22,9 @@ use uuid::Uuid;
 use crate::bench::{RAW_TABLE, Scratch, raw_rate, redact, spinner};
 use crate::bench_cohorts::{
     Callers, Served, as_member, bar, bench_args, community_of, join, open_cohort_by, percentile,
-    raw_nats, rid,
+    raw_nats,
 };
+use crate::bench_messaging::post;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct NotificationsArgs {
@@ -366,44 +367,6 @@ async fn live(args: &NotificationsArgs, scratch: &Scratch, namespace: &str) -> a
     let outcome = latency(args, addr).await;
     server.stop().await?;
     outcome
-}
-
-async fn post(
-    client: &mut kith_proto::messaging::messaging_service_client::MessagingServiceClient<
-        tonic::transport::Channel,
-    >,
-    member: Uuid,
-    conversation: &str,
-    thread: &str,
-    body: String,
-) -> anyhow::Result<msg::PostMessageResponse> {
-    let request = msg::PostMessageRequest {
-        request_id: rid(),
-        conversation_id: conversation.into(),
-        thread_id: thread.into(),
-        title: String::new(),
-        body,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match client
-            .post_message(as_member(member, request.clone())?)
-            .await
-        {
-            Ok(reply) => return Ok(reply.into_inner()),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::PermissionDenied
-                        | tonic::Code::NotFound
-                        | tonic::Code::Unavailable
-                ) && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(status) => return Err(status.into()),
-        }
-    }
 }
 
 async fn latency(args: &NotificationsArgs, addr: std::net::SocketAddr) -> anyhow::Result<()> {

@@ -77,9 +77,7 @@ impl Default for DeliveryArgs {
             webhook_first_retry: Duration::from_secs(1),
             webhook_allow_private: false,
             public_url: String::new(),
-            unsubscribe_listen: "127.0.0.1:0"
-                .parse()
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            unsubscribe_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             notifications_key: None,
         }
     }

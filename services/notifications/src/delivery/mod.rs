@@ -39,8 +39,11 @@ pub use keys::Keys;
 
 /// The stream type of a delivery's events.
 const DELIVERY_STREAM: &str = "delivery";
-/// How often the worker looks for due work when nothing wakes it.
-const POLL: Duration = Duration::from_millis(500);
+/// The least and the most the worker waits, when idle, before looking again: it is woken
+/// sooner when the ledger changes (a new decision, a read), and otherwise looks when the next
+/// delivery falls due (a batching window ending, a hold or a retry coming due).
+const IDLE_MIN: Duration = Duration::from_millis(50);
+const IDLE_MAX: Duration = Duration::from_secs(60);
 /// How long the worker waits for the ledger to apply what it recorded.
 const LEDGER_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -264,6 +267,8 @@ impl Deliverer {
                 if shutdown.is_cancelled() || leadership.is_lost() {
                     break;
                 }
+                // Read before the round: what the ledger applies from here on wakes the wait.
+                let seen = self.progress.applied().await.ok();
                 let worked = match self.tick().await {
                     Ok(worked) => worked,
                     Err(err) => {
@@ -272,10 +277,11 @@ impl Deliverer {
                     }
                 };
                 if !worked {
+                    let idle = self.idle(seen);
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = leadership.lost() => break,
-                        () = tokio::time::sleep(POLL) => {}
+                        () = idle => {}
                     }
                 }
             }
@@ -284,6 +290,45 @@ impl Deliverer {
                 return;
             }
         }
+    }
+
+    /// Waits, with nothing due now, until the ledger has changed since `seen` (read before the
+    /// round that found nothing) or the next delivery falls due.
+    async fn idle(&self, seen: Option<kith_platform::eventlog::Checkpoint>) {
+        let next: Result<Option<DateTime<Utc>>> = async {
+            Ok(sqlx::query_scalar(
+                "SELECT min(due) FROM (
+                     SELECT min(due_at) AS due FROM deliveries
+                     WHERE status IN ('held', 'failed') AND channel IN ($1, $2)
+                     UNION ALL
+                     SELECT min(occurred_at) + make_interval(secs => $3) FROM deliveries
+                     WHERE status = 'pending' AND channel = $1
+                 ) due",
+            )
+            .bind(pb::Channel::Email as i32)
+            .bind(pb::Channel::Webhook as i32)
+            .bind(self.args.email_batch_window.as_secs_f64())
+            .fetch_one(&self.pool)
+            .await?)
+        }
+        .await;
+        let wait = match next {
+            Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or_default(),
+            Ok(None) => IDLE_MAX,
+            Err(err) => {
+                tracing::warn!(error = %err, "delivery: cannot tell when the next delivery is due");
+                Duration::from_secs(1)
+            }
+        }
+        .clamp(IDLE_MIN, IDLE_MAX);
+        let Some(seen) = seen else {
+            tokio::time::sleep(wait).await;
+            return;
+        };
+        let _ = self
+            .progress
+            .wait_past(seen, tokio::time::Instant::now() + wait)
+            .await;
     }
 
     /// After taking over: every delivery left `sending` was interrupted between its intent and

@@ -448,7 +448,10 @@ fn delivery_change(event: &RecordedEvent) -> Result<Option<DeliveryChange>> {
                 e.channel,
                 "held",
                 e.reason,
-                &["pending", "held"],
+                // A failed delivery, or one interrupted while sending, can be held too (a rate
+                // cap on its retry): otherwise the hold would not take and the worker would
+                // record it again at every round.
+                OPEN,
             )?
         }
     } else if t == pb::DeliveryAttempted::full_name() {

@@ -553,3 +553,55 @@ async fn erasing_a_member_in_membership_destroys_their_email_address_here() {
     assert_eq!(keys, 0);
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_failed_webhook_whose_retry_meets_the_rate_cap_is_held_once() {
+    // The first call fails; the second notification's call then uses up the one-a-minute cap,
+    // so the first one's retry must wait, held, rather than be tried or recorded again.
+    let receiver = HttpReceiver::start(1).await;
+    let mut delivery = delivering("smtp://127.0.0.1:1", Duration::from_secs(60));
+    delivery.webhooks_per_minute = 1;
+    // Time for the second call to go before the first one's retry comes due.
+    delivery.webhook_first_retry = Duration::from_secs(4);
+    let app = App::spawn_with(delivery).await;
+    let (community, cohort) = app.cohort(2).await;
+    let [author, member] = [community.members[0], community.members[1]];
+    app.contact(member, "", &receiver.url("/kith")).await;
+    let first = app
+        .post(
+            author,
+            &cohort,
+            "",
+            &format!("@{} one", community.handles[1]),
+        )
+        .await;
+    let first = app.about(member, &first.message_id).await;
+    app.channel_until(member, &first.notification_id, pb::Channel::Webhook, |c| {
+        c.status == "failed"
+    })
+    .await;
+    app.post(
+        author,
+        &cohort,
+        "",
+        &format!("@{} two", community.handles[1]),
+    )
+    .await;
+    receiver.wait_for_successes(1, PATIENCE).await;
+    let held = app
+        .channel_until(member, &first.notification_id, pb::Channel::Webhook, |c| {
+            c.status == "held"
+        })
+        .await;
+    assert_eq!(held.reason, "RATE_CAPPED");
+    assert!(held.due_at.is_some());
+    let pool = app.pool("notifications").await;
+    let holds: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'kith.notifications.v1.DeliveryHeld'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(holds, 1, "held once, not at every round");
+    pool.close().await;
+}
