@@ -82,10 +82,10 @@ pub fn kind_from_wire(value: i32) -> Option<Kind> {
 
 /// The wire form of preferences, in a canonical order (so equal preferences encode equally).
 pub fn preferences_to_wire(preferences: &Preferences) -> pb::Preferences {
-    let (digest, digest_hour) = match preferences.digest {
-        Digest::None => (pb::DigestFrequency::None, 0),
-        Digest::Daily { hour } => (pb::DigestFrequency::Daily, hour),
-        Digest::Weekly { hour } => (pb::DigestFrequency::Weekly, hour),
+    let (digest, digest_hour, digest_minute) = match preferences.digest {
+        Digest::None => (pb::DigestFrequency::None, 0, 0),
+        Digest::Daily { hour, minute } => (pb::DigestFrequency::Daily, hour, minute),
+        Digest::Weekly { hour, minute } => (pb::DigestFrequency::Weekly, hour, minute),
     };
     pb::Preferences {
         time_zone: preferences.time_zone.name().to_owned(),
@@ -116,6 +116,7 @@ pub fn preferences_to_wire(preferences: &Preferences) -> pb::Preferences {
             .collect(),
         digest: digest.into(),
         digest_hour: u32::from(digest_hour),
+        digest_minute: u32::from(digest_minute),
         quiet_hours: preferences.quiet_hours.map(|quiet| pb::QuietHours {
             start_minute: quiet.start(),
             end_minute: quiet.end(),
@@ -231,9 +232,17 @@ fn read_preferences(
         );
     }
     let hour = hour.unwrap_or(0);
+    let minute = u8::try_from(wire.digest_minute).ok().filter(|m| *m < 60);
+    if minute.is_none() {
+        bad(
+            "digest_minute",
+            "must be a minute of the hour, 0 to 59".to_owned(),
+        );
+    }
+    let minute = minute.unwrap_or(0);
     out.digest = match pb::DigestFrequency::try_from(wire.digest) {
-        Ok(pb::DigestFrequency::Daily) => Digest::Daily { hour },
-        Ok(pb::DigestFrequency::Weekly) => Digest::Weekly { hour },
+        Ok(pb::DigestFrequency::Daily) => Digest::Daily { hour, minute },
+        Ok(pb::DigestFrequency::Weekly) => Digest::Weekly { hour, minute },
         Ok(pb::DigestFrequency::None | pb::DigestFrequency::Unspecified) => Digest::None,
         Err(_) => {
             bad(

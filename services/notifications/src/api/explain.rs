@@ -67,6 +67,8 @@ fn channel_text(channel: Option<Channel>, status: &str, code: &str) -> String {
         }
         "THREAD_MUTED" => "you muted this thread".to_owned(),
         "QUIET_HOURS" => "your quiet hours are on; it goes with the rest when they end".to_owned(),
+        "DIGEST_DAILY" => "you chose a daily digest; it goes in the next one".to_owned(),
+        "DIGEST_WEEKLY" => "you chose a weekly digest; it goes in the next one".to_owned(),
         "RATE_CAPPED" => "you got the most emails an hour allows; it goes in the next".to_owned(),
         "SENT" => "it was sent".to_owned(),
         "SENDING" => "it is being sent".to_owned(),

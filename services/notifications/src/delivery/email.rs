@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{Deliverer, Due, Step, backoff, due_columns};
 use crate::codec::kind_from_wire;
+use crate::domain::schedule::next_digest;
 use crate::domain::{Channel, Kind};
 
 /// How many members' emails one round sends at most.
@@ -85,16 +86,36 @@ fn sentence(text: &str) -> String {
     }
 }
 
-/// The subject and text of an email about `due`.
-fn compose(due: &[Due], held: bool, unsubscribe: &str) -> (String, String) {
+/// Why an email goes now, when it is not simply the batching window ending: it opens the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Occasion {
+    Batch,
+    QuietHoursEnded,
+    Digest { weekly: bool },
+}
+
+/// The subject and text of an email about `due`; `more` is how many other unread
+/// notifications wait in the member's feed (a digest mentions them).
+fn compose(due: &[Due], occasion: Occasion, more: i64, unsubscribe: &str) -> (String, String) {
     let describe = |d: &Due| kind_from_wire(d.kind).map_or("something happened", Kind::describe);
-    let subject = match due {
-        [one] => sentence(describe(one)),
-        many => format!("{} new notifications", many.len()),
+    let subject = match (occasion, due) {
+        (Occasion::Digest { weekly }, due) => format!(
+            "Your {} digest: {} notification{}",
+            if weekly { "weekly" } else { "daily" },
+            due.len(),
+            if due.len() == 1 { "" } else { "s" }
+        ),
+        (_, [one]) => sentence(describe(one)),
+        (_, many) => format!("{} new notifications", many.len()),
     };
     let mut body = String::new();
-    if held {
-        body.push_str("While your quiet hours were on:\n\n");
+    match occasion {
+        Occasion::Batch => {}
+        Occasion::QuietHoursEnded => body.push_str("While your quiet hours were on:\n\n"),
+        Occasion::Digest { weekly } => body.push_str(&format!(
+            "Since your last {} digest:\n\n",
+            if weekly { "weekly" } else { "daily" }
+        )),
     }
     for d in due {
         body.push_str(&format!(
@@ -102,6 +123,11 @@ fn compose(due: &[Due], held: bool, unsubscribe: &str) -> (String, String) {
             sentence(describe(d)),
             d.occurred_at.format("%Y-%m-%d %H:%M"),
             if d.updated { ", since edited" } else { "" }
+        ));
+    }
+    if matches!(occasion, Occasion::Digest { .. }) && more > 0 {
+        body.push_str(&format!(
+            "\nAnd {more} more unread in your feed (group news that is not emailed).\n"
         ));
     }
     body.push_str("\nOpen Kith to read them.\n\n");
@@ -174,7 +200,40 @@ impl Deliverer {
             return Ok(true);
         }
         let now = Utc::now();
-        let was_held = due.iter().any(|d| d.status == "held");
+        let mut worked = false;
+        // With a digest chosen, what is not urgent and has not been through a round yet waits
+        // for the next one; what waits for a later digest stays out of this email.
+        if let (Some(reason), Some(until)) = (
+            preferences.digest.reason(),
+            next_digest(preferences.time_zone, preferences.digest, now),
+        ) {
+            let (wait, rest): (Vec<Due>, Vec<Due>) = due
+                .into_iter()
+                .partition(|d| d.status == "pending" && !d.urgent);
+            let steps: Vec<_> = wait
+                .iter()
+                .map(|d| (d.notification, Step::Held { until, reason }))
+                .collect();
+            self.record(pb::Channel::Email, &steps).await?;
+            worked = !steps.is_empty();
+            due = rest;
+        }
+        due.retain(|d| !(waits_for_digest(d) && d.due_at.is_some_and(|at| at > now)));
+        if due.is_empty() {
+            return Ok(worked);
+        }
+        let occasion = match due.iter().find(|d| waits_for_digest(d)) {
+            Some(d) => Occasion::Digest {
+                weekly: d.reason == "DIGEST_WEEKLY",
+            },
+            None if due
+                .iter()
+                .any(|d| d.status == "held" && d.reason == "QUIET_HOURS") =>
+            {
+                Occasion::QuietHoursEnded
+            }
+            None => Occasion::Batch,
+        };
         if let Some(until) = Self::quiet(&preferences, now) {
             let (pass, hold): (Vec<Due>, Vec<Due>) = due
                 .into_iter()
@@ -194,7 +253,7 @@ impl Deliverer {
                 .collect();
             self.record(pb::Channel::Email, &steps).await?;
             if pass.is_empty() {
-                return Ok(!steps.is_empty());
+                return Ok(worked || !steps.is_empty());
             }
             due = pass;
         }
@@ -225,7 +284,7 @@ impl Deliverer {
                 })
                 .collect();
             self.record(pb::Channel::Email, &steps).await?;
-            return Ok(!steps.is_empty());
+            return Ok(worked || !steps.is_empty());
         }
         let batch = Uuid::now_v7();
         let attempt = due.iter().map(|d| d.attempts).max().unwrap_or(0).max(0) as u32 + 1;
@@ -239,7 +298,11 @@ impl Deliverer {
             self.public_url.trim_end_matches('/'),
             self.keys.unsubscribe_signature(member)
         );
-        let (subject, body) = compose(&due, was_held, &unsubscribe);
+        let more = match occasion {
+            Occasion::Digest { .. } => self.unread_besides(member, &due).await?,
+            _ => 0,
+        };
+        let (subject, body) = compose(&due, occasion, more, &unsubscribe);
         let sent = send(mailer, &address, batch, &subject, body, unsubscribe).await;
         super::fault_point("email");
         let steps: Vec<_> = match sent {
@@ -287,6 +350,27 @@ impl Deliverer {
         };
         self.record(pb::Channel::Email, &steps).await?;
         Ok(true)
+    }
+}
+
+/// Whether `d` is held for a digest (and goes when it comes).
+fn waits_for_digest(d: &Due) -> bool {
+    d.status == "held" && d.reason.starts_with("DIGEST_")
+}
+
+impl Deliverer {
+    /// How many unread notifications `member` has in the feed besides `due`.
+    async fn unread_besides(&self, member: Uuid, due: &[Due]) -> Result<i64> {
+        let ids: Vec<Uuid> = due.iter().map(|d| d.notification).collect();
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM notifications
+             WHERE recipient_id = $1 AND in_feed AND NOT read AND NOT retracted
+               AND notification_id <> ALL($2)",
+        )
+        .bind(member)
+        .bind(&ids)
+        .fetch_one(&self.pool)
+        .await?)
     }
 }
 

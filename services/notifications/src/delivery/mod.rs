@@ -58,6 +58,7 @@ pub(crate) struct Due {
     pub(crate) notification: Uuid,
     pub(crate) recipient: Uuid,
     pub(crate) status: String,
+    pub(crate) reason: String,
     pub(crate) attempts: i32,
     pub(crate) kind: i32,
     pub(crate) also: Vec<i32>,
@@ -78,7 +79,7 @@ pub(crate) struct Due {
 /// The columns [`Due::read`] reads, from `deliveries d JOIN notifications n`.
 macro_rules! due_columns {
     () => {
-        "d.notification_id, d.recipient_id, d.status, d.attempts, d.due_at, n.kind, n.also,
+        "d.notification_id, d.recipient_id, d.status, d.reason, d.attempts, d.due_at, n.kind, n.also,
          n.urgent, n.community_id, n.cohort_id, n.conversation_id, n.thread_id, n.message_id,
          n.actor_id, n.session_id, n.starts_at, n.occurred_at, n.updated"
     };
@@ -91,6 +92,7 @@ impl Due {
             notification: row.try_get("notification_id")?,
             recipient: row.try_get("recipient_id")?,
             status: row.try_get("status")?,
+            reason: row.try_get("reason")?,
             attempts: row.try_get("attempts")?,
             kind: row.try_get("kind")?,
             also: row.try_get("also")?,

@@ -60,17 +60,31 @@ impl QuietHours {
     }
 }
 
-/// How often a digest goes out, at the member's local hour (weekly: on Mondays).
+/// How often a digest goes out, at the member's local time of day (weekly: on Mondays). While
+/// one is chosen, emails that are not urgent wait for it instead of going one batch at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Digest {
     #[default]
     None,
     Daily {
         hour: u8,
+        minute: u8,
     },
     Weekly {
         hour: u8,
+        minute: u8,
     },
+}
+
+impl Digest {
+    /// The reason a delivery waiting for this digest is held with.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Digest::None => None,
+            Digest::Daily { .. } => Some("DIGEST_DAILY"),
+            Digest::Weekly { .. } => Some("DIGEST_WEEKLY"),
+        }
+    }
 }
 
 /// Everything a member chose; [`Preferences::default`] for one who chose nothing.

@@ -36,16 +36,16 @@ pub fn quiet_until(zone: Tz, quiet: QuietHours, at: DateTime<Utc>) -> Option<Dat
 
 /// The first instant after `after` at which a digest goes out, or `None` without digests.
 pub fn next_digest(zone: Tz, digest: Digest, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let (hour, weekly) = match digest {
+    let (minute, weekly) = match digest {
         Digest::None => return None,
-        Digest::Daily { hour } => (hour, false),
-        Digest::Weekly { hour } => (hour, true),
+        Digest::Daily { hour, minute } => (u32::from(hour) * 60 + u32::from(minute), false),
+        Digest::Weekly { hour, minute } => (u32::from(hour) * 60 + u32::from(minute), true),
     };
     let start = after.with_timezone(&zone).date_naive();
     (0..=8u64)
         .filter_map(|days| start.checked_add_days(Days::new(days)))
         .filter(|day| !weekly || day.weekday() == Weekday::Mon)
-        .filter_map(|day| local_time::instant(zone, wall(day, u32::from(hour) * 60)?))
+        .filter_map(|day| local_time::instant(zone, wall(day, minute)?))
         .find(|at| *at > after)
 }
 

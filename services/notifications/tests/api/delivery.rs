@@ -513,6 +513,135 @@ async fn quiet_hours_hold_email_and_send_what_was_held_as_one_summary_when_they_
 }
 
 #[tokio::test]
+async fn a_daily_digest_holds_email_until_the_local_time_and_sends_what_is_still_unread_as_one() {
+    use chrono::Timelike;
+    let sink = SmtpSink::start().await;
+    let app = App::spawn_with(delivering(&sink.url(), Duration::from_secs(1))).await;
+    let (community, cohort) = app.cohort(2).await;
+    let [author, member] = [community.members[0], community.members[1]];
+    app.contact(member, &address(member), "").await;
+    // A daily digest in Kolkata (+05:30) at the next whole minute (or the one after, to leave
+    // time for the posts).
+    let zone = chrono_tz::Asia::Kolkata;
+    let local = chrono::Utc::now().with_timezone(&zone);
+    let at = (local.hour() * 60 + local.minute() + if local.second() < 30 { 1 } else { 2 }) % 1440;
+    app.set_preferences(
+        member,
+        pb::Preferences {
+            time_zone: "Asia/Kolkata".into(),
+            digest: pb::DigestFrequency::Daily as i32,
+            digest_hour: at / 60,
+            digest_minute: at % 60,
+            ..Default::default()
+        },
+    )
+    .await;
+    let handle = &community.handles[1];
+    let first = app
+        .post(author, &cohort, "", &format!("@{handle} first"))
+        .await;
+    let read = app
+        .post(author, &cohort, "", &format!("@{handle} read it"))
+        .await;
+    let second = app
+        .post(author, &cohort, "", &format!("@{handle} second"))
+        .await;
+    // A new thread without a mention: feed only, counted in the digest but not listed.
+    app.post(author, &cohort, "", "news for everyone").await;
+    let feed = app
+        .feed_until(member, "three mentions and a thread", |f| f.len() == 4)
+        .await;
+    let id = |message: &str| {
+        feed.iter()
+            .find(|n| n.message_id == message)
+            .map(|n| n.notification_id.clone())
+            .expect("in the feed")
+    };
+    app.notifications()
+        .await
+        .mark_read(as_member(
+            member,
+            pb::MarkReadRequest {
+                request_id: rid(),
+                notification_ids: vec![id(&read.message_id)],
+            },
+        ))
+        .await
+        .expect("mark read");
+    let held = app
+        .channel_until(member, &id(&first.message_id), pb::Channel::Email, |c| {
+            c.status == "held"
+        })
+        .await;
+    assert_eq!(held.reason, "DIGEST_DAILY");
+    let due = held.due_at.expect("due_at");
+    let due = chrono::DateTime::from_timestamp(due.seconds, due.nanos as u32).expect("instant");
+    let due_local = due.with_timezone(&zone);
+    assert_eq!(
+        (
+            due_local.hour() * 60 + due_local.minute(),
+            due_local.second()
+        ),
+        (at, 0),
+        "held until the chosen local time"
+    );
+    app.channel_until(member, &id(&second.message_id), pb::Channel::Email, |c| {
+        c.status == "held"
+    })
+    .await;
+    let why = app
+        .notifications()
+        .await
+        .explain_notification(as_member(
+            member,
+            pb::ExplainNotificationRequest {
+                subject: Some(pb::explain_notification_request::Subject::NotificationId(
+                    id(&second.message_id),
+                )),
+                min_position: 0,
+            },
+        ))
+        .await
+        .expect("explain")
+        .into_inner();
+    assert!(
+        why.reasons
+            .iter()
+            .any(|r| r.code == "DIGEST_DAILY" && r.text.contains("daily digest")),
+        "{why:?}"
+    );
+    assert!(sink.emails().is_empty(), "nothing goes before the digest");
+
+    let emails = sink.wait_for(1, Duration::from_secs(150)).await;
+    assert_eq!(emails.len(), 1, "one digest, not one email each");
+    let email = &emails[0];
+    assert_eq!(
+        email.header("Subject").as_deref(),
+        Some("Your daily digest: 2 notifications")
+    );
+    let body = email.body();
+    assert!(body.starts_with("Since your last daily digest"), "{body}");
+    assert_eq!(body.matches("You were mentioned").count(), 2, "{body}");
+    assert!(body.contains("And 1 more unread in your feed"), "{body}");
+    for message in [&first.message_id, &second.message_id] {
+        app.channel_until(member, &id(message), pb::Channel::Email, |c| {
+            c.status == "sent"
+        })
+        .await;
+    }
+    let read = app
+        .channel_until(member, &id(&read.message_id), pb::Channel::Email, |c| {
+            c.status == "cancelled"
+        })
+        .await;
+    assert_eq!(read.reason, "READ_IN_APP");
+    assert!(
+        chrono::Utc::now() >= due,
+        "the digest went at or after its time"
+    );
+}
+
+#[tokio::test]
 async fn erasing_a_member_in_membership_destroys_their_email_address_here() {
     let app = App::spawn().await;
     let (community, _) = app.cohort(1).await;

@@ -33,6 +33,7 @@ async fn bad_preferences_name_every_field_and_leave_the_old_ones_in_place() {
         channels_off: vec![0],
         digest: pb::DigestFrequency::Daily as i32,
         digest_hour: 24,
+        digest_minute: 60,
         quiet_hours: Some(pb::QuietHours {
             start_minute: 60,
             end_minute: 60,
@@ -58,6 +59,7 @@ async fn bad_preferences_name_every_field_and_leave_the_old_ones_in_place() {
         vec![
             "preferences.channels_off[0]",
             "preferences.digest_hour",
+            "preferences.digest_minute",
             "preferences.levels[0].community_id",
             "preferences.levels[1].level",
             "preferences.muted_thread_ids[0]",

@@ -80,7 +80,7 @@ fn given_quiet_hours_ending_in_the_repeated_hour_an_event_in_its_second_pass_wai
 #[test]
 fn given_a_daily_digest_at_eight_two_members_in_two_zones_get_it_at_their_own_eight() {
     let after = utc("2026-06-01T12:00:00Z");
-    let daily = Digest::Daily { hour: 8 };
+    let daily = Digest::Daily { hour: 8, minute: 0 };
     // Tokyo (+09:00): 12:00 UTC is 21:00 local; next 08:00 local is 23:00 UTC.
     assert_eq!(
         next_digest(zone("Asia/Tokyo"), daily, after),
@@ -94,9 +94,24 @@ fn given_a_daily_digest_at_eight_two_members_in_two_zones_get_it_at_their_own_ei
 }
 
 #[test]
+fn given_a_daily_digest_at_a_quarter_to_it_goes_at_that_minute_in_a_quarter_hour_zone() {
+    // Kathmandu (+05:45): 00:00 UTC is 05:45 local; 07:45 local is 02:00 UTC.
+    let daily = Digest::Daily { hour: 7, minute: 45 };
+    assert_eq!(
+        next_digest(zone("Asia/Kathmandu"), daily, utc("2026-06-01T00:00:00Z")),
+        Some(utc("2026-06-01T02:00:00Z"))
+    );
+    // Exactly at the digest time, the next one is a day later.
+    assert_eq!(
+        next_digest(zone("Asia/Kathmandu"), daily, utc("2026-06-01T02:00:00Z")),
+        Some(utc("2026-06-02T02:00:00Z"))
+    );
+}
+
+#[test]
 fn given_a_weekly_digest_it_goes_out_on_monday_at_the_local_hour() {
     // 2026-06-03 is a Wednesday; the next Monday is 2026-06-08, 07:00 in Berlin (CEST).
-    let weekly = Digest::Weekly { hour: 7 };
+    let weekly = Digest::Weekly { hour: 7, minute: 0 };
     assert_eq!(
         next_digest(zone("Europe/Berlin"), weekly, utc("2026-06-03T10:00:00Z")),
         Some(utc("2026-06-08T05:00:00Z"))
