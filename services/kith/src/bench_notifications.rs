@@ -57,8 +57,11 @@ pub(crate) struct NotificationsArgs {
     #[arg(long, default_value_t = 64)]
     callers: usize,
     /// Skip the replay (the latency only).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "replay_only")]
     latency_only: bool,
+    /// Skip the latency (the replay only).
+    #[arg(long)]
+    replay_only: bool,
 }
 
 pub(crate) async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
@@ -81,6 +84,9 @@ pub(crate) async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
         kith_platform::bus::delete_namespace(&args.nats_url, &namespace).await;
         scratch.drop().await?;
         result?;
+    }
+    if args.replay_only {
+        return Ok(());
     }
     let scratch = Scratch::create(&args.database_url).await?;
     let namespace = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);

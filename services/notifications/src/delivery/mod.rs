@@ -49,7 +49,7 @@ const LEDGER_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The id of `notification`'s delivery on `channel`.
 pub fn delivery_id(notification: Uuid, channel: pb::Channel) -> Uuid {
-    Uuid::new_v5(&notification, (channel as i32).to_string().as_bytes())
+    crate::projections::route::after(notification, &format!("{notification}/{}", channel as i32))
 }
 
 /// A notification due on a channel, as the worker reads it.

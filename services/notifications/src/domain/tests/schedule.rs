@@ -96,7 +96,10 @@ fn given_a_daily_digest_at_eight_two_members_in_two_zones_get_it_at_their_own_ei
 #[test]
 fn given_a_daily_digest_at_a_quarter_to_it_goes_at_that_minute_in_a_quarter_hour_zone() {
     // Kathmandu (+05:45): 00:00 UTC is 05:45 local; 07:45 local is 02:00 UTC.
-    let daily = Digest::Daily { hour: 7, minute: 45 };
+    let daily = Digest::Daily {
+        hour: 7,
+        minute: 45,
+    };
     assert_eq!(
         next_digest(zone("Asia/Kathmandu"), daily, utc("2026-06-01T00:00:00Z")),
         Some(utc("2026-06-01T02:00:00Z"))
