@@ -12,6 +12,32 @@ pub(crate) enum Notifications {
     /// who, which channel, how many attempts, the last error. The member's endpoint or the SMTP
     /// server is where to look; the ledger keeps them as `parked`.
     Parked(ParkedArgs),
+    /// Tries parked deliveries again, once what made them fail is fixed: each goes back to
+    /// `pending` with a fresh set of attempts (a webhook under the same `webhook-id`), and the
+    /// running service sends it. Name notifications (as `parked --json` prints them) or pass
+    /// --all.
+    Requeue(RequeueArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RequeueArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Notifications whose parked deliveries go again.
+    #[arg(value_name = "NOTIFICATION_ID", required_unless_present = "all")]
+    notifications: Vec<Uuid>,
+    /// Every parked delivery goes again.
+    #[arg(long, conflicts_with = "notifications")]
+    all: bool,
+    /// Only deliveries on this channel.
+    #[arg(long, value_enum)]
+    channel: Option<ParkedChannel>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ParkedChannel {
+    Email,
+    Webhook,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +79,7 @@ struct Parked {
 pub(crate) async fn run(command: Notifications) -> anyhow::Result<()> {
     match command {
         Notifications::Parked(args) => parked(args).await,
+        Notifications::Requeue(args) => requeue(args).await,
     }
 }
 
@@ -126,5 +153,67 @@ async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
         );
     }
     println!("{} parked (notification ids with --json)", parked.len());
+    Ok(())
+}
+
+async fn requeue(args: RequeueArgs) -> anyhow::Result<()> {
+    use kith_proto::notifications::Channel;
+    let schema = Schema::parse(kith_notifications::SERVICE)?;
+    let pool = db::connect(&args.database.database_url, &schema, 2)
+        .await
+        .context("connecting to the notifications database (--database-url)")?;
+    let channel = args.channel.map(|c| match c {
+        ParkedChannel::Email => Channel::Email as i32,
+        ParkedChannel::Webhook => Channel::Webhook as i32,
+    });
+    let parked: Vec<(Uuid, i32)> = sqlx::query_as(
+        "SELECT notification_id, channel FROM deliveries
+         WHERE status = 'parked' AND ($1 OR notification_id = ANY($2))
+           AND ($3::int IS NULL OR channel = $3)
+         ORDER BY changed_at, notification_id",
+    )
+    .bind(args.all)
+    .bind(&args.notifications)
+    .bind(channel)
+    .fetch_all(&pool)
+    .await
+    .context("reading parked deliveries (is the notifications schema migrated?)")?;
+    let missing: Vec<String> = args
+        .notifications
+        .iter()
+        .filter(|id| !parked.iter().any(|(parked, _)| parked == *id))
+        .map(Uuid::to_string)
+        .collect();
+    if !missing.is_empty() {
+        pool.close().await;
+        anyhow::bail!(
+            "no parked delivery{} for {} (see `kith notifications parked`); nothing was requeued",
+            if args.channel.is_some() {
+                " on --channel"
+            } else {
+                ""
+            },
+            missing.join(", ")
+        );
+    }
+    let wanted: Vec<(Uuid, Channel)> = parked
+        .iter()
+        .map(|(id, c)| (*id, Channel::try_from(*c).unwrap_or(Channel::Unspecified)))
+        .collect();
+    let log = kith_platform::eventlog::EventLog::new(pool.clone())
+        .for_service(kith_notifications::SERVICE);
+    let requeued = kith_notifications::delivery::requeue(&log, &wanted)
+        .await
+        .context("recording the requeues")?;
+    kith_platform::projection::notices::announce_append(&pool, &schema)
+        .await
+        .context("telling the running service")?;
+    pool.close().await;
+    println!(
+        "requeued {} parked deliver{}; the running service sends {} now",
+        requeued.len(),
+        if requeued.len() == 1 { "y" } else { "ies" },
+        if requeued.len() == 1 { "it" } else { "them" }
+    );
     Ok(())
 }

@@ -255,4 +255,58 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
         text.contains(&mentioned.to_string()) && text.contains("1 parked"),
         "{text}"
     );
+
+    // The endpoint is fixed; the operator sends what was parked on again.
+    let unknown = Uuid::new_v4().to_string();
+    let refused = tokio::process::Command::new(KITH)
+        .args(["notifications", "requeue", &unknown])
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .expect("run kith notifications requeue");
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(&unknown),
+        "{refused:?}"
+    );
+    receiver.recover();
+    let notification = lines[0]["notification_id"].as_str().expect("an id");
+    let requeued = tokio::process::Command::new(KITH)
+        .args(["notifications", "requeue", notification])
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .expect("run kith notifications requeue");
+    assert!(requeued.status.success(), "{requeued:?}");
+    assert!(
+        String::from_utf8_lossy(&requeued.stdout).contains("requeued 1 parked delivery"),
+        "{requeued:?}"
+    );
+    let (reason, attempts) = status_becomes(&env, pb::Channel::Webhook, "sent").await;
+    assert_eq!(
+        (reason.as_str(), attempts),
+        ("SENT", 1),
+        "a fresh set of attempts"
+    );
+    let delivered = receiver
+        .wait_for_successes(1, Duration::from_secs(30))
+        .await;
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 3, "two failures, then the requeued one");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.headers["webhook-id"] == delivered[0].headers["webhook-id"]),
+        "one webhook-id throughout"
+    );
+    let listed = tokio::process::Command::new(KITH)
+        .args(["notifications", "parked", "--json"])
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .expect("run kith notifications parked");
+    assert!(
+        listed.stdout.is_empty(),
+        "nothing parked any more: {listed:?}"
+    );
 }

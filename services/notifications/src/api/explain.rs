@@ -71,6 +71,7 @@ fn channel_text(channel: Option<Channel>, status: &str, code: &str) -> String {
         "DIGEST_WEEKLY" => "you chose a weekly digest; it goes in the next one".to_owned(),
         "RATE_CAPPED" => "you got the most emails an hour allows; it goes in the next".to_owned(),
         "SENT" => "it was sent".to_owned(),
+        "REQUEUED" => "it failed every attempt, and an operator had it tried again".to_owned(),
         "SENDING" => "it is being sent".to_owned(),
         "NO_EMAIL_SERVER" => "this deployment sends no email".to_owned(),
         "INTERRUPTED_NOT_RESENT" => {

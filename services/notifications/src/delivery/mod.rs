@@ -466,6 +466,67 @@ impl Deliverer {
     }
 }
 
+/// Sends each of `parked` (a notification and a channel) on again, as an operator asked: a
+/// `DeliveryRequeued` on each delivery that is parked now (others are left as they are). Returns
+/// the notifications requeued.
+pub async fn requeue(log: &EventLog, parked: &[(Uuid, pb::Channel)]) -> Result<Vec<Uuid>> {
+    let channels: Vec<i32> = parked.iter().map(|(_, c)| *c as i32).collect();
+    let ids: Vec<Uuid> = parked.iter().map(|(id, _)| *id).collect();
+    let still: Vec<(Uuid, i32)> = sqlx::query_as(
+        "SELECT d.notification_id, d.channel FROM deliveries d
+         JOIN unnest($1::uuid[], $2::int[]) AS p(id, channel)
+           ON d.notification_id = p.id AND d.channel = p.channel
+         WHERE d.status = 'parked'",
+    )
+    .bind(&ids)
+    .bind(&channels)
+    .fetch_all(log.pool())
+    .await?;
+    let streams: Vec<String> = still
+        .iter()
+        .map(|(id, channel)| delivery_id(*id, channel_of(*channel)).to_string())
+        .collect();
+    let versions: std::collections::HashMap<String, i64> = sqlx::query_as(
+        "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+    )
+    .bind(&streams)
+    .fetch_all(log.pool())
+    .await?
+    .into_iter()
+    .collect();
+    let metadata = Metadata::default();
+    let events: Vec<NewEvent> = still
+        .iter()
+        .zip(&streams)
+        .map(|((id, channel), stream)| {
+            NewEvent::from_message(&pb::DeliveryRequeued {
+                delivery_id: stream.clone(),
+                notification_id: id.to_string(),
+                channel: *channel,
+            })
+        })
+        .collect();
+    let appends: Vec<Append<'_>> = streams
+        .iter()
+        .zip(events)
+        .map(|(stream, event)| Append {
+            stream_type: DELIVERY_STREAM,
+            stream_id: stream,
+            expected_version: versions.get(stream).copied().unwrap_or(0),
+            events: vec![event],
+            metadata: &metadata,
+            command_key: None,
+            erase_subjects: &[],
+        })
+        .collect();
+    log.append_all(&appends).await?;
+    Ok(still.into_iter().map(|(id, _)| id).collect())
+}
+
+fn channel_of(wire: i32) -> pb::Channel {
+    pb::Channel::try_from(wire).unwrap_or(pb::Channel::Unspecified)
+}
+
 /// The delay before attempt `attempt + 1`: `first` doubled per attempt, up to an hour, times a
 /// random factor between 0.5 and 1.5 so that many failures do not retry in step.
 pub(crate) fn backoff(first: Duration, attempt: u32) -> Duration {

@@ -419,6 +419,8 @@ struct DeliveryChange {
 
 /// Where a delivery may still go.
 const OPEN: &[&str] = &["pending", "held", "failed", "sending"];
+/// Where only an operator sends a delivery on.
+const PARKED: &[&str] = &["parked"];
 
 fn delivery_change(event: &RecordedEvent) -> Result<Option<DeliveryChange>> {
     let t = event.event_type.as_str();
@@ -479,6 +481,18 @@ fn delivery_change(event: &RecordedEvent) -> Result<Option<DeliveryChange>> {
     } else if t == pb::DeliveryParked::full_name() {
         let e: pb::DeliveryParked = decode_payload(event)?;
         change(&e.notification_id, e.channel, "parked", e.error, OPEN)?
+    } else if t == pb::DeliveryRequeued::full_name() {
+        let e: pb::DeliveryRequeued = decode_payload(event)?;
+        DeliveryChange {
+            attempts: Some(0),
+            ..change(
+                &e.notification_id,
+                e.channel,
+                "pending",
+                "REQUEUED".into(),
+                PARKED,
+            )?
+        }
     } else if t == pb::DeliveryCancelled::full_name() {
         let e: pb::DeliveryCancelled = decode_payload(event)?;
         change(&e.notification_id, e.channel, "cancelled", e.reason, OPEN)?

@@ -210,6 +210,17 @@ pub async fn announce_appends(
     }
 }
 
+/// Announces once that events were appended to `schema`'s log, for a tool that appends outside
+/// a running service (so its readers look now rather than at their next poll).
+pub async fn announce_append(pool: &PgPool, schema: &Schema) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel(schema.as_str()))
+        .bind(APPENDED)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Wakes waiters when one projection's checkpoint in one source advances, on any replica.
 #[derive(Debug, Clone)]
 pub struct CheckpointWatch {

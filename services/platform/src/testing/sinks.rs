@@ -260,6 +260,7 @@ pub struct HttpRequest {
 pub struct HttpReceiver {
     pub addr: SocketAddr,
     record: Recorder<HttpRequest>,
+    failures: Arc<AtomicUsize>,
     /// Stops the server once the last handle is dropped.
     _stop: Arc<tokio_util::sync::DropGuard>,
 }
@@ -274,9 +275,10 @@ impl HttpReceiver {
         let addr = listener.local_addr().expect("address");
         let failures = Arc::new(AtomicUsize::new(failures));
         let serving = record.clone();
+        let failing = Arc::clone(&failures);
         accept_until(listener, stop.clone(), move |stream| {
             let record = serving.clone();
-            let failures = Arc::clone(&failures);
+            let failures = Arc::clone(&failing);
             async move {
                 let _ = http_connection(&record, &failures, stream).await;
             }
@@ -284,8 +286,14 @@ impl HttpReceiver {
         Self {
             addr,
             record,
+            failures,
             _stop: Arc::new(stop.drop_guard()),
         }
+    }
+
+    /// From now on, answers every request with success (the endpoint was fixed).
+    pub fn recover(&self) {
+        self.failures.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The URL of `path` on this receiver.
