@@ -64,6 +64,8 @@ KITH_METRICS = {
     "kith_db_oldest_transaction_seconds",
     "kith_db_pool_connections",
     "kith_db_pool_max_connections",
+    "kith_notification_deliveries_total",
+    "kith_notifications_parked",
 }
 
 PLACEHOLDER = re.compile(r"\bSERVICE\b")

@@ -256,6 +256,24 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
         "{text}"
     );
 
+    // The alert's gauge and the step counter show it.
+    let parked_now = |wanted: f64| {
+        let kith = &kith;
+        eventually(PATIENCE, "the parked gauge", move || async move {
+            let page = kith.scrape().await;
+            ServiceProcess::series_value(&page, r#"kith_notifications_parked{channel="webhook"}"#)
+                .filter(|value| *value == wanted)
+        })
+    };
+    parked_now(1.0).await;
+    assert_eq!(
+        ServiceProcess::series_value(
+            &kith.scrape().await,
+            r#"kith_notification_deliveries_total{channel="webhook",outcome="parked"}"#
+        ),
+        Some(1.0)
+    );
+
     // The endpoint is fixed; the operator sends what was parked on again.
     let unknown = Uuid::new_v4().to_string();
     let refused = tokio::process::Command::new(KITH)

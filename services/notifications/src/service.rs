@@ -90,6 +90,10 @@ pub async fn start_with(
     runtime
         .tasks
         .spawn(deliverer.run(runtime.background.clone()));
+    runtime.tasks.spawn(crate::delivery::count_parked(
+        pool.clone(),
+        runtime.background.clone(),
+    ));
     runtime.tasks.spawn(crate::reminders::run(
         pool.clone(),
         reminded,

@@ -53,6 +53,12 @@ pub struct DeliveryLabels {
     pub outcome: String,
 }
 
+/// A notification channel (`email`, `webhook`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UnknownEventLabels {
     pub projection: String,
@@ -87,6 +93,7 @@ pub struct Metrics {
     pub set_aside: Family<SourceLabels, Counter>,
     pub unknown_events: Family<UnknownEventLabels, Counter>,
     pub notification_deliveries: Family<DeliveryLabels, Counter>,
+    pub notifications_parked: Family<ChannelLabels, Gauge>,
     pub projection_stalled: Family<SourceLabels, Gauge>,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Family<ServiceLabels, Gauge>,
@@ -178,6 +185,12 @@ impl Metrics {
             "notification delivery steps recorded, by channel and outcome (a parked one waits for an operator: kith notifications parked)",
             notification_deliveries.clone(),
         );
+        let notifications_parked = Family::<ChannelLabels, Gauge>::default();
+        registry.register(
+            "kith_notifications_parked",
+            "notification deliveries parked now, by channel: they failed every attempt and wait for an operator (kith notifications parked lists them, kith notifications requeue sends them on)",
+            notifications_parked.clone(),
+        );
         let unknown_events = Family::<UnknownEventLabels, Counter>::default();
         registry.register(
             "kith_projection_unknown_events",
@@ -216,6 +229,7 @@ impl Metrics {
             redeliveries,
             set_aside,
             notification_deliveries,
+            notifications_parked,
             unknown_events,
             projection_stalled,
             pool_connections,

@@ -466,6 +466,46 @@ impl Deliverer {
     }
 }
 
+/// How often every replica counts the parked deliveries for its metrics.
+const PARKED_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps `kith_notifications_parked{channel}` at the number of deliveries parked now, until
+/// `shutdown`. Every replica reports the same count (aggregate with `max`), so the gauge does
+/// not depend on which one leads delivery.
+pub async fn count_parked(pool: PgPool, shutdown: CancellationToken) {
+    let gauges = &kith_platform::metrics::metrics().notifications_parked;
+    loop {
+        let counts: std::result::Result<Vec<(i32, i64)>, sqlx::Error> = sqlx::query_as(
+            "SELECT channel, count(*) FROM deliveries WHERE status = 'parked' GROUP BY channel",
+        )
+        .fetch_all(&pool)
+        .await;
+        match counts {
+            Ok(counts) => {
+                for (channel, name) in [
+                    (pb::Channel::Email, "email"),
+                    (pb::Channel::Webhook, "webhook"),
+                ] {
+                    let count = counts
+                        .iter()
+                        .find(|(c, _)| *c == channel as i32)
+                        .map_or(0, |(_, n)| *n);
+                    gauges
+                        .get_or_create(&kith_platform::metrics::ChannelLabels {
+                            channel: name.to_owned(),
+                        })
+                        .set(count);
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot count parked deliveries now"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PARKED_EVERY) => {}
+        }
+    }
+}
+
 /// Sends each of `parked` (a notification and a channel) on again, as an operator asked: a
 /// `DeliveryRequeued` on each delivery that is parked now (others are left as they are). Returns
 /// the notifications requeued.

@@ -88,6 +88,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_waiting
     ON deliveries (channel, recipient_id) WHERE status IN ('pending', 'held', 'failed', 'sending');
+CREATE INDEX IF NOT EXISTS deliveries_parked
+    ON deliveries (channel, changed_at) WHERE status = 'parked';
 CREATE TABLE IF NOT EXISTS contacts (
     member_id   uuid   PRIMARY KEY,
     -- kith.platform.v1.Sealed, with the member's key; NULL: no email.
