@@ -14,7 +14,7 @@ pub use contact::{Contact, EmailAddress, WebhookUrl};
 pub use decision::{ChannelDecision, Decision, Place, decide};
 pub use member::{Member, MemberCommand, MemberEvent};
 pub use preferences::{Digest, LevelSource, Preferences, QuietHours, Scope};
-pub use rules::{Candidate, Matched, Post, collapse, post_candidates};
+pub use rules::{Candidate, Edit, Matched, Post, collapse, edit_candidates, post_candidates};
 pub use values::{Channel, Kind, Level};
 
 #[cfg(test)]

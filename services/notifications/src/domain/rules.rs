@@ -102,3 +102,36 @@ pub fn post_candidates(post: &Post<'_>) -> Vec<Candidate> {
     }
     out
 }
+
+/// An edit of a message, as the rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Edit<'a> {
+    pub author: Uuid,
+    /// Who the edited text mentions.
+    pub mentioned: &'a [Uuid],
+    pub mentions_everyone: bool,
+    /// Who reads the conversation now.
+    pub readers: &'a [Uuid],
+    /// Who was notified of the message already (their notification is updated instead).
+    pub notified: &'a [Uuid],
+}
+
+/// The mentions an edit adds: readers it mentions who were not notified of the message before.
+/// Those who were get their notification updated, never a second one.
+pub fn edit_candidates(edit: &Edit<'_>) -> Vec<Candidate> {
+    let everyone = if edit.mentions_everyone {
+        edit.readers
+    } else {
+        &[]
+    };
+    edit.mentioned
+        .iter()
+        .filter(|m| edit.readers.contains(m))
+        .chain(everyone)
+        .filter(|m| !edit.notified.contains(m))
+        .map(|recipient| Candidate {
+            recipient: *recipient,
+            kind: Kind::Mention,
+        })
+        .collect()
+}

@@ -18,7 +18,7 @@ use super::audience::{seated, with_roles};
 use super::route::{About, encode, follow_up, notify};
 
 mod batch;
-use crate::domain::{Candidate, Kind, Post, collapse, post_candidates};
+use crate::domain::{Candidate, Edit, Kind, Post, collapse, edit_candidates, post_candidates};
 
 const MESSAGING: &str = "messaging";
 
@@ -36,11 +36,19 @@ CREATE TABLE IF NOT EXISTS thread_follows (
     following       bool NOT NULL,
     PRIMARY KEY (conversation_id, thread_id, member_id)
 );
--- The notifications each message caused, to update or retract them with it.
-CREATE TABLE IF NOT EXISTS message_notifications (
+-- Who each message notified, and with which notification: to update or retract them with it,
+-- and so that an edit mentioning someone new notifies only them.
+CREATE TABLE IF NOT EXISTS message_recipients (
     message_id      uuid NOT NULL,
+    recipient_id    uuid NOT NULL,
     notification_id uuid NOT NULL,
-    PRIMARY KEY (message_id, notification_id)
+    -- The message's thread, for a notification an edit adds.
+    thread_id       uuid,
+    PRIMARY KEY (message_id, recipient_id)
+);
+-- Messages deleted or hidden: an edit of one notifies no one.
+CREATE TABLE IF NOT EXISTS retracted_messages (
+    message_id uuid PRIMARY KEY
 );
 ";
 
@@ -70,7 +78,12 @@ impl Projection for Conversations {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["conversations", "thread_follows", "message_notifications"]
+        &[
+            "conversations",
+            "thread_follows",
+            "message_recipients",
+            "retracted_messages",
+        ]
     }
 
     fn ddl(&self) -> &'static str {
@@ -123,15 +136,7 @@ impl Projection for Conversations {
             posted(conn, event, &e).await?;
         } else if t == mpb::MessageEdited::full_name() {
             let e: mpb::MessageEdited = decode_payload(event)?;
-            let message = stored_id(&e.message_id)?;
-            let ids = notifications_of(conn, message).await?;
-            follow_up(conn, event, &ids, "updated", |id| {
-                encode(&pb::NotificationUpdated {
-                    notification_id: id.to_string(),
-                    source_event_id: event.event_id.to_string(),
-                })
-            })
-            .await?;
+            edited(conn, event, &e).await?;
         } else if t == mpb::MessageDeleted::full_name() {
             let e: mpb::MessageDeleted = decode_payload(event)?;
             retract(conn, event, &e.message_id, "MESSAGE_DELETED").await?;
@@ -272,14 +277,7 @@ async fn posted(
         ..About::default()
     };
     let ids = notify(conn, MESSAGING, event, &about, &matched).await?;
-    sqlx::query(
-        "INSERT INTO message_notifications (message_id, notification_id)
-         SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(message)
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await?;
+    remember(conn, message, thread, &matched, &ids).await?;
     // The author and those mentioned follow the thread from now on, unless they unfollowed it.
     if let Some(thread) = thread {
         let mut joining = mentioned;
@@ -297,9 +295,114 @@ async fn posted(
     Ok(())
 }
 
+/// Records who `message` notified (`matched`, with the notification `ids` decided for them).
+async fn remember(
+    conn: &mut PgConnection,
+    message: Uuid,
+    thread: Option<Uuid>,
+    matched: &[crate::domain::Matched],
+    ids: &[Uuid],
+) -> Result<()> {
+    let recipients: Vec<Uuid> = matched.iter().map(|m| m.recipient).collect();
+    sqlx::query(
+        "INSERT INTO message_recipients (message_id, recipient_id, notification_id, thread_id)
+         SELECT $1, r, n, $4 FROM unnest($2::uuid[], $3::uuid[]) AS x(r, n)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(message)
+    .bind(&recipients)
+    .bind(ids)
+    .bind(thread)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// An edit updates the notifications of the message, and notifies those it newly mentions.
+async fn edited(
+    conn: &mut PgConnection,
+    event: &RecordedEvent,
+    e: &mpb::MessageEdited,
+) -> Result<()> {
+    let message = stored_id(&e.message_id)?;
+    let retracted: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM retracted_messages WHERE message_id = $1)",
+    )
+    .bind(message)
+    .fetch_one(&mut *conn)
+    .await?;
+    if retracted {
+        return Ok(());
+    }
+    let before: Vec<(Uuid, Uuid, Option<Uuid>)> = sqlx::query_as(
+        "SELECT recipient_id, notification_id, thread_id FROM message_recipients
+         WHERE message_id = $1 ORDER BY notification_id",
+    )
+    .bind(message)
+    .fetch_all(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = before.iter().map(|(_, id, _)| *id).collect();
+    follow_up(conn, event, &ids, "updated", |id| {
+        encode(&pb::NotificationUpdated {
+            notification_id: id.to_string(),
+            source_event_id: event.event_id.to_string(),
+        })
+    })
+    .await?;
+    let conversation = stored_id(&e.conversation_id)?;
+    let Some(known) = known(conn, conversation).await? else {
+        return Ok(());
+    };
+    let author = stored_id(&e.author_id)?;
+    let mentioned = e
+        .mentioned_ids
+        .iter()
+        .map(|id| stored_id(id))
+        .collect::<Result<Vec<_>>>()?;
+    let readers = readers(conn, &known).await?;
+    let notified: Vec<Uuid> = before.iter().map(|(recipient, _, _)| *recipient).collect();
+    let edit = Edit {
+        author,
+        mentioned: &mentioned,
+        mentions_everyone: e.mentions_everyone,
+        readers: &readers,
+        notified: &notified,
+    };
+    let matched = collapse(edit_candidates(&edit), Some(author));
+    if matched.is_empty() {
+        return Ok(());
+    }
+    let thread = before.iter().find_map(|(_, _, thread)| *thread);
+    let about = About {
+        community: Some(known.community),
+        cohort: known.cohort,
+        conversation: Some(conversation),
+        thread,
+        message: Some(message),
+        actor: Some(author),
+        ..About::default()
+    };
+    let ids = notify(conn, MESSAGING, event, &about, &matched).await?;
+    remember(conn, message, thread, &matched, &ids).await?;
+    // Those newly mentioned follow the thread from now on, as a post's mentioned do.
+    if let Some(thread) = thread {
+        let joining: Vec<Uuid> = matched.iter().map(|m| m.recipient).collect();
+        sqlx::query(
+            "INSERT INTO thread_follows (conversation_id, thread_id, member_id, following)
+             SELECT $1, $2, unnest($3::uuid[]), true ON CONFLICT DO NOTHING",
+        )
+        .bind(conversation)
+        .bind(thread)
+        .bind(&joining)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 async fn notifications_of(conn: &mut PgConnection, message: Uuid) -> Result<Vec<Uuid>> {
     Ok(sqlx::query_scalar(
-        "SELECT notification_id FROM message_notifications WHERE message_id = $1
+        "SELECT notification_id FROM message_recipients WHERE message_id = $1
          ORDER BY notification_id",
     )
     .bind(message)
@@ -323,8 +426,13 @@ async fn retract(
         })
     })
     .await?;
-    // A retracted notification is not updated or retracted again.
-    sqlx::query("DELETE FROM message_notifications WHERE message_id = $1")
+    // A retracted notification is not updated or retracted again, and an edit of the message
+    // notifies no one.
+    sqlx::query("DELETE FROM message_recipients WHERE message_id = $1")
+        .bind(message)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO retracted_messages (message_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(message)
         .execute(&mut *conn)
         .await?;

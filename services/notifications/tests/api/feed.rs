@@ -366,3 +366,100 @@ async fn the_feed_stream_sends_each_change_as_it_happens_and_resumes_where_it_le
     }
     assert_eq!(seen, vec![second.message_id, third.message_id]);
 }
+
+#[tokio::test]
+async fn an_edit_that_mentions_someone_new_notifies_them_once_and_updates_the_others() {
+    let app = App::spawn().await;
+    let (community, cohort) = app.cohort(3).await;
+    let [author, ana, ben] = [
+        community.members[0],
+        community.members[1],
+        community.members[2],
+    ];
+    let thread = app.post(author, &cohort, "", "plans for week 2").await;
+    for reader in [ana, ben] {
+        app.feed_until(reader, "the new thread", |f| {
+            f.iter().any(|n| n.message_id == thread.message_id)
+        })
+        .await;
+    }
+    // A reply in a thread neither follows: it notifies no one.
+    let reply = app
+        .post(author, &cohort, &thread.message_id, "draft agenda")
+        .await;
+    let edit = |body: String| {
+        let app = &app;
+        let (cohort, message) = (cohort.clone(), reply.message_id.clone());
+        async move {
+            app.messaging()
+                .await
+                .edit_message(as_member(
+                    author,
+                    kith_proto::messaging::EditMessageRequest {
+                        request_id: rid(),
+                        conversation_id: cohort,
+                        message_id: message,
+                        title: String::new(),
+                        body,
+                    },
+                ))
+                .await
+                .expect("edit")
+                .into_inner()
+        }
+    };
+    let handles = &community.handles;
+    let first = edit(format!("@{} draft agenda", handles[1])).await;
+    let feed = app
+        .feed_until(ana, "the mention the edit added", |f| {
+            f.iter().any(|n| n.message_id == reply.message_id)
+        })
+        .await;
+    let mention = feed
+        .iter()
+        .find(|n| n.message_id == reply.message_id)
+        .expect("the mention");
+    assert_eq!(kinds(mention).0, pb::Kind::Mention);
+    assert!(!mention.updated, "a new notification, not an update");
+    let source = app
+        .messaging_event(first.committed.expect("committed").position)
+        .await;
+    let why = app.explained(ana, &source).await;
+    assert_eq!(why.notification_id, mention.notification_id);
+    assert!(why.reasons.iter().any(|r| r.code == "MENTIONED"), "{why:?}");
+
+    // Mentioning both: Ben is told now, Ana's notification is updated, not doubled.
+    edit(format!("@{} @{} final agenda", handles[1], handles[2])).await;
+    app.feed_until(ben, "the mention the second edit added", |f| {
+        f.iter().any(|n| n.message_id == reply.message_id)
+    })
+    .await;
+    let feed = app
+        .feed_until(ana, "the update", |f| {
+            f.iter()
+                .any(|n| n.message_id == reply.message_id && n.updated)
+        })
+        .await;
+    assert_eq!(
+        feed.iter()
+            .filter(|n| n.message_id == reply.message_id)
+            .count(),
+        1,
+        "one notification of the message for Ana"
+    );
+    let ben_feed = app.feed(ben).await;
+    assert_eq!(
+        ben_feed
+            .iter()
+            .filter(|n| n.message_id == reply.message_id)
+            .count(),
+        1
+    );
+    // The author is never told of their own edit.
+    assert!(
+        !app.feed(author)
+            .await
+            .iter()
+            .any(|n| n.message_id == reply.message_id)
+    );
+}

@@ -1,5 +1,7 @@
 use super::id;
-use crate::domain::{Candidate, Kind, Matched, Post, collapse, post_candidates};
+use crate::domain::{
+    Candidate, Edit, Kind, Matched, Post, collapse, edit_candidates, post_candidates,
+};
 
 const AUTHOR: u128 = 1;
 const ANA: u128 = 2;
@@ -149,4 +151,48 @@ fn the_actor_is_never_a_recipient() {
     );
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].recipient, id(ANA));
+}
+
+#[test]
+fn given_an_edit_that_adds_a_mention_only_the_newly_mentioned_reader_is_notified() {
+    let readers = readers();
+    // Ana was mentioned in the post; the edit mentions Ana, Ben, the author and an outsider.
+    let edit = Edit {
+        author: id(AUTHOR),
+        mentioned: &[id(ANA), id(BEN), id(AUTHOR), id(OUTSIDER)],
+        mentions_everyone: false,
+        readers: &readers,
+        notified: &[id(ANA)],
+    };
+    let got = collapse(edit_candidates(&edit), Some(edit.author));
+    assert_eq!(
+        got.iter()
+            .map(|m| (m.recipient, m.kind))
+            .collect::<Vec<_>>(),
+        vec![(id(BEN), Kind::Mention)]
+    );
+}
+
+#[test]
+fn given_an_edit_that_mentions_everyone_those_not_yet_notified_are() {
+    let readers = readers();
+    let edit = Edit {
+        author: id(AUTHOR),
+        mentioned: &[],
+        mentions_everyone: true,
+        readers: &readers,
+        notified: &[id(ANA), id(CAI)],
+    };
+    let got = collapse(edit_candidates(&edit), Some(edit.author));
+    assert_eq!(
+        got.iter().map(|m| m.recipient).collect::<Vec<_>>(),
+        vec![id(BEN)]
+    );
+    // An edit that mentions nobody new notifies nobody.
+    let quiet = Edit {
+        mentions_everyone: false,
+        mentioned: &[id(ANA)],
+        ..edit
+    };
+    assert!(edit_candidates(&quiet).is_empty());
 }

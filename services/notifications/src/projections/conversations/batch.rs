@@ -278,18 +278,25 @@ pub(super) async fn apply(conn: &mut PgConnection, run: &[&RecordedEvent]) -> Re
     }
 
     let decided = notify_all(conn, &notices).await?;
-    let (kept_messages, kept_ids): (Vec<Uuid>, Vec<Uuid>) = messages
-        .iter()
-        .zip(&decided)
-        .flat_map(|(message, ids)| ids.iter().map(move |id| (*message, *id)))
-        .unzip();
-    if !kept_ids.is_empty() {
+    let mut kept: (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>, Vec<Option<Uuid>>) = Default::default();
+    for ((message, notice), ids) in messages.iter().zip(&notices).zip(&decided) {
+        for (matched, id) in notice.matched.iter().zip(ids) {
+            kept.0.push(*message);
+            kept.1.push(matched.recipient);
+            kept.2.push(*id);
+            kept.3.push(notice.about.thread);
+        }
+    }
+    if !kept.0.is_empty() {
         sqlx::query(
-            "INSERT INTO message_notifications (message_id, notification_id)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO message_recipients (message_id, recipient_id, notification_id, thread_id)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[])
+             ON CONFLICT DO NOTHING",
         )
-        .bind(&kept_messages)
-        .bind(&kept_ids)
+        .bind(&kept.0)
+        .bind(&kept.1)
+        .bind(&kept.2)
+        .bind(&kept.3)
         .execute(&mut *conn)
         .await?;
     }
