@@ -370,12 +370,16 @@ async fn live(args: &NotificationsArgs, scratch: &Scratch, namespace: &str) -> a
         .add_service(messaging.server)
         .add_service(notifications.server);
     let (addr, server) = Served::start(runtime, router).await?;
-    let outcome = latency(args, addr).await;
+    let outcome = latency(args, addr, &scratch.url).await;
     server.stop().await?;
     outcome
 }
 
-async fn latency(args: &NotificationsArgs, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+async fn latency(
+    args: &NotificationsArgs,
+    addr: std::net::SocketAddr,
+    database_url: &str,
+) -> anyhow::Result<()> {
     use kith_proto::messaging::messaging_service_client::MessagingServiceClient;
     let callers = Arc::new(Callers::connect(addr, args.callers).await?);
     let owner = Uuid::new_v4();
@@ -459,6 +463,7 @@ async fn latency(args: &NotificationsArgs, addr: std::net::SocketAddr) -> anyhow
     let counted_from = posted.load(std::sync::atomic::Ordering::Relaxed);
     let measuring = Instant::now();
     let mut samples = Vec::with_capacity(args.samples);
+    let mut traced = Vec::with_capacity(args.samples);
     let progress = bar(args.samples, "post OK -> mentioned member's feed stream");
     let mut client = MessagingServiceClient::new(callers.channel(2));
     for i in 0..args.samples {
@@ -471,6 +476,7 @@ async fn latency(args: &NotificationsArgs, addr: std::net::SocketAddr) -> anyhow
         )
         .await?;
         let ok = Instant::now();
+        let ok_at = Utc::now();
         loop {
             let change = tokio::time::timeout(Duration::from_secs(30), feed.next())
                 .await
@@ -485,6 +491,7 @@ async fn latency(args: &NotificationsArgs, addr: std::net::SocketAddr) -> anyhow
             }
         }
         samples.push(ok.elapsed());
+        traced.push((reply.message_id.clone(), ok_at, Utc::now()));
         progress.inc(1);
     }
     progress.finish_and_clear();
@@ -493,6 +500,7 @@ async fn latency(args: &NotificationsArgs, addr: std::net::SocketAddr) -> anyhow
     stop.cancel();
     let _ = load.await;
     samples.sort();
+    let (to_rules, after_rules) = stages(database_url, mentioned, &traced).await?;
     let raw = raw_nats(&args.nats_url, args.samples).await?;
     println!(
         "post OK -> mentioned member's feed stream: p50={:.1}ms p99={:.1}ms (n={}), while other cohorts posted {background:.0}/s (asked {}/s; target p99 < 100 ms at 1,000/s)",
@@ -502,12 +510,50 @@ async fn latency(args: &NotificationsArgs, addr: std::net::SocketAddr) -> anyhow
         args.rate
     );
     println!(
+        "  where it goes: post OK -> the rules' batch that decided it begins p50={:.1}ms p99={:.1}ms; that batch's start -> feed stream p50={:.1}ms p99={:.1}ms",
+        percentile(&to_rules, 0.5),
+        percentile(&to_rules, 0.99),
+        percentile(&after_rules, 0.5),
+        percentile(&after_rules, 0.99),
+    );
+    println!(
         "raw NATS: publish -> delivery p50={:.2}ms p99={:.2}ms (n={}, core subject, same server)",
         percentile(&raw, 0.5),
         percentile(&raw, 0.99),
         raw.len()
     );
     Ok(())
+}
+
+/// Splits each sample (message, post OK, feed delivery) at the start of the rules' transaction
+/// that decided it (its decision's `recorded_at`, on the same host's clock): before it, the
+/// relay, NATS and the consumer's wait; after it, the rules' batch, the ledger and the stream.
+async fn stages(
+    database_url: &str,
+    member: Uuid,
+    traced: &[(String, chrono::DateTime<Utc>, chrono::DateTime<Utc>)],
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let pool = sqlx::PgPool::connect(database_url).await?;
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for (message, ok, fed) in traced {
+        let decided: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT e.recorded_at FROM notifications.notifications n
+             JOIN notifications.events e ON e.position = n.decided_position
+             WHERE n.message_id = $1 AND n.recipient_id = $2",
+        )
+        .bind(message.parse::<Uuid>()?)
+        .bind(member)
+        .fetch_optional(&pool)
+        .await?;
+        if let Some(decided) = decided {
+            before.push((decided - *ok).to_std().unwrap_or_default());
+            after.push((*fed - decided).to_std().unwrap_or_default());
+        }
+    }
+    pool.close().await;
+    before.sort();
+    after.sort();
+    Ok((before, after))
 }
 
 /// The handle `member` joined with, from membership (the bench's community fixture gives each

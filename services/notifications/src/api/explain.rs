@@ -28,7 +28,8 @@ type ChannelRow = (
 
 macro_rules! explained_columns {
     () => {
-        "notification_id, kind, also, level, level_scope, read, updated, retracted, retraction_reason"
+        "notification_id, kind, also, level, level_scope, read, updated, retracted, retraction_reason,
+         channels, channels_deliver, channels_reason"
     };
 }
 
@@ -165,7 +166,7 @@ impl Api {
         let updated: bool = row.try_get("updated").map_err(get)?;
         let retracted: bool = row.try_get("retracted").map_err(get)?;
         let retraction: Option<String> = row.try_get("retraction_reason").map_err(get)?;
-        let channels: Vec<ChannelRow> = sqlx::query_as(
+        let mut channels: Vec<ChannelRow> = sqlx::query_as(
             "SELECT channel, status, reason, due_at, attempts FROM deliveries
                  WHERE notification_id = $1 ORDER BY channel",
         )
@@ -173,6 +174,31 @@ impl Api {
         .fetch_all(&self.pool)
         .await
         .map_err(status_from_db)?;
+        // A channel with nothing to send has no delivery: its status is what was decided.
+        let decided: Option<Vec<i32>> = row.try_get("channels").map_err(get)?;
+        let deliver: Option<Vec<bool>> = row.try_get("channels_deliver").map_err(get)?;
+        let why: Option<Vec<String>> = row.try_get("channels_reason").map_err(get)?;
+        let decided = decided.unwrap_or_default().into_iter().zip(
+            deliver
+                .unwrap_or_default()
+                .into_iter()
+                .zip(why.unwrap_or_default()),
+        );
+        for (channel, (deliver, code)) in decided {
+            if channels.iter().any(|c| c.0 == channel) {
+                continue;
+            }
+            let (status, code) = match (deliver, channel_from_wire(channel)) {
+                (true, Some(Channel::InApp)) if retracted => {
+                    ("retracted", retraction.clone().unwrap_or_default())
+                }
+                (true, Some(Channel::InApp)) => ("delivered", code),
+                (true, _) => ("pending", code),
+                (false, _) => ("withheld", code),
+            };
+            channels.push((channel, status.to_owned(), code, None, 0));
+        }
+        channels.sort_by_key(|c| c.0);
 
         let mut reasons = Vec::new();
         let rule = kind_from_wire(kind);

@@ -7,7 +7,9 @@
 //! intent recorded, the outcome not yet), `sent`, `failed` (tried again at `due_at`), `parked`
 //! (every attempt failed); and for any channel `withheld` (a preference or a missing address),
 //! `cancelled` (read in the feed first, or the address went away) and `retracted` (the message
-//! went away first).
+//! went away first). Only an email or webhook that is to go has a `deliveries` row to follow it;
+//! what was decided for the other channels (the feed, anything withheld) is kept on the
+//! notification, which saves a row per channel on nearly every decision.
 
 use async_trait::async_trait;
 use kith_platform::Result;
@@ -55,11 +57,19 @@ CREATE TABLE IF NOT EXISTS notifications (
     updated           bool        NOT NULL DEFAULT false,
     retracted         bool        NOT NULL DEFAULT false,
     retraction_reason text,
+    -- What was decided for each channel (kith.notifications.v1.Channel, deliver, reason). A
+    -- channel with nothing to send (the feed; a channel withheld) has no deliveries row.
+    channels          int[],
+    channels_deliver  bool[],
+    channels_reason   text[],
     decided_position  bigint      NOT NULL,
     -- The log checkpoint of its last change, which live streams follow.
     changed_tx        bigint      NOT NULL,
     changed_position  bigint      NOT NULL
 );
+-- Tables from before the channels columns keep a deliveries row for every channel instead.
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS channels int[],
+    ADD COLUMN IF NOT EXISTS channels_deliver bool[], ADD COLUMN IF NOT EXISTS channels_reason text[];
 CREATE INDEX IF NOT EXISTS notifications_feed
     ON notifications (recipient_id, decided_position DESC) WHERE in_feed;
 CREATE INDEX IF NOT EXISTS notifications_unread
@@ -271,6 +281,9 @@ async fn decided(
         level_scope: Vec<String>,
         urgent: Vec<bool>,
         in_feed: Vec<bool>,
+        channels: Vec<String>,
+        deliver: Vec<String>,
+        reasons: Vec<String>,
         position: Vec<i64>,
         tx: Vec<i64>,
         recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
@@ -325,15 +338,26 @@ async fn decided(
         n.position.push(event.position);
         n.tx.push(event.transaction_id);
         n.recorded_at.push(event.recorded_at);
-        for c in &e.channels {
+        // Arrays of arrays do not unnest one per row: each list travels as text.
+        let list = |each: &dyn Fn(&pb::ChannelDecision) -> String| {
+            e.channels
+                .iter()
+                .map(each)
+                .collect::<Vec<_>>()
+                .join("\u{1f}")
+        };
+        n.channels.push(list(&|c| c.channel.to_string()));
+        n.deliver.push(list(&|c| c.deliver.to_string()));
+        n.reasons.push(list(&|c| c.reason.clone()));
+        // Only what is to be sent has a delivery to follow.
+        for c in e
+            .channels
+            .iter()
+            .filter(|c| c.deliver && channel_from_wire(c.channel) != Some(Channel::InApp))
+        {
             d.id.push(id);
             d.channel.push(c.channel);
-            d.status
-                .push(match (c.deliver, channel_from_wire(c.channel)) {
-                    (true, Some(Channel::InApp)) => "delivered",
-                    (true, _) => "pending",
-                    (false, _) => "withheld",
-                });
+            d.status.push("pending");
             d.reason.push(c.reason.clone());
             d.position.push(event.position);
             d.recipient.push(recipient);
@@ -346,19 +370,26 @@ async fn decided(
             notification_id, recipient_id, kind, also, source_service, source_event_id,
             source_event_type, community_id, cohort_id, conversation_id, thread_id, message_id,
             actor_id, session_id, starts_at, occurred_at, level, level_scope, urgent, in_feed,
+            channels, channels_deliver, channels_reason,
             decided_position, changed_tx, changed_position)
          SELECT id, recipient, kind,
                 COALESCE(string_to_array(NULLIF(also, ''), ',')::int[], '{}'),
                 service, source, source_type, community, cohort, conversation, thread, message,
                 actor, session, starts_at, occurred_at, level, level_scope, urgent, in_feed,
+                COALESCE(string_to_array(NULLIF(channels, ''), E'\x1f')::int[], '{}'),
+                COALESCE(string_to_array(NULLIF(deliver, ''), E'\x1f')::bool[], '{}'),
+                CASE WHEN channels = '' THEN '{}'::text[]
+                     WHEN reasons = '' THEN ARRAY['']
+                     ELSE string_to_array(reasons, E'\x1f') END,
                 position, tx, position
          FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[], $6::uuid[],
                      $7::text[], $8::uuid[], $9::uuid[], $10::uuid[], $11::uuid[], $12::uuid[],
                      $13::uuid[], $14::uuid[], $15::timestamptz[], $16::timestamptz[], $17::int[],
-                     $18::text[], $19::bool[], $20::bool[], $21::bigint[], $22::bigint[])
+                     $18::text[], $19::bool[], $20::bool[], $21::bigint[], $22::bigint[],
+                     $23::text[], $24::text[], $25::text[])
            AS x(id, recipient, kind, also, service, source, source_type, community, cohort,
                 conversation, thread, message, actor, session, starts_at, occurred_at, level,
-                level_scope, urgent, in_feed, position, tx)
+                level_scope, urgent, in_feed, position, tx, channels, deliver, reasons)
          ON CONFLICT (notification_id) DO NOTHING",
     )
     .bind(&n.id)
@@ -383,6 +414,9 @@ async fn decided(
     .bind(&n.in_feed)
     .bind(&n.position)
     .bind(&n.tx)
+    .bind(&n.channels)
+    .bind(&n.deliver)
+    .bind(&n.reasons)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
