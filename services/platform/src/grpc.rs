@@ -210,9 +210,16 @@ pub fn status_from_platform(err: &Error) -> Status {
         Error::Database(db) => match crate::error::db_trouble(db) {
             crate::error::DbTrouble::Unreachable => {
                 tracing::warn!(error = %db, "database unreachable");
+                // An exhausted pool is load, not an outage: say so, an operator reads this.
+                let busy = matches!(db, sqlx::Error::PoolTimedOut)
+                    || matches!(db, sqlx::Error::Database(e) if e.code().as_deref() == Some("53300"));
                 status_with_reason(
                     Code::Unavailable,
-                    "the database is unreachable; retry (a command with the same request id)",
+                    if busy {
+                        "the database is busy (no connection came free in time); retry (a command with the same request id)"
+                    } else {
+                        "the database is unreachable; retry (a command with the same request id)"
+                    },
                     "DATABASE_UNAVAILABLE",
                 )
             }
