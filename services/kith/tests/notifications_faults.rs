@@ -123,6 +123,16 @@ async fn mention(
     (community, mentioned, posted.message_id)
 }
 
+/// `kith <args>` as an operator runs it against `env`'s database.
+async fn operator(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(KITH)
+        .args(args)
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("run kith {args:?}: {err}"))
+}
+
 /// The status of the one delivery on `channel` in `env`'s ledger that was to go (the others,
 /// for the cohort's facilitator, are withheld), once it is `wanted`.
 async fn status_becomes(env: &TestEnv, channel: pb::Channel, wanted: &str) -> (String, i32) {
@@ -228,12 +238,7 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
     let (error, attempts) = status_becomes(&env, pb::Channel::Webhook, "parked").await;
     assert_eq!(attempts, 2);
     assert!(error.contains("503"), "{error}");
-    let listed = tokio::process::Command::new(KITH)
-        .args(["notifications", "parked", "--json"])
-        .env("DATABASE_URL", &env.db.url)
-        .output()
-        .await
-        .expect("run kith notifications parked");
+    let listed = operator(&env, &["notifications", "parked", "--json"]).await;
     assert!(listed.status.success(), "{listed:?}");
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&listed.stdout)
         .lines()
@@ -244,12 +249,7 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
     assert_eq!(lines[0]["channel"], "CHANNEL_WEBHOOK");
     assert_eq!(lines[0]["attempts"], 2);
     assert_eq!(lines[0]["kind"], "KIND_MENTION");
-    let table = tokio::process::Command::new(KITH)
-        .args(["notifications", "parked"])
-        .env("DATABASE_URL", &env.db.url)
-        .output()
-        .await
-        .expect("run kith notifications parked");
+    let table = operator(&env, &["notifications", "parked"]).await;
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
         text.contains(&mentioned.to_string()) && text.contains("1 parked"),
@@ -276,12 +276,7 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
 
     // The endpoint is fixed; the operator sends what was parked on again.
     let unknown = Uuid::new_v4().to_string();
-    let refused = tokio::process::Command::new(KITH)
-        .args(["notifications", "requeue", &unknown])
-        .env("DATABASE_URL", &env.db.url)
-        .output()
-        .await
-        .expect("run kith notifications requeue");
+    let refused = operator(&env, &["notifications", "requeue", &unknown]).await;
     assert!(!refused.status.success(), "{refused:?}");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains(&unknown),
@@ -289,12 +284,7 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
     );
     receiver.recover();
     let notification = lines[0]["notification_id"].as_str().expect("an id");
-    let requeued = tokio::process::Command::new(KITH)
-        .args(["notifications", "requeue", notification])
-        .env("DATABASE_URL", &env.db.url)
-        .output()
-        .await
-        .expect("run kith notifications requeue");
+    let requeued = operator(&env, &["notifications", "requeue", notification]).await;
     assert!(requeued.status.success(), "{requeued:?}");
     assert!(
         String::from_utf8_lossy(&requeued.stdout).contains("requeued 1 parked delivery"),
@@ -317,12 +307,7 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
             .all(|r| r.headers["webhook-id"] == delivered[0].headers["webhook-id"]),
         "one webhook-id throughout"
     );
-    let listed = tokio::process::Command::new(KITH)
-        .args(["notifications", "parked", "--json"])
-        .env("DATABASE_URL", &env.db.url)
-        .output()
-        .await
-        .expect("run kith notifications parked");
+    let listed = operator(&env, &["notifications", "parked", "--json"]).await;
     assert!(
         listed.stdout.is_empty(),
         "nothing parked any more: {listed:?}"

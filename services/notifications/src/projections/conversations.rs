@@ -267,7 +267,27 @@ async fn posted(
         followers: &followers,
     };
     let matched = collapse(post_candidates(&post), Some(author));
-    let about = About {
+    let about = about_message(&known, conversation, thread, message, author);
+    let ids = notify(conn, MESSAGING, event, &about, &matched).await?;
+    remember(conn, message, thread, &matched, &ids).await?;
+    // The author and those mentioned follow the thread from now on, unless they unfollowed it.
+    if let Some(thread) = thread {
+        let mut joining = mentioned;
+        joining.push(author);
+        follow(conn, conversation, thread, &joining).await?;
+    }
+    Ok(())
+}
+
+/// What a notification about `message` points at.
+fn about_message(
+    known: &Known,
+    conversation: Uuid,
+    thread: Option<Uuid>,
+    message: Uuid,
+    author: Uuid,
+) -> About {
+    About {
         community: Some(known.community),
         cohort: known.cohort,
         conversation: Some(conversation),
@@ -275,23 +295,25 @@ async fn posted(
         message: Some(message),
         actor: Some(author),
         ..About::default()
-    };
-    let ids = notify(conn, MESSAGING, event, &about, &matched).await?;
-    remember(conn, message, thread, &matched, &ids).await?;
-    // The author and those mentioned follow the thread from now on, unless they unfollowed it.
-    if let Some(thread) = thread {
-        let mut joining = mentioned;
-        joining.push(author);
-        sqlx::query(
-            "INSERT INTO thread_follows (conversation_id, thread_id, member_id, following)
-             SELECT $1, $2, unnest($3::uuid[]), true ON CONFLICT DO NOTHING",
-        )
-        .bind(conversation)
-        .bind(thread)
-        .bind(&joining)
-        .execute(&mut *conn)
-        .await?;
     }
+}
+
+/// `members` follow `thread` from now on, unless they unfollowed it before.
+async fn follow(
+    conn: &mut PgConnection,
+    conversation: Uuid,
+    thread: Uuid,
+    members: &[Uuid],
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO thread_follows (conversation_id, thread_id, member_id, following)
+         SELECT $1, $2, unnest($3::uuid[]), true ON CONFLICT DO NOTHING",
+    )
+    .bind(conversation)
+    .bind(thread)
+    .bind(members)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -373,29 +395,13 @@ async fn edited(
         return Ok(());
     }
     let thread = before.iter().find_map(|(_, _, thread)| *thread);
-    let about = About {
-        community: Some(known.community),
-        cohort: known.cohort,
-        conversation: Some(conversation),
-        thread,
-        message: Some(message),
-        actor: Some(author),
-        ..About::default()
-    };
+    let about = about_message(&known, conversation, thread, message, author);
     let ids = notify(conn, MESSAGING, event, &about, &matched).await?;
     remember(conn, message, thread, &matched, &ids).await?;
     // Those newly mentioned follow the thread from now on, as a post's mentioned do.
     if let Some(thread) = thread {
         let joining: Vec<Uuid> = matched.iter().map(|m| m.recipient).collect();
-        sqlx::query(
-            "INSERT INTO thread_follows (conversation_id, thread_id, member_id, following)
-             SELECT $1, $2, unnest($3::uuid[]), true ON CONFLICT DO NOTHING",
-        )
-        .bind(conversation)
-        .bind(thread)
-        .bind(&joining)
-        .execute(&mut *conn)
-        .await?;
+        follow(conn, conversation, thread, &joining).await?;
     }
     Ok(())
 }

@@ -453,21 +453,7 @@ async fn quiet_hours_hold_email_and_send_what_was_held_as_one_summary_when_they_
         })
         .await;
     assert_eq!(held.reason, "QUIET_HOURS");
-    let why = app
-        .notifications()
-        .await
-        .explain_notification(as_member(
-            member,
-            pb::ExplainNotificationRequest {
-                subject: Some(pb::explain_notification_request::Subject::NotificationId(
-                    feed[0].notification_id.clone(),
-                )),
-                min_position: 0,
-            },
-        ))
-        .await
-        .expect("explain")
-        .into_inner();
+    let why = app.why(member, &feed[0].notification_id).await;
     assert!(
         why.reasons
             .iter()
@@ -589,21 +575,7 @@ async fn a_daily_digest_holds_email_until_the_local_time_and_sends_what_is_still
         c.status == "held"
     })
     .await;
-    let why = app
-        .notifications()
-        .await
-        .explain_notification(as_member(
-            member,
-            pb::ExplainNotificationRequest {
-                subject: Some(pb::explain_notification_request::Subject::NotificationId(
-                    id(&second.message_id),
-                )),
-                min_position: 0,
-            },
-        ))
-        .await
-        .expect("explain")
-        .into_inner();
+    let why = app.why(member, &id(&second.message_id)).await;
     assert!(
         why.reasons
             .iter()

@@ -283,6 +283,28 @@ impl App {
         .await
     }
 
+    /// The explanation of `member`'s notification `notification` as it stands now.
+    pub(crate) async fn why(
+        &self,
+        member: Uuid,
+        notification: &str,
+    ) -> pb::ExplainNotificationResponse {
+        self.notifications()
+            .await
+            .explain_notification(as_member(
+                member,
+                pb::ExplainNotificationRequest {
+                    subject: Some(pb::explain_notification_request::Subject::NotificationId(
+                        notification.to_owned(),
+                    )),
+                    min_position: 0,
+                },
+            ))
+            .await
+            .expect("explain")
+            .into_inner()
+    }
+
     pub(crate) async fn set_preferences(&self, member: Uuid, preferences: pb::Preferences) -> i64 {
         let position = self
             .notifications()
