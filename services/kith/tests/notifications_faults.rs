@@ -42,6 +42,20 @@ async fn mention(
     email: &str,
     webhook: &str,
 ) -> (Community, Uuid, String) {
+    let (community, cohort) = pair(env, kith, email, webhook).await;
+    let message = post_mention(kith, &community, &cohort).await;
+    let mentioned = community.members[1];
+    (community, mentioned, message)
+}
+
+/// A cohort of two in `kith`: the author (member 0) and the one they mention (member 1), reached
+/// as `email`/`webhook`, both seated as far as messaging and notifications know.
+async fn pair(
+    env: &TestEnv,
+    kith: &ServiceProcess,
+    email: &str,
+    webhook: &str,
+) -> (Community, String) {
     let community = Community::create(kith.grpc, 2).await;
     let cohort = community.open_cohort(10).await;
     let [author, mentioned] = [community.members[0], community.members[1]];
@@ -97,12 +111,19 @@ async fn mention(
         ))
         .await
         .expect("contact applied");
+    (community, cohort)
+}
+
+/// Posts, through `kith`, a new thread in `cohort` by member 0 that mentions member 1; returns
+/// the message's id.
+async fn post_mention(kith: &ServiceProcess, community: &Community, cohort: &str) -> String {
+    let author = community.members[0];
     let messaging = MessagingServiceClient::connect(format!("http://{}", kith.grpc))
         .await
         .expect("connect");
     let request = msg::PostMessageRequest {
         request_id: rid(),
-        conversation_id: cohort.clone(),
+        conversation_id: cohort.to_owned(),
         thread_id: String::new(),
         title: String::new(),
         body: format!("@{} over to you", community.handles[1]),
@@ -120,7 +141,7 @@ async fn mention(
         }
     })
     .await;
-    (community, mentioned, posted.message_id)
+    posted.message_id
 }
 
 /// `kith <args>` as an operator runs it against `env`'s database.
@@ -312,4 +333,147 @@ async fn a_webhook_that_keeps_failing_is_parked_and_listed_for_the_operator() {
         listed.stdout.is_empty(),
         "nothing parked any more: {listed:?}"
     );
+}
+
+/// Three replicas of notifications on one database and one NATS (a `kith up` of every service
+/// and two of notifications alone, as production scales it), two of them killed (SIGKILL) while
+/// mentions arrive: every mention is decided once, and every email and webhook goes once. An
+/// email a killed replica may have been sending is never sent again; a webhook may be, under the
+/// same `webhook-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_decide_and_deliver_each_mention_once_when_two_are_killed() {
+    const MENTIONS: usize = 9;
+    let env = TestEnv::new().await;
+    let sink = SmtpSink::start().await;
+    let receiver = HttpReceiver::start(0).await;
+    let vars = [
+        ("KITH_SMTP_URL", sink.url()),
+        ("KITH_EMAIL_BATCH_WINDOW", "1s".to_owned()),
+        ("KITH_WEBHOOK_ALLOW_PRIVATE", "true".to_owned()),
+        ("DATABASE_MAX_CONNECTIONS", "6".to_owned()),
+    ];
+    let mut alone = Vec::new();
+    for _ in 0..2 {
+        alone.push(
+            ServiceProcess::spawn_with_vars(
+                KITH,
+                &["up", "--service", "notifications"],
+                &env,
+                &vars,
+            )
+            .await,
+        );
+    }
+    // Started last, so the first of those alone leads delivery, reminders and the relay, and
+    // is the first one killed.
+    let all = kith(&env, &sink, None).await;
+    let address = "mentioned@example.org";
+    let (community, cohort) = pair(&env, &all, address, &receiver.url("/hook")).await;
+    let mentioned = community.members[1];
+    let mut messages = Vec::new();
+    for i in 0..MENTIONS {
+        // Whichever leads delivery or holds a batch of the rules, it is gone by the end.
+        if i == MENTIONS / 3 {
+            alone[0].signal("KILL");
+        }
+        if i == 2 * MENTIONS / 3 {
+            alone[1].signal("KILL");
+        }
+        messages.push(post_mention(&all, &community, &cohort).await);
+    }
+
+    // Every email and webhook of the mentions comes to rest.
+    let pool = sqlx::PgPool::connect(&env.db.url).await.expect("database");
+    let settled: Vec<(Uuid, i32, String, String, Option<Uuid>)> =
+        eventually(Duration::from_secs(90), "every delivery to settle", || {
+            let pool = pool.clone();
+            async move {
+                let rows: Vec<(Uuid, i32, String, String, Option<Uuid>)> = sqlx::query_as(
+                    "SELECT notification_id, channel, status, reason, batch_id
+                     FROM notifications.deliveries WHERE recipient_id = $1",
+                )
+                .bind(mentioned)
+                .fetch_all(&pool)
+                .await
+                .ok()?;
+                let done = rows.len() == 2 * MENTIONS
+                    && rows.iter().all(|(_, _, status, reason, _)| {
+                        status == "sent"
+                            || (status == "cancelled" && reason == "INTERRUPTED_NOT_RESENT")
+                    });
+                done.then_some(rows)
+            }
+        })
+        .await;
+
+    // Decided once: one notification per mention, no other.
+    let decided: Vec<Option<Uuid>> = sqlx::query_scalar(
+        "SELECT message_id FROM notifications.notifications WHERE recipient_id = $1",
+    )
+    .bind(mentioned)
+    .fetch_all(&pool)
+    .await
+    .expect("notifications");
+    let mut decided: Vec<String> = decided
+        .into_iter()
+        .flatten()
+        .map(|m| m.to_string())
+        .collect();
+    decided.sort();
+    messages.sort();
+    assert_eq!(decided, messages, "one notification per mention");
+
+    // Webhooks: one webhook-id per notification, each delivered.
+    let webhook = pb::Channel::Webhook as i32;
+    let expected: std::collections::BTreeSet<String> = settled
+        .iter()
+        .filter(|(_, channel, ..)| *channel == webhook)
+        .map(|(id, ..)| {
+            kith_notifications::delivery::delivery_id(*id, pb::Channel::Webhook).to_string()
+        })
+        .collect();
+    let received: std::collections::BTreeSet<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(received, expected, "every webhook, under its own id");
+
+    // Emails: each one a batch the ledger sent (or may have sent, when interrupted), and each
+    // notification in one email at most.
+    let email = pb::Channel::Email as i32;
+    let mut batches: std::collections::BTreeMap<Uuid, (usize, bool)> = Default::default();
+    for (_, channel, status, _, batch) in &settled {
+        if *channel == email {
+            let entry = batches
+                .entry(batch.expect("an attempted email has a batch"))
+                .or_default();
+            entry.0 += 1;
+            entry.1 |= status == "sent";
+        }
+    }
+    let emails = sink.emails();
+    let mut seen = std::collections::BTreeSet::new();
+    for one in &emails {
+        let id: Uuid = one
+            .header("Message-ID")
+            .expect("Message-ID")
+            .trim_matches(['<', '>'])
+            .trim_end_matches("@kith.notifications")
+            .parse()
+            .expect("a batch id");
+        assert!(seen.insert(id), "batch {id} was emailed twice");
+        let (count, _) = batches.get(&id).expect("an email the ledger knows");
+        assert_eq!(
+            one.body().lines().filter(|l| l.starts_with("- ")).count(),
+            *count,
+            "the email lists its batch's notifications"
+        );
+    }
+    for (batch, (_, sent)) in &batches {
+        if *sent {
+            assert!(seen.contains(batch), "sent batch {batch} reached the sink");
+        }
+    }
+    pool.close().await;
 }
