@@ -6,6 +6,10 @@ use kith_platform::db::{self, Schema};
 use serde::Serialize;
 use uuid::Uuid;
 
+/// How long the commands wait for a database that refuses connections for a moment (restarting,
+/// or at its connection limit).
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Notifications {
     /// Webhooks and emails that failed every attempt and wait for an operator, latest first:
@@ -85,7 +89,7 @@ pub(crate) async fn run(command: Notifications) -> anyhow::Result<()> {
 
 async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
     let schema = Schema::parse(kith_notifications::SERVICE)?;
-    let pool = db::connect(&args.database.database_url, &schema, 1)
+    let pool = db::connect_patiently(&args.database.database_url, &schema, 1, PATIENCE)
         .await
         .context("connecting to the notifications database (--database-url)")?;
     let rows: Vec<ParkedRow> = sqlx::query_as(
@@ -159,7 +163,7 @@ async fn parked(args: ParkedArgs) -> anyhow::Result<()> {
 async fn requeue(args: RequeueArgs) -> anyhow::Result<()> {
     use kith_proto::notifications::Channel;
     let schema = Schema::parse(kith_notifications::SERVICE)?;
-    let pool = db::connect(&args.database.database_url, &schema, 2)
+    let pool = db::connect_patiently(&args.database.database_url, &schema, 2, PATIENCE)
         .await
         .context("connecting to the notifications database (--database-url)")?;
     let channel = args.channel.map(|c| match c {
