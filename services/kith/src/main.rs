@@ -53,7 +53,8 @@ enum Command {
     /// Reports computed from the raw events, under definitions printed with them.
     #[command(subcommand)]
     Report(report::Report),
-    /// What the notifications service holds for an operator: parked deliveries.
+    /// What the notifications service holds for an operator: parked deliveries, and sending
+    /// them on.
     #[command(subcommand)]
     Notifications(notifications::Notifications),
 }

@@ -9,8 +9,11 @@ use serde::Serialize;
 
 use crate::events::{Collected, Decoder, Exported, ReadArgs, Window};
 
+mod places;
+pub(crate) use places::Places;
+
 /// The definitions, versioned: a change to any of them is a new version.
-pub(crate) const DEFINITIONS: &str = "engagement definitions v1
+pub(crate) const DEFINITIONS: &str = "engagement definitions v2
 - times are the events' recorded times, days are UTC days; the period is [from, to)
 - activity: writing a message (a thread or a reply), reacting, or moving a read cursor
 - active members: members with any activity in the period
@@ -29,6 +32,19 @@ pub(crate) const DEFINITIONS: &str = "engagement definitions v1
 - retention by join week: members who joined the community in each week (Monday to Sunday,
   UTC) of the period, and the share of them active in that week and each later week that
   starts before the period's end
+- speaking share by week: for each week (Monday to Sunday, UTC) that starts in the period, the
+  share of the period's active members who wrote a message in it
+- facilitator response time: for each thread started in the period in a cohort's conversation
+  by someone not facilitating that cohort, from its first message to the first message in it by
+  one of the cohort's facilitators at that moment; median and p90 by nearest rank, in seconds;
+  threads without one are counted apart
+- sessions: those starting in the period and not cancelled; a session's seats are the members
+  seated in its cohort when it starts
+- RSVP yes rate: over those sessions' seats, the share whose last answer was yes
+- attendance rate: over the seats of those sessions with attendance recorded, the share
+  recorded present
+- waitlist: the members waiting at the period's end; time on the waitlist, for promotions in
+  the period, from joining the waitlist to the seat; median and p90 by nearest rank, in seconds
 ";
 
 /// What the report is about.
@@ -79,6 +95,13 @@ pub(crate) struct Engagement {
     pub(crate) threads_answered: usize,
     pub(crate) threads_unanswered: usize,
     pub(crate) participation_gini: f64,
+    pub(crate) speaking_share: Vec<SpeakingWeek>,
+    pub(crate) facilitator_response_median_seconds: Option<i64>,
+    pub(crate) facilitator_response_p90_seconds: Option<i64>,
+    pub(crate) threads_answered_by_facilitator: usize,
+    pub(crate) threads_awaiting_facilitator: usize,
+    #[serde(flatten)]
+    pub(crate) places: Places,
     pub(crate) at_risk: Vec<AtRisk>,
     pub(crate) retention: Vec<JoinWeek>,
 }
@@ -88,6 +111,17 @@ struct Thread {
     started: DateTime<Utc>,
     author: String,
     first_reply: Option<DateTime<Utc>>,
+    /// Started by someone not facilitating its cohort: when a facilitator first answered.
+    awaits_facilitator: bool,
+    facilitator_reply: Option<DateTime<Utc>>,
+}
+
+/// A week's share of the period's active members who wrote in it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct SpeakingWeek {
+    /// Its Monday.
+    pub(crate) week: String,
+    pub(crate) share: f64,
 }
 
 fn text<'a>(event: &'a serde_json::Value, field: &str) -> &'a str {
@@ -104,6 +138,8 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
     let mut threads: BTreeMap<String, Thread> = BTreeMap::new();
     let mut last_active: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     let mut joined: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
+    let mut spoke: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
+    let mut places = places::Tracker::default();
     let (mut posts, mut replies, mut reactions) = (0u64, 0u64, 0u64);
     let in_period = |at: DateTime<Utc>| at >= scope.from && at < scope.to;
     for record in events {
@@ -112,6 +148,7 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         }
         let e = &record.event;
         let at = record.recorded_at;
+        places.take(record, scope);
         match record.event_type.as_str() {
             "kith.messaging.v1.ConversationStarted" => {
                 let cohort_matches = scope
@@ -129,12 +166,19 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                 let author = text(e, "author_id").to_owned();
                 let (message, thread) = (text(e, "message_id"), text(e, "thread_id"));
                 let reply = !thread.is_empty() && thread != message;
+                let conversation = text(e, "conversation_id");
+                let facilitating = places.facilitates(conversation, &author);
                 if reply {
-                    if let Some(started) = threads.get_mut(thread)
-                        && started.first_reply.is_none()
-                        && started.author != author
-                    {
-                        started.first_reply = Some(at);
+                    if let Some(started) = threads.get_mut(thread) {
+                        if started.first_reply.is_none() && started.author != author {
+                            started.first_reply = Some(at);
+                        }
+                        if started.awaits_facilitator
+                            && started.facilitator_reply.is_none()
+                            && facilitating
+                        {
+                            started.facilitator_reply = Some(at);
+                        }
                     }
                 } else if !thread.is_empty() {
                     threads.insert(
@@ -143,8 +187,16 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                             started: at,
                             author: author.clone(),
                             first_reply: None,
+                            awaits_facilitator: !facilitating && places.is_cohort(conversation),
+                            facilitator_reply: None,
                         },
                     );
+                }
+                if in_period(at) {
+                    spoke
+                        .entry(monday(at.date_naive()))
+                        .or_default()
+                        .insert(author.clone());
                 }
                 if in_period(at) {
                     if reply {
@@ -225,6 +277,36 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         }
     }
     waits.sort_unstable();
+    let mut facilitator_waits: Vec<i64> = Vec::new();
+    let mut awaiting = 0;
+    for thread in threads
+        .values()
+        .filter(|t| t.awaits_facilitator && in_period(t.started))
+    {
+        match thread.facilitator_reply {
+            Some(reply) => facilitator_waits.push((reply - thread.started).num_seconds()),
+            None => awaiting += 1,
+        }
+    }
+    facilitator_waits.sort_unstable();
+    let speaking_share = monday(first_day)
+        .iter_weeks()
+        .skip_while(|week| *week < first_day)
+        .take_while(|week| *week <= last_day)
+        .map(|week| {
+            let wrote = spoke.get(&week).map_or(0, |members| {
+                members.iter().filter(|m| active.contains(m)).count()
+            });
+            SpeakingWeek {
+                week: week.to_string(),
+                share: if active.is_empty() {
+                    0.0
+                } else {
+                    round(wrote as f64 / active.len() as f64)
+                },
+            }
+        })
+        .collect();
     let counts: Vec<u64> = active
         .iter()
         .map(|member| written.get(*member).copied().unwrap_or(0))
@@ -287,6 +369,12 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         threads_answered: waits.len(),
         threads_unanswered: unanswered,
         participation_gini: round(gini(&counts)),
+        speaking_share,
+        facilitator_response_median_seconds: nearest_rank(&facilitator_waits, 0.5),
+        facilitator_response_p90_seconds: nearest_rank(&facilitator_waits, 0.9),
+        threads_answered_by_facilitator: facilitator_waits.len(),
+        threads_awaiting_facilitator: awaiting,
+        places: places.figures(scope),
         at_risk,
         retention,
     }
@@ -434,10 +522,49 @@ fn table(r: &Engagement) -> String {
             "participation (Gini)",
             format!("{:.2}", r.participation_gini),
         ),
+        (
+            "facilitator reply, median s",
+            optional(r.facilitator_response_median_seconds),
+        ),
+        (
+            "facilitator reply, p90 s",
+            optional(r.facilitator_response_p90_seconds),
+        ),
+        (
+            "threads a facilitator answered",
+            r.threads_answered_by_facilitator.to_string(),
+        ),
+        (
+            "threads awaiting a facilitator",
+            r.threads_awaiting_facilitator.to_string(),
+        ),
+        ("sessions", r.places.sessions.to_string()),
+        ("RSVP yes rate", format!("{:.2}", r.places.rsvp_yes_rate)),
+        (
+            "attendance rate",
+            format!(
+                "{:.2} ({} sessions recorded)",
+                r.places.attendance_rate, r.places.sessions_with_attendance
+            ),
+        ),
+        ("waitlist at end", r.places.waitlist_at_end.to_string()),
+        (
+            "waitlist wait, median s",
+            optional(r.places.waitlist_wait_median_seconds),
+        ),
+        (
+            "waitlist wait, p90 s",
+            optional(r.places.waitlist_wait_p90_seconds),
+        ),
+        ("promoted", r.places.promoted.to_string()),
     ];
     let mut out = String::new();
     for (name, value) in rows {
-        out.push_str(&format!("{name:<24}{value}\n"));
+        out.push_str(&format!("{name:<32}{value}\n"));
+    }
+    out.push_str("\nspeaking share by week\n");
+    for week in &r.speaking_share {
+        out.push_str(&format!("  {}  {:.2}\n", week.week, week.share));
     }
     out.push_str(&format!("\nat risk ({})\n", r.at_risk.len()));
     for member in &r.at_risk {

@@ -174,7 +174,7 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
     assert!(
         parsed["definitions"]
             .as_str()
-            .is_some_and(|d| d.starts_with("engagement definitions v1"))
+            .is_some_and(|d| d.starts_with("engagement definitions v2"))
     );
 
     // A window after everything holds nothing; one before the end holds everything.

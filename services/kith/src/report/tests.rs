@@ -154,7 +154,7 @@ fn the_same_events_give_the_same_bytes() {
     let first = serde_json::to_string(&engagement(&history(), &scope(None))).expect("json");
     let again = serde_json::to_string(&engagement(&history(), &scope(None))).expect("json");
     assert_eq!(first, again);
-    assert!(first.contains("engagement definitions v1"));
+    assert!(first.contains("engagement definitions v2"));
 }
 
 #[test]
@@ -229,4 +229,149 @@ fn retention_by_join_week_and_members_at_risk_over_two_weeks() {
             },
         ]
     );
+}
+
+fn cohorts(n: i64, when: DateTime<Utc>, kind: &str, body: serde_json::Value) -> Exported {
+    Exported {
+        service: "cohorts".into(),
+        rank: 1,
+        event_type: format!("kith.cohorts.v1.{kind}"),
+        ..event(n, when, kind, body)
+    }
+}
+
+/// The period is 5 to 19 January (two weeks from Monday 5 January) in COHORT, where a, b and c
+/// sit from 1 January and f facilitates:
+/// - waitlist: w1 waits from 2 Jan 09:00 and is promoted 5 Jan 09:00 (259,200 s); w2 from 3 Jan
+///   09:00 to 6 Jan 21:00 (302,400 s); w3 from 4 Jan, still waiting at the end;
+/// - sessions: s1 on 6 Jan 18:00 (seats a, b, c, w1: w2 is promoted after it starts) where a and
+///   w1 said yes, b said yes then no, c maybe, and a, c and x (not seated) were recorded
+///   present; s2 on 8 Jan, cancelled; s3 on 9 Jan 18:00 (seats a, b, w1, w2: c left on 8 Jan),
+///   no answers, no attendance; s4 on 20 Jan, after the period; a session of the other
+///   community's cohort does not count. Seats 8, yes 2 (0.25); recorded 4, present 2 (0.5);
+/// - threads: a's t1 (5 Jan 10:00) answered by b at 10:30 and by f at 12:00 (7,200 s); f's own
+///   t2 awaits no one; b's t3 (7 Jan 10:00) answered by f at 10:10 (600 s); a's t4 (8 Jan) and
+///   t5 (13 Jan) never by f. Median 600 s, p90 7,200 s, two awaiting;
+/// - speaking: a, b and f write in the first week, only a in the second (1 and 0.3333).
+fn places_history() -> Vec<Exported> {
+    let to = |day: u32, hour: u32| at(day, hour, 0).to_rfc3339();
+    let seat = |n, day, member: &str| {
+        cohorts(
+            n,
+            at(day, 11, 0),
+            "MemberJoinedCohort",
+            json!({"cohort_id": COHORT, "member_id": member}),
+        )
+    };
+    let session = |n, member_day: u32, id: &str, cohort: &str, day: u32| {
+        cohorts(
+            n,
+            at(member_day, 8, 0),
+            "SessionScheduled",
+            json!({"cohort_id": cohort, "session_id": id, "starts_at": to(day, 18)}),
+        )
+    };
+    let rsvp = |n, day, hour, member: &str, response: &str| {
+        cohorts(
+            n,
+            at(day, hour, 0),
+            "SessionRsvp",
+            json!({"cohort_id": COHORT, "session_id": "s1", "member_id": member, "response": response}),
+        )
+    };
+    let on = |n, day, hour, kind: &str, member: &str| {
+        cohorts(
+            n,
+            at(day, hour, 0),
+            kind,
+            json!({"cohort_id": COHORT, "member_id": member}),
+        )
+    };
+    vec![
+        cohorts(
+            1,
+            at(1, 9, 0),
+            "CohortCreated",
+            json!({"cohort_id": COHORT, "community_id": COMMUNITY}),
+        ),
+        cohorts(
+            2,
+            at(1, 9, 0),
+            "CohortCreated",
+            json!({"cohort_id": ELSEWHERE, "community_id": "00000000-0000-0000-0000-0000000000c2"}),
+        ),
+        started(3, at(1, 9, 0), COHORT, COMMUNITY),
+        seat(4, 1, "a"),
+        seat(5, 1, "b"),
+        seat(6, 1, "c"),
+        on(7, 1, 12, "FacilitatorAssigned", "f"),
+        session(8, 2, "s1", COHORT, 6),
+        session(9, 2, "s2", COHORT, 8),
+        session(10, 2, "s3", COHORT, 9),
+        session(11, 2, "s4", COHORT, 20),
+        session(12, 2, "e1", ELSEWHERE, 6),
+        on(13, 2, 9, "MemberWaitlisted", "w1"),
+        on(14, 3, 9, "MemberWaitlisted", "w2"),
+        on(15, 4, 9, "MemberWaitlisted", "w3"),
+        on(16, 5, 9, "WaitlistPromoted", "w1"),
+        posted(17, at(5, 10, 0), COHORT, "t1", "t1", "a"),
+        posted(18, at(5, 10, 30), COHORT, "r1", "t1", "b"),
+        posted(19, at(5, 12, 0), COHORT, "r2", "t1", "f"),
+        rsvp(20, 5, 13, "a", "RSVP_RESPONSE_YES"),
+        rsvp(21, 5, 14, "b", "RSVP_RESPONSE_YES"),
+        rsvp(22, 5, 15, "b", "RSVP_RESPONSE_NO"),
+        rsvp(23, 5, 16, "c", "RSVP_RESPONSE_MAYBE"),
+        rsvp(24, 5, 17, "w1", "RSVP_RESPONSE_YES"),
+        posted(25, at(6, 10, 0), COHORT, "t2", "t2", "f"),
+        cohorts(
+            26,
+            at(6, 20, 0),
+            "AttendanceRecorded",
+            json!({"cohort_id": COHORT, "session_id": "s1", "present": ["a", "c", "x"]}),
+        ),
+        on(27, 6, 21, "WaitlistPromoted", "w2"),
+        posted(28, at(7, 10, 0), COHORT, "t3", "t3", "b"),
+        cohorts(
+            29,
+            at(7, 10, 5),
+            "SessionCancelled",
+            json!({"cohort_id": COHORT, "session_id": "s2"}),
+        ),
+        posted(30, at(7, 10, 10), COHORT, "r3", "t3", "f"),
+        on(31, 8, 9, "MemberLeftCohort", "c"),
+        posted(32, at(8, 10, 0), COHORT, "t4", "t4", "a"),
+        posted(33, at(13, 10, 0), COHORT, "t5", "t5", "a"),
+    ]
+}
+
+#[test]
+fn sessions_waitlist_facilitators_and_speaking_by_week_from_a_hand_built_history() {
+    let scope = Scope {
+        community: COMMUNITY.into(),
+        cohort: None,
+        from: at(5, 0, 0),
+        to: at(19, 0, 0),
+        silent_days: 14,
+    };
+    let report = engagement(&places_history(), &scope);
+    let p = &report.places;
+    assert_eq!(p.sessions, 2, "s1 and s3");
+    assert_eq!(p.rsvp_yes_rate, 0.25);
+    assert_eq!((p.attendance_rate, p.sessions_with_attendance), (0.5, 1));
+    assert_eq!(p.waitlist_at_end, 1);
+    assert_eq!(p.promoted, 2);
+    assert_eq!(p.waitlist_wait_median_seconds, Some(259_200));
+    assert_eq!(p.waitlist_wait_p90_seconds, Some(302_400));
+    assert_eq!(report.facilitator_response_median_seconds, Some(600));
+    assert_eq!(report.facilitator_response_p90_seconds, Some(7_200));
+    assert_eq!(report.threads_answered_by_facilitator, 2);
+    assert_eq!(report.threads_awaiting_facilitator, 2);
+    let weeks: Vec<(&str, f64)> = report
+        .speaking_share
+        .iter()
+        .map(|w| (w.week.as_str(), w.share))
+        .collect();
+    assert_eq!(weeks, vec![("2026-01-05", 1.0), ("2026-01-12", 0.3333)]);
+    // The first reply of t1 is b's, not the facilitator's.
+    assert_eq!(report.first_reply_median_seconds, Some(600));
 }
