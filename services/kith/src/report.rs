@@ -57,6 +57,109 @@ pub(crate) struct Scope {
     pub(crate) to: DateTime<Utc>,
     /// Days without activity that make an earlier-active member at risk.
     pub(crate) silent_days: i64,
+    /// The definitions' parameters (the defaults, or an analyst's file).
+    pub(crate) rules: Rules,
+    /// Where they came from, as printed.
+    pub(crate) rules_source: Option<String>,
+}
+
+/// What counts as activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Activity {
+    /// Writing a message.
+    Write,
+    /// Reacting to one.
+    React,
+    /// Moving a read cursor.
+    Read,
+}
+
+/// The parameters of the definitions an analyst may set (`--definitions FILE`, JSON); what the
+/// file leaves out keeps its default.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Rules {
+    /// What counts as activity (default: all three).
+    pub(crate) activity: BTreeSet<Activity>,
+    /// The days in WAU's window (default 7).
+    pub(crate) wau_days: i64,
+    /// The days in MAU's window (default 30).
+    pub(crate) mau_days: i64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            activity: [Activity::Write, Activity::React, Activity::Read].into(),
+            wau_days: 7,
+            mau_days: 30,
+        }
+    }
+}
+
+impl Rules {
+    /// Reads and checks `path`; the error names the file and what is wrong.
+    pub(crate) fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let where_ = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| anyhow::anyhow!("--definitions {where_}: {err}"))?;
+        let rules: Self = serde_json::from_str(&text).map_err(|err| {
+            anyhow::anyhow!(
+                "--definitions {where_}: {err} (expected a JSON object with activity: [\"write\", \"react\", \"read\"], wau_days, mau_days)"
+            )
+        })?;
+        if rules.activity.is_empty() {
+            anyhow::bail!(
+                "--definitions {where_}: activity must name at least one of write, react, read"
+            );
+        }
+        for (field, days) in [("wau_days", rules.wau_days), ("mau_days", rules.mau_days)] {
+            if !(1..=365).contains(&days) {
+                anyhow::bail!("--definitions {where_}: {field} must be 1 to 365, got {days}");
+            }
+        }
+        Ok(rules)
+    }
+
+    /// The text printed with the report: the versioned definitions, then what differs from
+    /// their defaults.
+    fn text(&self, source: Option<&str>) -> String {
+        let mut out = DEFINITIONS.to_owned();
+        let defaults = Self::default();
+        if *self == defaults {
+            return out;
+        }
+        out.push_str(&format!(
+            "overridden by {}:\n",
+            source.unwrap_or("the caller")
+        ));
+        if self.activity != defaults.activity {
+            let names: Vec<&str> = self
+                .activity
+                .iter()
+                .map(|a| match a {
+                    Activity::Write => "writing a message",
+                    Activity::React => "reacting",
+                    Activity::Read => "moving a read cursor",
+                })
+                .collect();
+            out.push_str(&format!("- activity: {} only\n", names.join(", ")));
+        }
+        if self.wau_days != defaults.wau_days {
+            out.push_str(&format!(
+                "- WAU: the members active in the {} ending that day\n",
+                days(self.wau_days)
+            ));
+        }
+        if self.mau_days != defaults.mau_days {
+            out.push_str(&format!(
+                "- MAU: the members active in the {} ending on the period's last day\n",
+                days(self.mau_days)
+            ));
+        }
+        out
+    }
 }
 
 /// A member active before who has gone quiet.
@@ -77,7 +180,7 @@ pub(crate) struct JoinWeek {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Engagement {
-    pub(crate) definitions: &'static str,
+    pub(crate) definitions: String,
     pub(crate) community: String,
     pub(crate) cohort: Option<String>,
     pub(crate) from: String,
@@ -206,8 +309,10 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                     }
                     *written.entry(author.clone()).or_default() += 1;
                 }
-                last_active.insert(author.clone(), at);
-                activity.entry(at.date_naive()).or_default().insert(author);
+                if scope.rules.activity.contains(&Activity::Write) {
+                    last_active.insert(author.clone(), at);
+                    activity.entry(at.date_naive()).or_default().insert(author);
+                }
             }
             "kith.messaging.v1.ReactionAdded" => {
                 if !conversations.contains(text(e, "conversation_id")) {
@@ -216,12 +321,16 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                 if in_period(at) {
                     reactions += 1;
                 }
-                let member = text(e, "member_id").to_owned();
-                last_active.insert(member.clone(), at);
-                activity.entry(at.date_naive()).or_default().insert(member);
+                if scope.rules.activity.contains(&Activity::React) {
+                    let member = text(e, "member_id").to_owned();
+                    last_active.insert(member.clone(), at);
+                    activity.entry(at.date_naive()).or_default().insert(member);
+                }
             }
             "kith.messaging.v1.ReadCursorMoved" => {
-                if !conversations.contains(text(e, "conversation_id")) {
+                if !conversations.contains(text(e, "conversation_id"))
+                    || !scope.rules.activity.contains(&Activity::Read)
+                {
                     continue;
                 }
                 let member = text(e, "member_id").to_owned();
@@ -263,10 +372,14 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
     let dau = mean(days.iter().map(|d| active_between(*d, *d).len()).collect());
     let wau = mean(
         days.iter()
-            .map(|d| active_between(*d - Duration::days(6), *d).len())
+            .map(|d| active_between(*d - Duration::days(scope.rules.wau_days - 1), *d).len())
             .collect(),
     );
-    let mau = active_between(last_day - Duration::days(29), last_day).len();
+    let mau = active_between(
+        last_day - Duration::days(scope.rules.mau_days - 1),
+        last_day,
+    )
+    .len();
 
     let mut waits: Vec<i64> = Vec::new();
     let mut unanswered = 0;
@@ -347,7 +460,7 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         })
         .collect();
     Engagement {
-        definitions: DEFINITIONS,
+        definitions: scope.rules.text(scope.rules_source.as_deref()),
         community: scope.community.clone(),
         cohort: scope.cohort.clone(),
         from: scope.from.to_rfc3339(),
@@ -377,6 +490,14 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         places: places.figures(scope),
         at_risk,
         retention,
+    }
+}
+
+fn days(n: i64) -> String {
+    if n == 1 {
+        "day".to_owned()
+    } else {
+        format!("{n} days")
     }
 }
 
@@ -455,6 +576,10 @@ pub(crate) struct EngagementArgs {
     silent_days: i64,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// A JSON file overriding the definitions' parameters, e.g.
+    /// {"activity": ["write"], "wau_days": 7, "mau_days": 28}; printed with the report.
+    #[arg(long, value_name = "FILE")]
+    definitions: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
@@ -485,6 +610,14 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
         from: args.from,
         to: args.to,
         silent_days: args.silent_days,
+        rules: match &args.definitions {
+            Some(path) => Rules::from_file(path)?,
+            None => Rules::default(),
+        },
+        rules_source: args
+            .definitions
+            .as_ref()
+            .map(|path| path.display().to_string()),
     };
     let report = engagement(&collected.0, &scope);
     match args.format {
@@ -588,7 +721,7 @@ fn table(r: &Engagement) -> String {
         ));
     }
     out.push('\n');
-    out.push_str(r.definitions);
+    out.push_str(&r.definitions);
     out
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
-use super::{AtRisk, JoinWeek, Scope, engagement, gini, nearest_rank};
+use super::{Activity, AtRisk, JoinWeek, Rules, Scope, engagement, gini, nearest_rank};
 use crate::events::Exported;
 
 const COMMUNITY: &str = "00000000-0000-0000-0000-0000000000c1";
@@ -105,6 +105,8 @@ fn scope(cohort: Option<&str>) -> Scope {
         from: at(5, 0, 0),
         to: at(8, 0, 0),
         silent_days: 14,
+        rules: Rules::default(),
+        rules_source: None,
     }
 }
 
@@ -194,6 +196,8 @@ fn retention_by_join_week_and_members_at_risk_over_two_weeks() {
         &Scope {
             to: at(19, 0, 0),
             silent_days: 7,
+            rules: Rules::default(),
+            rules_source: None,
             ..scope(Some(COHORT))
         },
     );
@@ -352,6 +356,8 @@ fn sessions_waitlist_facilitators_and_speaking_by_week_from_a_hand_built_history
         from: at(5, 0, 0),
         to: at(19, 0, 0),
         silent_days: 14,
+        rules: Rules::default(),
+        rules_source: None,
     };
     let report = engagement(&places_history(), &scope);
     let p = &report.places;
@@ -374,4 +380,76 @@ fn sessions_waitlist_facilitators_and_speaking_by_week_from_a_hand_built_history
     assert_eq!(weeks, vec![("2026-01-05", 1.0), ("2026-01-12", 0.3333)]);
     // The first reply of t1 is b's, not the facilitator's.
     assert_eq!(report.first_reply_median_seconds, Some(600));
+}
+
+#[test]
+fn definitions_from_a_file_change_what_counts_and_say_so() {
+    // Writing only, WAU over 2 days, MAU over 1: d (reacted) and e (read) are no longer active.
+    let rules = Rules {
+        activity: [Activity::Write].into(),
+        wau_days: 2,
+        mau_days: 1,
+    };
+    let scope = Scope {
+        rules,
+        rules_source: Some("mine.json".into()),
+        ..scope(Some(COHORT))
+    };
+    let report = engagement(&history(), &scope);
+    // Active: 5 Jan {a, b}, 6 Jan {c, a}, 7 Jan {b}: three members, DAU (2 + 2 + 1) / 3.
+    assert_eq!(report.active_members, 3);
+    assert_eq!(report.dau, 1.6667);
+    // Two days ending each day: {a, b}, {a, b, c}, {a, b, c}: (2 + 3 + 3) / 3.
+    assert_eq!(report.wau, 2.6667);
+    // The last day alone: {b}.
+    assert_eq!(report.mau, 1);
+    // Messages by the active members: a 3, b 2, c 1: (-2·1 + 0·2 + 2·3) / (3 · 6) = 4 / 18.
+    assert_eq!(report.participation_gini, 0.2222);
+    assert!(
+        report.definitions.ends_with(
+            "overridden by mine.json:\n- activity: writing a message only\n\
+             - WAU: the members active in the 2 days ending that day\n\
+             - MAU: the members active in the day ending on the period's last day\n"
+        ),
+        "{}",
+        report.definitions
+    );
+}
+
+#[test]
+fn a_definitions_file_is_checked_and_its_errors_name_it() {
+    let dir = std::env::temp_dir().join(format!("kith-definitions-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let partial = Rules::from_file(&file("partial.json", r#"{"mau_days": 28}"#)).expect("valid");
+    assert_eq!(
+        partial,
+        Rules {
+            mau_days: 28,
+            ..Rules::default()
+        }
+    );
+    for (name, text, says) in [
+        ("unknown.json", r#"{"dau_days": 2}"#, "dau_days"),
+        ("value.json", r#"{"activity": ["post"]}"#, "post"),
+        ("empty.json", r#"{"activity": []}"#, "at least one"),
+        (
+            "days.json",
+            r#"{"wau_days": 0}"#,
+            "wau_days must be 1 to 365",
+        ),
+        ("broken.json", "{", "expected a JSON object"),
+    ] {
+        let err = Rules::from_file(&file(name, text))
+            .expect_err(name)
+            .to_string();
+        assert!(err.contains(name) && err.contains(says), "{name}: {err}");
+    }
+    let missing = Rules::from_file(&dir.join("missing.json")).expect_err("missing");
+    assert!(missing.to_string().contains("missing.json"), "{missing}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
 }
