@@ -597,6 +597,11 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
             anyhow::bail!("{flag} must be a UUID, got {id:?}");
         }
     }
+    // Checked before anything is read: a mistake in the file is reported at once.
+    let rules = match &args.definitions {
+        Some(path) => Rules::from_file(path)?,
+        None => Rules::default(),
+    };
     let decoder = Decoder::new()?;
     let mut collected = Collected::default();
     let window = Window {
@@ -610,10 +615,7 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
         from: args.from,
         to: args.to,
         silent_days: args.silent_days,
-        rules: match &args.definitions {
-            Some(path) => Rules::from_file(path)?,
-            None => Rules::default(),
-        },
+        rules,
         rules_source: args
             .definitions
             .as_ref()

@@ -256,3 +256,34 @@ async fn a_backwards_window_is_refused_naming_the_flags() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_with_a_bad_definitions_file_is_refused_naming_the_file_and_field() {
+    let env = TestEnv::new().await;
+    let file = std::env::temp_dir().join(format!("kith-defs-{}.json", Uuid::new_v4()));
+    std::fs::write(&file, r#"{"mau_days": 400}"#).expect("write");
+    let output = tokio::process::Command::new(KITH)
+        .args([
+            "report",
+            "engagement",
+            "--community",
+            &Uuid::new_v4().to_string(),
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-02-01T00:00:00Z",
+            "--definitions",
+        ])
+        .arg(&file)
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .await
+        .expect("kith report");
+    std::fs::remove_file(&file).expect("clean up");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--definitions") && stderr.contains("mau_days must be 1 to 365"),
+        "{stderr}"
+    );
+}
