@@ -518,7 +518,7 @@ fn write_csv(out: &mut Box<dyn Write>, r: &Exported) -> anyhow::Result<()> {
 
 /// A CSV field as RFC 4180 has it: quoted when it holds a comma, a quote or a line break, with
 /// quotes doubled.
-fn csv_field(value: &str) -> String {
+pub(crate) fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {

@@ -546,6 +546,9 @@ pub(crate) enum Format {
     Table,
     /// One JSON object, the definitions included.
     Json,
+    /// Tidy rows `section,key,metric,value` (`summary` for the single figures; a week or a
+    /// member as the key of the others), the definitions in the last row.
+    Csv,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -625,8 +628,72 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => print!("{}", table(&report)),
+        Format::Csv => print!("{}", csv(&report)?),
     }
     Ok(())
+}
+
+/// The report as tidy CSV rows, from its JSON form so that every figure is in both.
+fn csv(r: &Engagement) -> anyhow::Result<String> {
+    use crate::events::csv_field;
+    let value = serde_json::to_value(r)?;
+    let object = value.as_object().expect("a report is an object");
+    let scalar = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    for (name, v) in object {
+        match v {
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    let Some(fields) = item.as_object() else {
+                        continue;
+                    };
+                    // The first text field names the row (a week, a member).
+                    let key = fields
+                        .iter()
+                        .find(|(_, f)| f.is_string())
+                        .map(|(k, f)| (k.clone(), scalar(f)));
+                    for (metric, f) in fields {
+                        if key.as_ref().is_some_and(|(k, _)| k == metric) {
+                            continue;
+                        }
+                        let key = key.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
+                        match f {
+                            serde_json::Value::Array(values) => {
+                                for (i, one) in values.iter().enumerate() {
+                                    rows.push([
+                                        name.clone(),
+                                        key.clone(),
+                                        format!("{metric}_{i}"),
+                                        scalar(one),
+                                    ]);
+                                }
+                            }
+                            other => rows.push([name.clone(), key, metric.clone(), scalar(other)]),
+                        }
+                    }
+                }
+            }
+            _ if name == "definitions" => {}
+            other => rows.push(["summary".into(), String::new(), name.clone(), scalar(other)]),
+        }
+    }
+    rows.push([
+        "definitions".into(),
+        String::new(),
+        "text".into(),
+        r.definitions.clone(),
+    ]);
+    let mut out = String::from("section,key,metric,value\n");
+    for row in rows {
+        let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 fn table(r: &Engagement) -> String {

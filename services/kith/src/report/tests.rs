@@ -453,3 +453,40 @@ fn a_definitions_file_is_checked_and_its_errors_name_it() {
     assert!(missing.to_string().contains("missing.json"), "{missing}");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[test]
+fn the_csv_form_holds_every_figure_as_a_tidy_row() {
+    let report = engagement(
+        &places_history(),
+        &Scope {
+            community: COMMUNITY.into(),
+            cohort: None,
+            from: at(5, 0, 0),
+            to: at(19, 0, 0),
+            silent_days: 14,
+            rules: Rules::default(),
+            rules_source: None,
+        },
+    );
+    let text = super::csv(&report).expect("csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("section,key,metric,value"));
+    let rows: Vec<&str> = text.lines().collect();
+    for row in [
+        "summary,,sessions,2",
+        "summary,,rsvp_yes_rate,0.25",
+        "summary,,waitlist_wait_median_seconds,259200",
+        "summary,,first_reply_p90_seconds,1800",
+        "speaking_share,2026-01-12,share,0.3333",
+    ] {
+        assert!(rows.contains(&row), "{row} in {text}");
+    }
+    // The definitions, lines and all, are one quoted field of the last row.
+    assert!(
+        text.contains("\ndefinitions,,text,\"engagement definitions v2\n")
+            && text.ends_with("\"\n"),
+        "{text}"
+    );
+    // The same report gives the same bytes.
+    assert_eq!(text, super::csv(&report).expect("csv"));
+}
