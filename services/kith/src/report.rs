@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::events::{Collected, Decoder, Exported, ReadArgs, Window};
 
+mod html;
 mod places;
 pub(crate) use places::Places;
 
@@ -198,6 +199,10 @@ pub(crate) struct Engagement {
     pub(crate) threads_answered: usize,
     pub(crate) threads_unanswered: usize,
     pub(crate) participation_gini: f64,
+    /// Active members on each day of the period.
+    pub(crate) daily_active: Vec<Day>,
+    /// Messages each active member wrote, most first (ties by id).
+    pub(crate) voices: Vec<Voice>,
     pub(crate) speaking_share: Vec<SpeakingWeek>,
     pub(crate) facilitator_response_median_seconds: Option<i64>,
     pub(crate) facilitator_response_p90_seconds: Option<i64>,
@@ -217,6 +222,20 @@ struct Thread {
     /// Started by someone not facilitating its cohort: when a facilitator first answered.
     awaits_facilitator: bool,
     facilitator_reply: Option<DateTime<Utc>>,
+}
+
+/// The members active on one day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Day {
+    pub(crate) day: String,
+    pub(crate) active: usize,
+}
+
+/// What one active member wrote in the period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Voice {
+    pub(crate) member_id: String,
+    pub(crate) messages: u64,
 }
 
 /// A week's share of the period's active members who wrote in it.
@@ -420,6 +439,25 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
             }
         })
         .collect();
+    let daily_active = days
+        .iter()
+        .map(|d| Day {
+            day: d.to_string(),
+            active: active_between(*d, *d).len(),
+        })
+        .collect();
+    let mut voices: Vec<Voice> = active
+        .iter()
+        .map(|member| Voice {
+            member_id: (*member).clone(),
+            messages: written.get(*member).copied().unwrap_or(0),
+        })
+        .collect();
+    voices.sort_by(|a, b| {
+        b.messages
+            .cmp(&a.messages)
+            .then_with(|| a.member_id.cmp(&b.member_id))
+    });
     let counts: Vec<u64> = active
         .iter()
         .map(|member| written.get(*member).copied().unwrap_or(0))
@@ -482,6 +520,8 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         threads_answered: waits.len(),
         threads_unanswered: unanswered,
         participation_gini: round(gini(&counts)),
+        daily_active,
+        voices,
         speaking_share,
         facilitator_response_median_seconds: nearest_rank(&facilitator_waits, 0.5),
         facilitator_response_p90_seconds: nearest_rank(&facilitator_waits, 0.9),
@@ -546,6 +586,9 @@ pub(crate) enum Format {
     Table,
     /// One JSON object, the definitions included.
     Json,
+    /// One self-contained page (no script, nothing fetched when viewed): key figures, activity
+    /// over time, participation, the retention heat map, members at risk, the definitions.
+    Html,
     /// Tidy rows `section,key,metric,value` (`summary` for the single figures; a week or a
     /// member as the key of the others), the definitions in the last row.
     Csv,
@@ -629,6 +672,7 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => print!("{}", table(&report)),
         Format::Csv => print!("{}", csv(&report)?),
+        Format::Html => print!("{}", html::page(&report)),
     }
     Ok(())
 }

@@ -490,3 +490,118 @@ fn the_csv_form_holds_every_figure_as_a_tidy_row() {
     // The same report gives the same bytes.
     assert_eq!(text, super::csv(&report).expect("csv"));
 }
+
+fn places_report() -> super::Engagement {
+    engagement(
+        &places_history(),
+        &Scope {
+            community: COMMUNITY.into(),
+            cohort: None,
+            from: at(5, 0, 0),
+            to: at(19, 0, 0),
+            silent_days: 14,
+            rules: Rules::default(),
+            rules_source: None,
+        },
+    )
+}
+
+#[test]
+fn the_html_page_holds_every_section_fetches_nothing_and_escapes_what_it_shows() {
+    let report = places_report();
+    // Active each day of the fortnight: a, b and f on 5 Jan; f 6 Jan; b and f 7 Jan; a 8 and
+    // 13 Jan; no one else.
+    let active: Vec<usize> = report.daily_active.iter().map(|d| d.active).collect();
+    assert_eq!(active, vec![3, 1, 2, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]);
+    let voices: Vec<(&str, u64)> = report
+        .voices
+        .iter()
+        .map(|v| (v.member_id.as_str(), v.messages))
+        .collect();
+    assert_eq!(voices, vec![("a", 3), ("f", 3), ("b", 2)]);
+    let page = super::html::page(&report);
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    for section in [
+        "Activity over time",
+        "Participation",
+        "Retention by join week",
+        "At risk (",
+        "Definitions",
+        "engagement definitions v2",
+    ] {
+        assert!(page.contains(section), "{section}");
+    }
+    for fetch in [
+        "<script", "src=", "<link", "url(", "@import", "http://", "https://",
+    ] {
+        assert!(!page.contains(fetch), "the page fetches nothing: {fetch}");
+    }
+    let mut hostile = report.clone();
+    hostile.at_risk.push(super::AtRisk {
+        member_id: "<img src=x onerror=alert(1)>".into(),
+        last_active: "\"'&".into(),
+    });
+    let page = super::html::page(&hostile);
+    assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(page.contains("&quot;&#39;&amp;"));
+    assert!(!page.contains("<img"));
+}
+
+/// The page in headless Chromium: it renders (a screenshot of it) and says nothing on its
+/// console. Chromium comes from Debian (`.ci/run` installs it); without it this test fails under
+/// CI and says so elsewhere.
+#[test]
+fn the_html_page_renders_in_headless_chromium_without_console_messages() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|name| {
+            std::process::Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have Chromium (apt-get install chromium)"
+        );
+        eprintln!("no Chromium here: the page was not rendered");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("kith-html-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let page = dir.join("engagement.html");
+    let shot = dir.join("engagement.png");
+    std::fs::write(&page, super::html::page(&places_report())).expect("write the page");
+    let output = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,2400",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run Chromium");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(
+        png.len() > 20_000,
+        "a page with content, not a blank one: {} bytes",
+        png.len()
+    );
+    assert!(
+        !stderr.lines().any(|line| line.contains("CONSOLE")),
+        "console messages: {stderr}"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
