@@ -12,6 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use sqlx::Row;
 
+pub(crate) mod columnar;
+
 /// The services whose logs are read, in the order that breaks ties between equal times.
 const SERVICES: &[&str] = &["membership", "cohorts", "messaging"];
 
@@ -27,6 +29,9 @@ pub(crate) enum Format {
     Jsonl,
     /// A header, then one row per event; the event itself as a JSON column.
     Csv,
+    /// Parquet files under the --output directory, one per UTC day (`day=YYYY-MM-DD/`, Hive
+    /// style): the common fields typed, the event as JSON text.
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,7 +86,8 @@ pub(crate) struct ExportArgs {
     /// Only events recorded before this time (RFC 3339).
     #[arg(long)]
     to: Option<DateTime<Utc>>,
-    /// File to write; standard output when absent or `-`.
+    /// File to write; standard output when absent or `-`. With --format parquet, a new or empty
+    /// directory (required).
     #[arg(long, short)]
     output: Option<std::path::PathBuf>,
 }
@@ -114,13 +120,23 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         anyhow::bail!("--from ({from}) must be before --to ({to})");
     }
     let decoder = Decoder::new()?;
-    let out: Box<dyn Write> = match args.output.as_deref() {
-        Some(path) if path != std::path::Path::new("-") => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("--output {}", path.display()))?,
-        )),
-        _ => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    let mut sink = if args.format == Format::Parquet {
+        let dir = args
+            .output
+            .as_deref()
+            .filter(|path| *path != std::path::Path::new("-"))
+            .context("--format parquet writes a directory of files: name it with --output DIR")?;
+        Sink::parquet(columnar::Partitions::create(dir)?)
+    } else {
+        let out: Box<dyn Write> = match args.output.as_deref() {
+            Some(path) if path != std::path::Path::new("-") => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("--output {}", path.display()))?,
+            )),
+            _ => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        Sink::new(out, args.format)?
     };
-    let mut sink = Sink::new(out, args.format)?;
     let started = Instant::now();
     let window = Window {
         from: args.from,
@@ -219,6 +235,8 @@ impl Take for Collected {
 struct Sink {
     out: Box<dyn Write>,
     format: Format,
+    /// With --format parquet, the day files (`out` is unused).
+    partitions: Option<columnar::Partitions>,
     written: u64,
     progress: ProgressBar,
 }
@@ -234,15 +252,31 @@ impl Sink {
         Ok(Self {
             out,
             format,
+            partitions: None,
             written: 0,
             progress: progress(0),
         })
+    }
+
+    fn parquet(partitions: columnar::Partitions) -> Self {
+        Self {
+            out: Box::new(std::io::sink()),
+            format: Format::Parquet,
+            partitions: Some(partitions),
+            written: 0,
+            progress: progress(0),
+        }
     }
 
     fn write(&mut self, record: &Exported) -> anyhow::Result<()> {
         match self.format {
             Format::Jsonl => write_json(&mut self.out, record)?,
             Format::Csv => write_csv(&mut self.out, record)?,
+            Format::Parquet => self
+                .partitions
+                .as_mut()
+                .context("no Parquet directory")?
+                .write(record)?,
         }
         self.written += 1;
         self.progress.inc(1);
@@ -250,6 +284,9 @@ impl Sink {
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some(partitions) = self.partitions.as_mut() {
+            partitions.finish()?;
+        }
         self.out.flush()?;
         self.progress.finish_and_clear();
         Ok(())

@@ -14,7 +14,15 @@ async fn export(env: &TestEnv, args: &[&str]) -> (String, String) {
 
 /// Runs `kith <command> <args>` against the environment; its stdout and stderr.
 async fn run_kith(env: &TestEnv, command: &[&str], args: &[&str]) -> (String, String) {
-    let output = tokio::process::Command::new(KITH)
+    let output = try_kith(env, command, args).await;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "kith {command:?} failed: {stderr}");
+    (String::from_utf8(output.stdout).expect("utf-8"), stderr)
+}
+
+/// Runs `kith <command> <args>` against the environment, whatever its outcome.
+async fn try_kith(env: &TestEnv, command: &[&str], args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(KITH)
         .args(command)
         .args(args)
         .kill_on_drop(true)
@@ -26,10 +34,7 @@ async fn run_kith(env: &TestEnv, command: &[&str], args: &[&str]) -> (String, St
         )
         .output()
         .await
-        .expect("kith events export");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "kith {command:?} failed: {stderr}");
-    (String::from_utf8(output.stdout).expect("utf-8"), stderr)
+        .expect("kith events export")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,6 +149,57 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
     assert!(csv.contains(r#""Trail, \""Runners\"""#), "{csv}");
     let rows = csv.matches("\nmembership,").count();
     assert_eq!(rows, 3);
+
+    // Parquet: a file per UTC day under a new directory; never into one that holds files, and
+    // never without a directory.
+    let dir = std::env::temp_dir().join(format!("kith-export-{}", Uuid::new_v4()));
+    let dir_arg = dir.display().to_string();
+    let (_, said) = export(
+        &env,
+        &[
+            "--source", "postgres", "--format", "parquet", "-o", &dir_arg,
+        ],
+    )
+    .await;
+    assert!(said.contains("exported 3 events"), "{said}");
+    let days: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect("the directory")
+        .map(|entry| entry.expect("an entry").path())
+        .collect();
+    assert!(!days.is_empty());
+    for day in &days {
+        let name = day
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(name.starts_with("day=20"), "{name}");
+        let file = std::fs::read(day.join("events.parquet")).expect("the day's file");
+        assert!(
+            file.starts_with(b"PAR1") && file.ends_with(b"PAR1"),
+            "a Parquet file"
+        );
+    }
+    for (args, says) in [
+        (
+            vec![
+                "--source", "postgres", "--format", "parquet", "-o", &dir_arg,
+            ],
+            "already holds files",
+        ),
+        (
+            vec!["--source", "postgres", "--format", "parquet"],
+            "--output DIR",
+        ),
+    ] {
+        let refused = try_kith(&env, &["events", "export"], &args).await;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
 
     // The engagement report reads the same history: no conversation yet, so nothing counted,
     // the same from both sources, with its definitions.

@@ -605,3 +605,111 @@ fn the_html_page_renders_in_headless_chromium_without_console_messages() {
     );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+/// A Python with DuckDB: `KITH_DUCKDB_PYTHON`, else the one `.ci/run` installs under
+/// `$KITH_TOOLS/venv`.
+fn duckdb_python() -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("KITH_DUCKDB_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var("KITH_TOOLS").unwrap_or_else(|_| "/var/tmp/kith-tools".into()),
+            )
+            .join("venv/bin/python")
+        });
+    std::process::Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then_some(python)
+}
+
+/// The figures `analytics/engagement.sql` computes in DuckDB over `events` written as Parquet.
+fn duckdb_figures(
+    python: &std::path::Path,
+    events: &[Exported],
+    scope: &Scope,
+) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("kith-parquet-{}", uuid::Uuid::new_v4()));
+    let mut partitions = crate::events::columnar::Partitions::create(&dir).expect("a directory");
+    for event in events {
+        partitions.write(event).expect("write");
+    }
+    partitions.finish().expect("finish");
+    let sql = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../analytics/engagement.sql"
+    );
+    let script = format!(
+        r#"
+import duckdb, json
+con = duckdb.connect()
+con.execute("CREATE VIEW events AS SELECT * FROM read_parquet('{dir}/*/*.parquet', hive_partitioning = true)")
+con.execute("SET VARIABLE community = '{community}'")
+con.execute("SET VARIABLE period_from = TIMESTAMPTZ '{from}'")
+con.execute("SET VARIABLE period_to = TIMESTAMPTZ '{to}'")
+cursor = con.execute(open('{sql}').read())
+names = [d[0] for d in cursor.description]
+print(json.dumps(dict(zip(names, cursor.fetchone()))))
+"#,
+        dir = dir.display(),
+        community = scope.community,
+        from = scope.from.format("%Y-%m-%d %H:%M:%S+00"),
+        to = scope.to.format("%Y-%m-%d %H:%M:%S+00"),
+    );
+    let output = std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .expect("run DuckDB");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON row")
+}
+
+#[test]
+fn the_duckdb_sql_over_the_parquet_export_gives_the_reports_figures() {
+    let Some(python) = duckdb_python() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have DuckDB (pip install duckdb into $KITH_TOOLS/venv)"
+        );
+        eprintln!("no DuckDB here: the SQL was not run");
+        return;
+    };
+    let fortnight = Scope {
+        community: COMMUNITY.into(),
+        cohort: None,
+        from: at(5, 0, 0),
+        to: at(19, 0, 0),
+        silent_days: 14,
+        rules: Rules::default(),
+        rules_source: None,
+    };
+    for (events, scope) in [(history(), scope(None)), (places_history(), fortnight)] {
+        let report = serde_json::to_value(engagement(&events, &scope)).expect("json");
+        let sql = duckdb_figures(&python, &events, &scope);
+        for figure in [
+            "active_members",
+            "dau",
+            "posts",
+            "replies",
+            "reactions",
+            "first_reply_median_seconds",
+            "first_reply_p90_seconds",
+            "threads_answered",
+            "threads_unanswered",
+            "participation_gini",
+        ] {
+            let (ours, theirs) = (&report[figure], &sql[figure]);
+            let same = match (ours.as_f64(), theirs.as_f64()) {
+                (Some(a), Some(b)) => a == b,
+                _ => ours == theirs,
+            };
+            assert!(same, "{figure}: report {ours}, SQL {theirs}");
+        }
+    }
+}
