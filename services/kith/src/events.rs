@@ -218,19 +218,6 @@ impl Take for Sink {
     }
 }
 
-/// Every event in memory, for a report.
-#[derive(Default)]
-pub(crate) struct Collected(pub(crate) Vec<Exported>);
-
-impl Take for Collected {
-    fn expect(&self, _total: u64) {}
-
-    fn take(&mut self, record: Exported) -> anyhow::Result<()> {
-        self.0.push(record);
-        Ok(())
-    }
-}
-
 /// Where exported events go, in the chosen format, with progress on stderr.
 struct Sink {
     out: Box<dyn Write>,
@@ -508,11 +495,18 @@ fn exported(
 }
 
 fn progress(total: i64) -> ProgressBar {
+    progress_of("exporting", total)
+}
+
+/// A progress bar on stderr for `what` over `total` events.
+pub(crate) fn progress_of(what: &str, total: i64) -> ProgressBar {
     let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
     bar.set_style(
-        ProgressStyle::with_template("exporting [{bar:40}] {pos}/{len} {per_sec} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     bar

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::events::{Collected, Decoder, Exported, ReadArgs, Window};
+use crate::events::{Decoder, Exported, ReadArgs, Take, Window};
 
 mod html;
 mod places;
@@ -250,24 +250,44 @@ fn text<'a>(event: &'a serde_json::Value, field: &str) -> &'a str {
     event[field].as_str().unwrap_or_default()
 }
 
-/// Computes the report from events in recorded order, all of them up to the period's end (a
-/// conversation started before the period still belongs to its community).
-pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
-    // Which conversations are in scope, from how each started.
-    let mut conversations: BTreeSet<String> = BTreeSet::new();
-    let mut activity: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
-    let mut written: HashMap<String, u64> = HashMap::new();
-    let mut threads: BTreeMap<String, Thread> = BTreeMap::new();
-    let mut last_active: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    let mut joined: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
-    let mut spoke: BTreeMap<NaiveDate, BTreeSet<String>> = BTreeMap::new();
-    let mut places = places::Tracker::default();
-    let (mut posts, mut replies, mut reactions) = (0u64, 0u64, 0u64);
-    let in_period = |at: DateTime<Utc>| at >= scope.from && at < scope.to;
-    for record in events {
+/// The report's running state: what it keeps of each event as the events go by in recorded
+/// order, so that a history of any length streams through it (no event is held).
+#[derive(Default)]
+pub(crate) struct Tally {
+    /// Which conversations are in scope, from how each started.
+    conversations: BTreeSet<String>,
+    activity: BTreeMap<NaiveDate, BTreeSet<String>>,
+    written: HashMap<String, u64>,
+    threads: BTreeMap<String, Thread>,
+    last_active: BTreeMap<String, DateTime<Utc>>,
+    joined: BTreeMap<NaiveDate, BTreeSet<String>>,
+    spoke: BTreeMap<NaiveDate, BTreeSet<String>>,
+    places: places::Tracker,
+    posts: u64,
+    replies: u64,
+    reactions: u64,
+}
+
+impl Tally {
+    /// Takes in one event; those at or after the period's end change nothing.
+    pub(crate) fn take(&mut self, record: &Exported, scope: &Scope) {
         if record.recorded_at >= scope.to {
-            break;
+            return;
         }
+        let Self {
+            conversations,
+            activity,
+            written,
+            threads,
+            last_active,
+            joined,
+            spoke,
+            places,
+            posts,
+            replies,
+            reactions,
+        } = self;
+        let in_period = |at: DateTime<Utc>| at >= scope.from && at < scope.to;
         let e = &record.event;
         let at = record.recorded_at;
         places.take(record, scope);
@@ -283,7 +303,7 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
             }
             "kith.messaging.v1.MessagePosted" => {
                 if !conversations.contains(text(e, "conversation_id")) {
-                    continue;
+                    return;
                 }
                 let author = text(e, "author_id").to_owned();
                 let (message, thread) = (text(e, "message_id"), text(e, "thread_id"));
@@ -322,9 +342,9 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                 }
                 if in_period(at) {
                     if reply {
-                        replies += 1;
+                        *replies += 1;
                     } else {
-                        posts += 1;
+                        *posts += 1;
                     }
                     *written.entry(author.clone()).or_default() += 1;
                 }
@@ -335,10 +355,10 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
             }
             "kith.messaging.v1.ReactionAdded" => {
                 if !conversations.contains(text(e, "conversation_id")) {
-                    continue;
+                    return;
                 }
                 if in_period(at) {
-                    reactions += 1;
+                    *reactions += 1;
                 }
                 if scope.rules.activity.contains(&Activity::React) {
                     let member = text(e, "member_id").to_owned();
@@ -350,7 +370,7 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
                 if !conversations.contains(text(e, "conversation_id"))
                     || !scope.rules.activity.contains(&Activity::Read)
                 {
-                    continue;
+                    return;
                 }
                 let member = text(e, "member_id").to_owned();
                 last_active.insert(member.clone(), at);
@@ -368,169 +388,234 @@ pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
         }
     }
 
-    let first_day = scope.from.date_naive();
-    let last_day = (scope.to - Duration::nanoseconds(1)).date_naive();
-    let active_between = |from: NaiveDate, to: NaiveDate| -> BTreeSet<&String> {
-        activity
-            .range(from..=to)
-            .flat_map(|(_, members)| members.iter())
-            .collect()
-    };
-    let days: Vec<NaiveDate> = first_day
-        .iter_days()
-        .take_while(|d| *d <= last_day)
-        .collect();
-    let active = active_between(first_day, last_day);
-    let mean = |values: Vec<usize>| -> f64 {
-        if values.is_empty() {
-            0.0
-        } else {
-            values.iter().sum::<usize>() as f64 / values.len() as f64
-        }
-    };
-    let dau = mean(days.iter().map(|d| active_between(*d, *d).len()).collect());
-    let wau = mean(
-        days.iter()
-            .map(|d| active_between(*d - Duration::days(scope.rules.wau_days - 1), *d).len())
-            .collect(),
-    );
-    let mau = active_between(
-        last_day - Duration::days(scope.rules.mau_days - 1),
-        last_day,
-    )
-    .len();
+    /// The figures, once every event up to the period's end was taken.
+    pub(crate) fn finish(self, scope: &Scope) -> Engagement {
+        let Self {
+            conversations: _,
+            activity,
+            written,
+            threads,
+            last_active,
+            joined,
+            spoke,
+            places,
+            posts,
+            replies,
+            reactions,
+        } = self;
+        let in_period = |at: DateTime<Utc>| at >= scope.from && at < scope.to;
+        let first_day = scope.from.date_naive();
+        let last_day = (scope.to - Duration::nanoseconds(1)).date_naive();
+        let active_between = |from: NaiveDate, to: NaiveDate| -> BTreeSet<&String> {
+            activity
+                .range(from..=to)
+                .flat_map(|(_, members)| members.iter())
+                .collect()
+        };
+        let days: Vec<NaiveDate> = first_day
+            .iter_days()
+            .take_while(|d| *d <= last_day)
+            .collect();
+        let active = active_between(first_day, last_day);
+        let mean = |values: Vec<usize>| -> f64 {
+            if values.is_empty() {
+                0.0
+            } else {
+                values.iter().sum::<usize>() as f64 / values.len() as f64
+            }
+        };
+        let dau = mean(days.iter().map(|d| active_between(*d, *d).len()).collect());
+        let wau = mean(
+            days.iter()
+                .map(|d| active_between(*d - Duration::days(scope.rules.wau_days - 1), *d).len())
+                .collect(),
+        );
+        let mau = active_between(
+            last_day - Duration::days(scope.rules.mau_days - 1),
+            last_day,
+        )
+        .len();
 
-    let mut waits: Vec<i64> = Vec::new();
-    let mut unanswered = 0;
-    for thread in threads.values().filter(|t| in_period(t.started)) {
-        match thread.first_reply {
-            Some(reply) => waits.push((reply - thread.started).num_seconds()),
-            None => unanswered += 1,
-        }
-    }
-    waits.sort_unstable();
-    let mut facilitator_waits: Vec<i64> = Vec::new();
-    let mut awaiting = 0;
-    for thread in threads
-        .values()
-        .filter(|t| t.awaits_facilitator && in_period(t.started))
-    {
-        match thread.facilitator_reply {
-            Some(reply) => facilitator_waits.push((reply - thread.started).num_seconds()),
-            None => awaiting += 1,
-        }
-    }
-    facilitator_waits.sort_unstable();
-    let speaking_share = monday(first_day)
-        .iter_weeks()
-        .skip_while(|week| *week < first_day)
-        .take_while(|week| *week <= last_day)
-        .map(|week| {
-            let wrote = spoke.get(&week).map_or(0, |members| {
-                members.iter().filter(|m| active.contains(m)).count()
-            });
-            SpeakingWeek {
-                week: week.to_string(),
-                share: if active.is_empty() {
-                    0.0
-                } else {
-                    round(wrote as f64 / active.len() as f64)
-                },
+        let mut waits: Vec<i64> = Vec::new();
+        let mut unanswered = 0;
+        for thread in threads.values().filter(|t| in_period(t.started)) {
+            match thread.first_reply {
+                Some(reply) => waits.push((reply - thread.started).num_seconds()),
+                None => unanswered += 1,
             }
-        })
-        .collect();
-    let daily_active = days
-        .iter()
-        .map(|d| Day {
-            day: d.to_string(),
-            active: active_between(*d, *d).len(),
-        })
-        .collect();
-    let mut voices: Vec<Voice> = active
-        .iter()
-        .map(|member| Voice {
-            member_id: (*member).clone(),
-            messages: written.get(*member).copied().unwrap_or(0),
-        })
-        .collect();
-    voices.sort_by(|a, b| {
-        b.messages
-            .cmp(&a.messages)
-            .then_with(|| a.member_id.cmp(&b.member_id))
-    });
-    let counts: Vec<u64> = active
-        .iter()
-        .map(|member| written.get(*member).copied().unwrap_or(0))
-        .collect();
-    let length = scope.to - scope.from;
-    let quiet_since = scope.to - Duration::days(scope.silent_days);
-    let before = active_between(
-        (scope.from - length).date_naive(),
-        (scope.from - Duration::nanoseconds(1)).date_naive(),
-    );
-    let at_risk = before
-        .into_iter()
-        .filter_map(|member| {
-            let last = last_active.get(member)?;
-            (*last < quiet_since).then(|| AtRisk {
-                member_id: member.clone(),
-                last_active: last.to_rfc3339(),
+        }
+        waits.sort_unstable();
+        let mut facilitator_waits: Vec<i64> = Vec::new();
+        let mut awaiting = 0;
+        for thread in threads
+            .values()
+            .filter(|t| t.awaits_facilitator && in_period(t.started))
+        {
+            match thread.facilitator_reply {
+                Some(reply) => facilitator_waits.push((reply - thread.started).num_seconds()),
+                None => awaiting += 1,
+            }
+        }
+        facilitator_waits.sort_unstable();
+        let speaking_share = monday(first_day)
+            .iter_weeks()
+            .skip_while(|week| *week < first_day)
+            .take_while(|week| *week <= last_day)
+            .map(|week| {
+                let wrote = spoke.get(&week).map_or(0, |members| {
+                    members.iter().filter(|m| active.contains(m)).count()
+                });
+                SpeakingWeek {
+                    week: week.to_string(),
+                    share: if active.is_empty() {
+                        0.0
+                    } else {
+                        round(wrote as f64 / active.len() as f64)
+                    },
+                }
             })
-        })
-        .collect();
-    let retention = joined
-        .iter()
-        .map(|(week, members)| {
-            let active_share = week
-                .iter_weeks()
-                .take_while(|start| *start <= last_day)
-                .map(|start| {
-                    let seen = active_between(start, start + Duration::days(6));
-                    let kept = members.iter().filter(|m| seen.contains(m)).count();
-                    round(kept as f64 / members.len() as f64)
+            .collect();
+        let daily_active = days
+            .iter()
+            .map(|d| Day {
+                day: d.to_string(),
+                active: active_between(*d, *d).len(),
+            })
+            .collect();
+        let mut voices: Vec<Voice> = active
+            .iter()
+            .map(|member| Voice {
+                member_id: (*member).clone(),
+                messages: written.get(*member).copied().unwrap_or(0),
+            })
+            .collect();
+        voices.sort_by(|a, b| {
+            b.messages
+                .cmp(&a.messages)
+                .then_with(|| a.member_id.cmp(&b.member_id))
+        });
+        let counts: Vec<u64> = active
+            .iter()
+            .map(|member| written.get(*member).copied().unwrap_or(0))
+            .collect();
+        let length = scope.to - scope.from;
+        let quiet_since = scope.to - Duration::days(scope.silent_days);
+        let before = active_between(
+            (scope.from - length).date_naive(),
+            (scope.from - Duration::nanoseconds(1)).date_naive(),
+        );
+        let at_risk = before
+            .into_iter()
+            .filter_map(|member| {
+                let last = last_active.get(member)?;
+                (*last < quiet_since).then(|| AtRisk {
+                    member_id: member.clone(),
+                    last_active: last.to_rfc3339(),
                 })
-                .collect();
-            JoinWeek {
-                week: week.to_string(),
-                joined: members.len(),
-                active_share,
-            }
-        })
-        .collect();
-    Engagement {
-        definitions: scope.rules.text(scope.rules_source.as_deref()),
-        community: scope.community.clone(),
-        cohort: scope.cohort.clone(),
-        from: scope.from.to_rfc3339(),
-        to: scope.to.to_rfc3339(),
-        active_members: active.len(),
-        dau: round(dau),
-        wau: round(wau),
-        mau,
-        stickiness: if mau == 0 {
-            0.0
-        } else {
-            round(dau / mau as f64)
-        },
-        posts,
-        replies,
-        reactions,
-        first_reply_median_seconds: nearest_rank(&waits, 0.5),
-        first_reply_p90_seconds: nearest_rank(&waits, 0.9),
-        threads_answered: waits.len(),
-        threads_unanswered: unanswered,
-        participation_gini: round(gini(&counts)),
-        daily_active,
-        voices,
-        speaking_share,
-        facilitator_response_median_seconds: nearest_rank(&facilitator_waits, 0.5),
-        facilitator_response_p90_seconds: nearest_rank(&facilitator_waits, 0.9),
-        threads_answered_by_facilitator: facilitator_waits.len(),
-        threads_awaiting_facilitator: awaiting,
-        places: places.figures(scope),
-        at_risk,
-        retention,
+            })
+            .collect();
+        let retention = joined
+            .iter()
+            .map(|(week, members)| {
+                let active_share = week
+                    .iter_weeks()
+                    .take_while(|start| *start <= last_day)
+                    .map(|start| {
+                        let seen = active_between(start, start + Duration::days(6));
+                        let kept = members.iter().filter(|m| seen.contains(m)).count();
+                        round(kept as f64 / members.len() as f64)
+                    })
+                    .collect();
+                JoinWeek {
+                    week: week.to_string(),
+                    joined: members.len(),
+                    active_share,
+                }
+            })
+            .collect();
+        Engagement {
+            definitions: scope.rules.text(scope.rules_source.as_deref()),
+            community: scope.community.clone(),
+            cohort: scope.cohort.clone(),
+            from: scope.from.to_rfc3339(),
+            to: scope.to.to_rfc3339(),
+            active_members: active.len(),
+            dau: round(dau),
+            wau: round(wau),
+            mau,
+            stickiness: if mau == 0 {
+                0.0
+            } else {
+                round(dau / mau as f64)
+            },
+            posts,
+            replies,
+            reactions,
+            first_reply_median_seconds: nearest_rank(&waits, 0.5),
+            first_reply_p90_seconds: nearest_rank(&waits, 0.9),
+            threads_answered: waits.len(),
+            threads_unanswered: unanswered,
+            participation_gini: round(gini(&counts)),
+            daily_active,
+            voices,
+            speaking_share,
+            facilitator_response_median_seconds: nearest_rank(&facilitator_waits, 0.5),
+            facilitator_response_p90_seconds: nearest_rank(&facilitator_waits, 0.9),
+            threads_answered_by_facilitator: facilitator_waits.len(),
+            threads_awaiting_facilitator: awaiting,
+            places: places.figures(scope),
+            at_risk,
+            retention,
+        }
     }
+}
+
+/// The report fed straight from a reader, with progress on stderr: no event is held.
+pub(crate) struct Replay<'s> {
+    tally: Tally,
+    scope: &'s Scope,
+    progress: indicatif::ProgressBar,
+    pub(crate) events: u64,
+}
+
+impl<'s> Replay<'s> {
+    pub(crate) fn new(scope: &'s Scope) -> Self {
+        Self {
+            tally: Tally::default(),
+            scope,
+            progress: crate::events::progress_of("replaying", 0),
+            events: 0,
+        }
+    }
+
+    pub(crate) fn finish(self) -> Engagement {
+        self.progress.finish_and_clear();
+        self.tally.finish(self.scope)
+    }
+}
+
+impl Take for Replay<'_> {
+    fn expect(&self, total: u64) {
+        self.progress.set_length(total);
+    }
+
+    fn take(&mut self, record: Exported) -> anyhow::Result<()> {
+        self.tally.take(&record, self.scope);
+        self.events += 1;
+        self.progress.inc(1);
+        Ok(())
+    }
+}
+
+/// Computes the report from events in recorded order, all of them up to the period's end (a
+/// conversation started before the period still belongs to its community).
+#[cfg(test)]
+pub(crate) fn engagement(events: &[Exported], scope: &Scope) -> Engagement {
+    let mut tally = Tally::default();
+    for record in events {
+        tally.take(record, scope);
+    }
+    tally.finish(scope)
 }
 
 fn days(n: i64) -> String {
@@ -649,12 +734,10 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
         None => Rules::default(),
     };
     let decoder = Decoder::new()?;
-    let mut collected = Collected::default();
     let window = Window {
         from: None,
         to: Some(args.to),
     };
-    crate::events::read(&args.read, window, &decoder, &mut collected).await?;
     let scope = Scope {
         community: args.community.clone(),
         cohort: args.cohort.clone(),
@@ -667,7 +750,9 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
             .as_ref()
             .map(|path| path.display().to_string()),
     };
-    let report = engagement(&collected.0, &scope);
+    let mut replay = Replay::new(&scope);
+    crate::events::read(&args.read, window, &decoder, &mut replay).await?;
+    let report = replay.finish();
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => print!("{}", table(&report)),
