@@ -39,6 +39,10 @@ pub(crate) enum Bench {
     /// the latency from a post's OK to the mentioned member's feed stream under a steady load,
     /// beside raw NATS and raw PostgreSQL.
     Notifications(crate::bench_notifications::NotificationsArgs),
+    /// Events per second the engagement report replays from generated logs of the services'
+    /// real event types (10 million by default), beside PostgreSQL's COPY TO of the same rows in
+    /// the same order, and the peak memory.
+    Replay(crate::bench_replay::ReplayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +72,7 @@ pub(crate) async fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Projections(args) => crate::bench_projections::run(args).await,
         Bench::Messaging(args) => crate::bench_messaging::run(args).await,
         Bench::Notifications(args) => crate::bench_notifications::run(args).await,
+        Bench::Replay(args) => crate::bench_replay::run(args).await,
     }
 }
 

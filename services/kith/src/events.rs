@@ -60,6 +60,23 @@ pub(crate) struct ReadArgs {
     database_url: String,
 }
 
+impl ReadArgs {
+    /// The services' logs in the PostgreSQL database at `url`.
+    pub(crate) fn postgres(url: &str) -> Self {
+        Self {
+            source: Source::Postgres,
+            // Not read from: the source is PostgreSQL.
+            nats: kith_platform::config::NatsArgs {
+                nats_url: String::new(),
+                stream_replicas: 1,
+                duplicate_window_secs: 0,
+                nats_namespace: None,
+            },
+            database_url: url.to_owned(),
+        }
+    }
+}
+
 /// A window of recorded times: from (inclusive) to (exclusive), each open when absent.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Window {

@@ -5,6 +5,7 @@ mod bench_cohorts;
 mod bench_messaging;
 mod bench_notifications;
 mod bench_projections;
+mod bench_replay;
 mod commands;
 mod embedded;
 mod events;
