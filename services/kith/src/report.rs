@@ -2,7 +2,7 @@
 //! from the raw events under definitions that are written down here and printed with the report.
 //! The same events and definitions always give the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
@@ -255,13 +255,14 @@ fn text<'a>(event: &'a serde_json::Value, field: &str) -> &'a str {
 #[derive(Default)]
 pub(crate) struct Tally {
     /// Which conversations are in scope, from how each started.
-    conversations: BTreeSet<String>,
-    activity: BTreeMap<NaiveDate, BTreeSet<String>>,
+    conversations: HashSet<String>,
+    // Keyed by day in order; who within a day in no order (the figures sort what they list).
+    activity: BTreeMap<NaiveDate, HashSet<String>>,
     written: HashMap<String, u64>,
-    threads: BTreeMap<String, Thread>,
-    last_active: BTreeMap<String, DateTime<Utc>>,
-    joined: BTreeMap<NaiveDate, BTreeSet<String>>,
-    spoke: BTreeMap<NaiveDate, BTreeSet<String>>,
+    threads: HashMap<String, Thread>,
+    last_active: HashMap<String, DateTime<Utc>>,
+    joined: BTreeMap<NaiveDate, HashSet<String>>,
+    spoke: BTreeMap<NaiveDate, HashSet<String>>,
     places: places::Tracker,
     posts: u64,
     replies: u64,

@@ -1,7 +1,7 @@
 //! The cohort side of the engagement report: sessions (RSVP and attendance), the waitlist, and
 //! who facilitates each cohort (for the facilitator response time), from cohorts' events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -35,22 +35,22 @@ struct Session {
     starts_at: Option<DateTime<Utc>>,
     cancelled: bool,
     /// Each member's last answer: yes or not.
-    answers: BTreeMap<String, bool>,
-    present: Option<BTreeSet<String>>,
+    answers: HashMap<String, bool>,
+    present: Option<HashSet<String>>,
 }
 
 /// Who is where in the cohorts in scope, as the events go by.
 #[derive(Default)]
 pub(crate) struct Tracker {
     /// The cohorts in scope.
-    cohorts: BTreeSet<String>,
+    cohorts: HashSet<String>,
     /// Each cohort's seat changes in order: (when, member, seated after it).
-    seats: BTreeMap<String, Vec<(DateTime<Utc>, String, bool)>>,
+    seats: HashMap<String, Vec<(DateTime<Utc>, String, bool)>>,
     /// Who facilitates each cohort now.
-    facilitators: BTreeMap<String, BTreeSet<String>>,
-    sessions: BTreeMap<String, Session>,
+    facilitators: HashMap<String, HashSet<String>>,
+    sessions: HashMap<String, Session>,
     /// Who waits, per cohort, since when.
-    waiting: BTreeMap<(String, String), DateTime<Utc>>,
+    waiting: HashMap<(String, String), DateTime<Utc>>,
     waits: Vec<i64>,
 }
 
