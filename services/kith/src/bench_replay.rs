@@ -257,12 +257,10 @@ async fn generate(url: &str, args: &ReplayArgs) -> anyhow::Result<(u64, Uuid)> {
         writer.finish().await?;
     }
     progress.finish_and_clear();
-    for pool in &pools {
-        for log in LOGS {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {log}.events")))
-                .execute(pool)
-                .await;
-        }
+    for (pool, log) in pools.iter().zip(LOGS) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {log}.events")))
+            .execute(pool)
+            .await?;
         pool.close().await;
     }
     Ok((written, community))

@@ -682,8 +682,10 @@ pub(crate) enum Format {
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Report {
-    /// Active members, posts, replies, reactions, time to first reply and participation of a
-    /// community (or one cohort) over a period.
+    /// A community's (or one cohort's) engagement over a period: active members, posts,
+    /// replies, reactions, time to first reply and facilitator response, participation and
+    /// weekly speaking share, sessions (RSVP, attendance), the waitlist, members at risk and
+    /// retention by join week; as a table, JSON, CSV or a self-contained HTML page.
     Engagement(EngagementArgs),
 }
 
@@ -767,7 +769,9 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
 fn csv(r: &Engagement) -> anyhow::Result<String> {
     use crate::events::csv_field;
     let value = serde_json::to_value(r)?;
-    let object = value.as_object().expect("a report is an object");
+    let Some(object) = value.as_object() else {
+        anyhow::bail!("the report did not serialize as an object");
+    };
     let scalar = |v: &serde_json::Value| match v {
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => s.clone(),

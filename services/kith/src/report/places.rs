@@ -57,6 +57,10 @@ pub(crate) struct Tracker {
 impl Tracker {
     /// Takes in one event (in recorded order, up to the period's end).
     pub(crate) fn take(&mut self, record: &Exported, scope: &Scope) {
+        // Most of a history is messaging's: nothing here to look at.
+        if !record.event_type.starts_with("kith.cohorts.v1.") {
+            return;
+        }
         let e = &record.event;
         let at = record.recorded_at;
         let cohort = text(e, "cohort_id").to_owned();

@@ -98,6 +98,14 @@ fn history() -> Vec<Exported> {
     ]
 }
 
+/// The whole community over the fortnight from Monday 5 January.
+fn fortnight() -> Scope {
+    Scope {
+        to: at(19, 0, 0),
+        ..scope(None)
+    }
+}
+
 fn scope(cohort: Option<&str>) -> Scope {
     Scope {
         community: COMMUNITY.into(),
@@ -196,8 +204,6 @@ fn retention_by_join_week_and_members_at_risk_over_two_weeks() {
         &Scope {
             to: at(19, 0, 0),
             silent_days: 7,
-            rules: Rules::default(),
-            rules_source: None,
             ..scope(Some(COHORT))
         },
     );
@@ -350,15 +356,7 @@ fn places_history() -> Vec<Exported> {
 
 #[test]
 fn sessions_waitlist_facilitators_and_speaking_by_week_from_a_hand_built_history() {
-    let scope = Scope {
-        community: COMMUNITY.into(),
-        cohort: None,
-        from: at(5, 0, 0),
-        to: at(19, 0, 0),
-        silent_days: 14,
-        rules: Rules::default(),
-        rules_source: None,
-    };
+    let scope = fortnight();
     let report = engagement(&places_history(), &scope);
     let p = &report.places;
     assert_eq!(p.sessions, 2, "s1 and s3");
@@ -456,18 +454,7 @@ fn a_definitions_file_is_checked_and_its_errors_name_it() {
 
 #[test]
 fn the_csv_form_holds_every_figure_as_a_tidy_row() {
-    let report = engagement(
-        &places_history(),
-        &Scope {
-            community: COMMUNITY.into(),
-            cohort: None,
-            from: at(5, 0, 0),
-            to: at(19, 0, 0),
-            silent_days: 14,
-            rules: Rules::default(),
-            rules_source: None,
-        },
-    );
+    let report = engagement(&places_history(), &fortnight());
     let text = super::csv(&report).expect("csv");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("section,key,metric,value"));
@@ -492,18 +479,7 @@ fn the_csv_form_holds_every_figure_as_a_tidy_row() {
 }
 
 fn places_report() -> super::Engagement {
-    engagement(
-        &places_history(),
-        &Scope {
-            community: COMMUNITY.into(),
-            cohort: None,
-            from: at(5, 0, 0),
-            to: at(19, 0, 0),
-            silent_days: 14,
-            rules: Rules::default(),
-            rules_source: None,
-        },
-    )
+    engagement(&places_history(), &fortnight())
 }
 
 #[test]
@@ -680,15 +656,7 @@ fn the_duckdb_sql_over_the_parquet_export_gives_the_reports_figures() {
         eprintln!("no DuckDB here: the SQL was not run");
         return;
     };
-    let fortnight = Scope {
-        community: COMMUNITY.into(),
-        cohort: None,
-        from: at(5, 0, 0),
-        to: at(19, 0, 0),
-        silent_days: 14,
-        rules: Rules::default(),
-        rules_source: None,
-    };
+    let fortnight = fortnight();
     for (events, scope) in [(history(), scope(None)), (places_history(), fortnight)] {
         let report = serde_json::to_value(engagement(&events, &scope)).expect("json");
         let sql = duckdb_figures(&python, &events, &scope);

@@ -138,6 +138,8 @@ pub(crate) enum Step {
     Cancelled {
         reason: &'static str,
     },
+    /// An operator sends a parked delivery on again.
+    Requeued,
 }
 
 impl Step {
@@ -150,6 +152,7 @@ impl Step {
             Step::Failed { .. } => "failed",
             Step::Parked { .. } => "parked",
             Step::Cancelled { .. } => "cancelled",
+            Step::Requeued => "requeued",
         }
     }
 
@@ -204,6 +207,11 @@ impl Step {
                 notification_id: notification,
                 channel,
                 reason: (*reason).to_owned(),
+            }),
+            Step::Requeued => NewEvent::from_message(&pb::DeliveryRequeued {
+                delivery_id: delivery,
+                notification_id: notification,
+                channel,
             }),
         }
     }
@@ -387,32 +395,7 @@ impl Deliverer {
         if steps.is_empty() {
             return Ok(());
         }
-        let streams: Vec<String> = steps
-            .iter()
-            .map(|(id, _)| delivery_id(*id, channel).to_string())
-            .collect();
-        let versions: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-        )
-        .bind(&streams)
-        .fetch_all(&self.pool)
-        .await?;
-        let versions: std::collections::HashMap<String, i64> = versions.into_iter().collect();
-        let metadata = Metadata::default();
-        let appends: Vec<Append<'_>> = steps
-            .iter()
-            .zip(&streams)
-            .map(|((id, step), stream)| Append {
-                stream_type: DELIVERY_STREAM,
-                stream_id: stream,
-                expected_version: versions.get(stream).copied().unwrap_or(0),
-                events: vec![step.event(*id, channel)],
-                metadata: &metadata,
-                command_key: None,
-                erase_subjects: &[],
-            })
-            .collect();
-        let appended = self.log.append_all(&appends).await?;
+        let appended = append_steps(&self.log, channel, steps).await?;
         let channel_name = match channel {
             pb::Channel::Email => "email",
             pb::Channel::Webhook => "webhook",
@@ -506,6 +489,41 @@ pub async fn count_parked(pool: PgPool, shutdown: CancellationToken) {
     }
 }
 
+/// Appends `steps` (one per notification) on `channel`, each after its delivery's last event.
+async fn append_steps(
+    log: &EventLog,
+    channel: pb::Channel,
+    steps: &[(Uuid, Step)],
+) -> Result<Vec<kith_platform::eventlog::Appended>> {
+    let streams: Vec<String> = steps
+        .iter()
+        .map(|(id, _)| delivery_id(*id, channel).to_string())
+        .collect();
+    let versions: std::collections::HashMap<String, i64> = sqlx::query_as(
+        "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+    )
+    .bind(&streams)
+    .fetch_all(log.pool())
+    .await?
+    .into_iter()
+    .collect();
+    let metadata = Metadata::default();
+    let appends: Vec<Append<'_>> = steps
+        .iter()
+        .zip(&streams)
+        .map(|((id, step), stream)| Append {
+            stream_type: DELIVERY_STREAM,
+            stream_id: stream,
+            expected_version: versions.get(stream).copied().unwrap_or(0),
+            events: vec![step.event(*id, channel)],
+            metadata: &metadata,
+            command_key: None,
+            erase_subjects: &[],
+        })
+        .collect();
+    log.append_all(&appends).await
+}
+
 /// Sends each of `parked` (a notification and a channel) on again, as an operator asked: a
 /// `DeliveryRequeued` on each delivery that is parked now (others are left as they are). Returns
 /// the notifications requeued.
@@ -522,49 +540,19 @@ pub async fn requeue(log: &EventLog, parked: &[(Uuid, pb::Channel)]) -> Result<V
     .bind(&channels)
     .fetch_all(log.pool())
     .await?;
-    let streams: Vec<String> = still
-        .iter()
-        .map(|(id, channel)| delivery_id(*id, channel_of(*channel)).to_string())
-        .collect();
-    let versions: std::collections::HashMap<String, i64> = sqlx::query_as(
-        "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-    )
-    .bind(&streams)
-    .fetch_all(log.pool())
-    .await?
-    .into_iter()
-    .collect();
-    let metadata = Metadata::default();
-    let events: Vec<NewEvent> = still
-        .iter()
-        .zip(&streams)
-        .map(|((id, channel), stream)| {
-            NewEvent::from_message(&pb::DeliveryRequeued {
-                delivery_id: stream.clone(),
-                notification_id: id.to_string(),
-                channel: *channel,
-            })
-        })
-        .collect();
-    let appends: Vec<Append<'_>> = streams
-        .iter()
-        .zip(events)
-        .map(|(stream, event)| Append {
-            stream_type: DELIVERY_STREAM,
-            stream_id: stream,
-            expected_version: versions.get(stream).copied().unwrap_or(0),
-            events: vec![event],
-            metadata: &metadata,
-            command_key: None,
-            erase_subjects: &[],
-        })
-        .collect();
-    log.append_all(&appends).await?;
-    Ok(still.into_iter().map(|(id, _)| id).collect())
-}
-
-fn channel_of(wire: i32) -> pb::Channel {
-    pb::Channel::try_from(wire).unwrap_or(pb::Channel::Unspecified)
+    let mut requeued = Vec::new();
+    for channel in [pb::Channel::Email, pb::Channel::Webhook] {
+        let steps: Vec<(Uuid, Step)> = still
+            .iter()
+            .filter(|(_, c)| *c == channel as i32)
+            .map(|(id, _)| (*id, Step::Requeued))
+            .collect();
+        if !steps.is_empty() {
+            append_steps(log, channel, &steps).await?;
+            requeued.extend(steps.iter().map(|(id, _)| *id));
+        }
+    }
+    Ok(requeued)
 }
 
 /// The delay before attempt `attempt + 1`: `first` doubled per attempt, up to an hour, times a

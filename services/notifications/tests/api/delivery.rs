@@ -404,20 +404,27 @@ async fn a_webhook_url_must_be_allowed_by_the_deployment() {
     }
 }
 
+/// The minute of the day it is now in Kolkata (+05:30), and a whole minute soon after: the next
+/// one, or the one after when less than 30 s are left, to leave time for the posts.
+fn kolkata_minute_soon() -> (u32, u32) {
+    use chrono::Timelike;
+    let local = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata);
+    let minute = local.hour() * 60 + local.minute();
+    (
+        minute,
+        (minute + if local.second() < 30 { 1 } else { 2 }) % 1440,
+    )
+}
+
 #[tokio::test]
 async fn quiet_hours_hold_email_and_send_what_was_held_as_one_summary_when_they_end() {
-    use chrono::Timelike;
     let sink = SmtpSink::start().await;
     let app = App::spawn_with(delivering(&sink.url(), Duration::from_secs(1))).await;
     let (community, cohort) = app.cohort(2).await;
     let [author, member] = [community.members[0], community.members[1]];
     app.contact(member, &address(member), "").await;
-    // Quiet hours in Kolkata (+05:30) that began half an hour ago and end at the next whole
-    // minute (or the one after, to leave time for the posts).
-    let zone = chrono_tz::Asia::Kolkata;
-    let local = chrono::Utc::now().with_timezone(&zone);
-    let minute = local.hour() * 60 + local.minute();
-    let end = (minute + if local.second() < 30 { 1 } else { 2 }) % 1440;
+    // Quiet hours in Kolkata (+05:30) that began half an hour ago and end soon.
+    let (minute, end) = kolkata_minute_soon();
     app.set_preferences(
         member,
         pb::Preferences {
@@ -506,11 +513,9 @@ async fn a_daily_digest_holds_email_until_the_local_time_and_sends_what_is_still
     let (community, cohort) = app.cohort(2).await;
     let [author, member] = [community.members[0], community.members[1]];
     app.contact(member, &address(member), "").await;
-    // A daily digest in Kolkata (+05:30) at the next whole minute (or the one after, to leave
-    // time for the posts).
+    // A daily digest in Kolkata (+05:30) soon.
     let zone = chrono_tz::Asia::Kolkata;
-    let local = chrono::Utc::now().with_timezone(&zone);
-    let at = (local.hour() * 60 + local.minute() + if local.second() < 30 { 1 } else { 2 }) % 1440;
+    let (_, at) = kolkata_minute_soon();
     app.set_preferences(
         member,
         pb::Preferences {

@@ -15,9 +15,9 @@ use prost::Name;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Known, MESSAGING};
+use super::{Known, MESSAGING, about_message};
 use crate::domain::{Post, collapse, post_candidates};
-use crate::projections::route::{About, Notice, notify_all};
+use crate::projections::route::{Notice, notify_all};
 
 /// Whether `event` can be part of a run.
 pub(super) fn takes(event: &RecordedEvent) -> bool {
@@ -250,15 +250,7 @@ pub(super) async fn apply(conn: &mut PgConnection, run: &[&RecordedEvent]) -> Re
                 notices.push(Notice {
                     service: MESSAGING,
                     source: event,
-                    about: About {
-                        community: Some(conv.community),
-                        cohort: conv.cohort,
-                        conversation: Some(conversation),
-                        thread,
-                        message: Some(message),
-                        actor: Some(author),
-                        ..About::default()
-                    },
+                    about: about_message(conv, conversation, thread, message, author),
                     matched,
                 });
                 messages.push(message);
