@@ -392,7 +392,8 @@ async fn from_postgres(
     Ok(present)
 }
 
-/// Every service's JetStream stream, read up to its end when the export started, then put in
+/// Every service's JetStream stream, read up to its end when the export started (from a time
+/// just before the window's start when it has one, see [`deliver_from`]), then put in
 /// the same order as the PostgreSQL source (a stream is in publish order, which is not always
 /// the order of recorded times). Messages on the subjects that are not Kith events, and events
 /// seen twice (a stream republished), are skipped. Holds the window's events in memory.
@@ -432,14 +433,17 @@ async fn from_nats(
         if messages == 0 {
             continue;
         }
-        let mut messages = stream
+        let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::All,
+                deliver_policy: deliver_from(window.from),
                 ..Default::default()
             })
-            .await?
-            .messages()
             .await?;
+        // Nothing stored since the start time: there is nothing to wait for.
+        if consumer.cached_info().num_pending == 0 {
+            continue;
+        }
+        let mut messages = consumer.messages().await?;
         while let Some(message) = messages.try_next().await? {
             let (sequence, pending) = {
                 let info = message.info().map_err(|e| anyhow::anyhow!(e))?;
@@ -464,6 +468,29 @@ async fn from_nats(
         sink.take(record)?;
     }
     Ok(present)
+}
+
+/// How far before `--from` the bus is read. JetStream stamps a message when it stores it,
+/// which is after the event was recorded (the relay publishes what has committed), so an event
+/// recorded at or after `--from` is stored at or after it too, as long as the two clocks agree;
+/// this allows for them to disagree by as much. Events before `--from` that this lets in are
+/// dropped by their recorded time, like any others outside the window.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Where a stream is read from: its start, or by time a little before `--from`, so that a
+/// narrow window over a long history does not read the whole of it.
+fn deliver_from(from: Option<DateTime<Utc>>) -> async_nats::jetstream::consumer::DeliverPolicy {
+    use async_nats::jetstream::consumer::DeliverPolicy;
+    let Some(start) = from.map(|from| from - CLOCK_SKEW) else {
+        return DeliverPolicy::All;
+    };
+    let nanos =
+        i128::from(start.timestamp()) * 1_000_000_000 + i128::from(start.timestamp_subsec_nanos());
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(start_time) => DeliverPolicy::ByStartTime { start_time },
+        // Outside what the bus can name: read everything, the window still applies.
+        Err(_) => DeliverPolicy::All,
+    }
 }
 
 /// The exported form of a bus message, `None` for one that is not a Kith event or was seen.

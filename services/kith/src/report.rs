@@ -3,6 +3,7 @@
 //! The same events and definitions always give the same bytes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Write;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
@@ -11,6 +12,7 @@ use crate::events::{Decoder, Exported, ReadArgs, Take, Window};
 
 mod html;
 mod places;
+mod tidy;
 pub(crate) use places::Places;
 
 /// The definitions, versioned: a change to any of them is a new version.
@@ -678,6 +680,9 @@ pub(crate) enum Format {
     /// Tidy rows `section,key,metric,value` (`summary` for the single figures; a week or a
     /// member as the key of the others), the definitions in the last row.
     Csv,
+    /// The same rows as CSV in one Parquet file, the value a number (`value`) or text
+    /// (`text`); with --output FILE, or stdout when it is not a terminal.
+    Parquet,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -714,6 +719,9 @@ pub(crate) struct EngagementArgs {
     /// {"activity": ["write"], "wau_days": 7, "mau_days": 28}; printed with the report.
     #[arg(long, value_name = "FILE")]
     definitions: Option<std::path::PathBuf>,
+    /// File to write; standard output when absent or `-`.
+    #[arg(long, short)]
+    output: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
@@ -736,6 +744,7 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
         Some(path) => Rules::from_file(path)?,
         None => Rules::default(),
     };
+    let mut out = output(args.output.as_deref(), args.format)?;
     let decoder = Decoder::new()?;
     let window = Window {
         from: None,
@@ -757,77 +766,33 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
     crate::events::read(&args.read, window, &decoder, &mut replay).await?;
     let report = replay.finish();
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", table(&report)),
-        Format::Csv => print!("{}", csv(&report)?),
-        Format::Html => print!("{}", html::page(&report)),
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Table => write!(out, "{}", table(&report))?,
+        Format::Csv => write!(out, "{}", tidy::csv(&report)?)?,
+        Format::Html => write!(out, "{}", html::page(&report))?,
+        Format::Parquet => tidy::parquet(&report, &mut out)?,
     }
+    out.flush()?;
     Ok(())
 }
 
-/// The report as tidy CSV rows, from its JSON form so that every figure is in both.
-fn csv(r: &Engagement) -> anyhow::Result<String> {
-    use crate::events::csv_field;
-    let value = serde_json::to_value(r)?;
-    let Some(object) = value.as_object() else {
-        anyhow::bail!("the report did not serialize as an object");
-    };
-    let scalar = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let mut rows: Vec<[String; 4]> = Vec::new();
-    for (name, v) in object {
-        match v {
-            serde_json::Value::Array(items) => {
-                for item in items {
-                    let Some(fields) = item.as_object() else {
-                        continue;
-                    };
-                    // The first text field names the row (a week, a member).
-                    let key = fields
-                        .iter()
-                        .find(|(_, f)| f.is_string())
-                        .map(|(k, f)| (k.clone(), scalar(f)));
-                    for (metric, f) in fields {
-                        if key.as_ref().is_some_and(|(k, _)| k == metric) {
-                            continue;
-                        }
-                        let key = key.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
-                        match f {
-                            serde_json::Value::Array(values) => {
-                                for (i, one) in values.iter().enumerate() {
-                                    rows.push([
-                                        name.clone(),
-                                        key.clone(),
-                                        format!("{metric}_{i}"),
-                                        scalar(one),
-                                    ]);
-                                }
-                            }
-                            other => rows.push([name.clone(), key, metric.clone(), scalar(other)]),
-                        }
-                    }
-                }
-            }
-            _ if name == "definitions" => {}
-            other => rows.push(["summary".into(), String::new(), name.clone(), scalar(other)]),
-        }
+/// Where the report goes: the file named, or stdout. Opened before anything is read, so a path
+/// that cannot be written is reported at once; Parquet is not written to a terminal.
+fn output(
+    path: Option<&std::path::Path>,
+    format: Format,
+) -> anyhow::Result<Box<dyn std::io::Write + Send>> {
+    use anyhow::Context;
+    use std::io::IsTerminal;
+    match path {
+        Some(path) if path != std::path::Path::new("-") => Ok(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("--output {}", path.display()))?,
+        ))),
+        _ if format == Format::Parquet && std::io::stdout().is_terminal() => anyhow::bail!(
+            "--format parquet is binary: name a file with --output FILE, or redirect stdout"
+        ),
+        _ => Ok(Box::new(std::io::BufWriter::new(std::io::stdout()))),
     }
-    rows.push([
-        "definitions".into(),
-        String::new(),
-        "text".into(),
-        r.definitions.clone(),
-    ]);
-    let mut out = String::from("section,key,metric,value\n");
-    for row in rows {
-        let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&fields.join(","));
-        out.push('\n');
-    }
-    Ok(out)
 }
 
 fn table(r: &Engagement) -> String {

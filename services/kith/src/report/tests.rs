@@ -455,7 +455,7 @@ fn a_definitions_file_is_checked_and_its_errors_name_it() {
 #[test]
 fn the_csv_form_holds_every_figure_as_a_tidy_row() {
     let report = engagement(&places_history(), &fortnight());
-    let text = super::csv(&report).expect("csv");
+    let text = super::tidy::csv(&report).expect("csv");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("section,key,metric,value"));
     let rows: Vec<&str> = text.lines().collect();
@@ -475,7 +475,60 @@ fn the_csv_form_holds_every_figure_as_a_tidy_row() {
         "{text}"
     );
     // The same report gives the same bytes.
-    assert_eq!(text, super::csv(&report).expect("csv"));
+    assert_eq!(text, super::tidy::csv(&report).expect("csv"));
+}
+
+#[test]
+fn the_parquet_form_holds_the_csv_rows_with_numbers_typed() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+    let report = engagement(&places_history(), &fortnight());
+    let path = std::env::temp_dir().join(format!("kith-report-{}.parquet", uuid::Uuid::new_v4()));
+    super::tidy::parquet(&report, std::fs::File::create(&path).expect("create")).expect("parquet");
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(&path).expect("open")).expect("read");
+    let mut rows = Vec::new();
+    for row in reader.get_row_iter(None).expect("rows") {
+        let row = row.expect("row");
+        let value = row.get_double(3).ok();
+        let text = row.get_string(4).ok().cloned();
+        rows.push((
+            row.get_string(0).expect("section").clone(),
+            row.get_string(1).expect("key").clone(),
+            row.get_string(2).expect("metric").clone(),
+            value,
+            text,
+        ));
+    }
+    std::fs::remove_file(&path).expect("clean up");
+    // Row for row the CSV's, each value in the column its kind belongs in.
+    let tidy = super::tidy::rows(&report).expect("rows");
+    assert_eq!(rows.len(), tidy.len());
+    for (row, [section, key, metric, value]) in rows.iter().zip(&tidy) {
+        assert_eq!((&row.0, &row.1, &row.2), (section, key, metric));
+        match value.parse::<f64>() {
+            Ok(number) => assert_eq!((row.3, row.4.as_deref()), (Some(number), None)),
+            Err(_) if value.is_empty() => assert_eq!((row.3, row.4.as_deref()), (None, None)),
+            Err(_) => assert_eq!((row.3, row.4.as_deref()), (None, Some(value.as_str()))),
+        }
+    }
+    let find = |section: &str, key: &str, metric: &str| {
+        rows.iter()
+            .find(|r| r.0 == section && r.1 == key && r.2 == metric)
+            .unwrap_or_else(|| panic!("{section},{key},{metric} in {rows:?}"))
+            .clone()
+    };
+    assert_eq!(find("summary", "", "sessions").3, Some(2.0));
+    assert_eq!(find("summary", "", "rsvp_yes_rate").3, Some(0.25));
+    assert_eq!(
+        find("speaking_share", "2026-01-12", "share").3,
+        Some(0.3333)
+    );
+    let definitions = find("definitions", "", "text");
+    assert_eq!(
+        (definitions.3, definitions.4),
+        (None, Some(report.definitions))
+    );
 }
 
 fn places_report() -> super::Engagement {
