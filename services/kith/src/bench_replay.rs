@@ -351,6 +351,7 @@ async fn measure(url: &str, args: &ReplayArgs) -> anyhow::Result<()> {
         &ReadArgs::postgres(url),
         Window::default(),
         &decoder,
+        None,
         &mut replay,
     )
     .await?;

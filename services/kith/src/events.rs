@@ -1,6 +1,7 @@
 //! `kith events export`: every service's events, merged in recorded order and decoded by their
 //! type names from the descriptor set Kith is built with, as JSON lines or CSV for an analyst's
-//! own tools. Sealed fields stay as their sealed bytes; an erased subject's can never be opened.
+//! own tools. Sealed fields stay as their sealed bytes unless `--open-sealed` names them and the
+//! keys are at hand (see [`unseal`]); an erased subject's can never be opened.
 
 use std::io::Write;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use sqlx::Row;
 
 pub(crate) mod columnar;
+mod unseal;
 
 /// The services whose logs are read, in the order that breaks ties between equal times.
 const SERVICES: &[&str] = &["membership", "cohorts", "messaging"];
@@ -107,6 +109,14 @@ pub(crate) struct ExportArgs {
     /// directory (required).
     #[arg(long, short)]
     output: Option<std::path::PathBuf>,
+    /// Open these sealed personal fields (names as the export writes them, comma-separated, e.g.
+    /// title,body; or all). Needs the services' database (--database-url, whatever the
+    /// --source) and, once the keys are wrapped, the KEK: only a role given those may read
+    /// them. A field whose member was erased is null.
+    #[arg(long, value_delimiter = ',', value_name = "FIELD")]
+    open_sealed: Vec<String>,
+    #[command(flatten)]
+    sealing: kith_platform::config::SealingArgs,
 }
 
 pub(crate) async fn run(events: Events) -> anyhow::Result<()> {
@@ -137,6 +147,21 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         anyhow::bail!("--from ({from}) must be before --to ({to})");
     }
     let decoder = Decoder::new()?;
+    let mut unsealer = if args.open_sealed.is_empty() {
+        None
+    } else {
+        let fields = unseal::Fields::parse(&args.open_sealed, &decoder.pool)?;
+        args.sealing.install()?;
+        Some(
+            unseal::Unsealer::connect(
+                &args.read.database_url,
+                SERVICES,
+                fields,
+                decoder.pool.clone(),
+            )
+            .await?,
+        )
+    };
     let mut sink = if args.format == Format::Parquet {
         let dir = args
             .output
@@ -159,11 +184,11 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         from: args.from,
         to: args.to,
     };
-    let read = read(&args.read, window, &decoder, &mut sink).await?;
+    let read = read(&args.read, window, &decoder, unsealer.as_mut(), &mut sink).await?;
     sink.finish()?;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "exported {} events from {} in {seconds:.1}s ({:.0} events/s){}",
+        "exported {} events from {} in {seconds:.1}s ({:.0} events/s){}{}",
         sink.written,
         if read.is_empty() {
             "no service (none has events yet)".to_owned()
@@ -178,14 +203,18 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
             )
         } else {
             String::new()
-        }
+        },
+        unsealer.as_ref().map_or_else(String::new, |u| format!(
+            "; opened {} sealed fields, {} erased (null)",
+            u.opened, u.erased
+        ))
     );
     Ok(())
 }
 
 /// Decodes events by type name from the descriptor set this build carries.
 pub(crate) struct Decoder {
-    pool: DescriptorPool,
+    pub(crate) pool: DescriptorPool,
     options: SerializeOptions,
     unknown: std::cell::Cell<u64>,
 }
@@ -303,11 +332,12 @@ pub(crate) async fn read(
     args: &ReadArgs,
     window: Window,
     decoder: &Decoder,
+    mut unsealer: Option<&mut unseal::Unsealer>,
     sink: &mut dyn Take,
 ) -> anyhow::Result<Vec<&'static str>> {
     match args.source {
-        Source::Postgres => from_postgres(args, window, decoder, sink).await,
-        Source::Nats => from_nats(args, window, decoder, sink).await,
+        Source::Postgres => from_postgres(args, window, decoder, &mut unsealer, sink).await,
+        Source::Nats => from_nats(args, window, decoder, &mut unsealer, sink).await,
     }
 }
 
@@ -317,6 +347,7 @@ async fn from_postgres(
     args: &ReadArgs,
     window: Window,
     decoder: &Decoder,
+    unsealer: &mut Option<&mut unseal::Unsealer>,
     sink: &mut dyn Take,
 ) -> anyhow::Result<Vec<&'static str>> {
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -376,7 +407,7 @@ async fn from_postgres(
         let event_type: String = row.try_get("event_type")?;
         let payload: Vec<u8> = row.try_get("payload")?;
         let event = decoder.decode(&event_type, &payload)?;
-        sink.take(Exported {
+        let mut record = Exported {
             service: row.try_get("service")?,
             rank: usize::try_from(row.try_get::<i32, _>("rank")?).unwrap_or(0),
             position: row.try_get("position")?,
@@ -387,7 +418,11 @@ async fn from_postgres(
             event_id: row.try_get("event_id")?,
             event_type,
             event,
-        })?;
+        };
+        if let Some(unsealer) = unsealer {
+            unsealer.open(&mut record).await?;
+        }
+        sink.take(record)?;
     }
     Ok(present)
 }
@@ -401,6 +436,7 @@ async fn from_nats(
     args: &ReadArgs,
     window: Window,
     decoder: &Decoder,
+    unsealer: &mut Option<&mut unseal::Unsealer>,
     sink: &mut dyn Take,
 ) -> anyhow::Result<Vec<&'static str>> {
     use async_nats::jetstream::context::GetStreamErrorKind;
@@ -449,9 +485,12 @@ async fn from_nats(
                 let info = message.info().map_err(|e| anyhow::anyhow!(e))?;
                 (info.stream_sequence, info.pending)
             };
-            if let Some(record) = exported(&message, service, rank, decoder, &mut seen)?
+            if let Some(mut record) = exported(&message, service, rank, decoder, &mut seen)?
                 && window.holds(record.recorded_at)
             {
+                if let Some(unsealer) = unsealer {
+                    unsealer.open(&mut record).await?;
+                }
                 records.push(record);
             }
             // At the end the export started at, or at the stream's end if that message is gone.

@@ -51,6 +51,10 @@ enum Command {
     /// Read the services' events for analysis: decoded, merged in recorded order.
     #[command(subcommand)]
     Events(events::Events),
+    /// Replay every service's events from their streams (from the start, or --from a time; or
+    /// their logs with --source postgres), merged in recorded order and decoded: the same
+    /// command as `kith events export`.
+    Replay(events::ExportArgs),
     /// Reports computed from the raw events, under definitions printed with them.
     #[command(subcommand)]
     Report(report::Report),
@@ -82,6 +86,7 @@ fn main() -> std::process::ExitCode {
             Command::Status(args) => status::status(args).await,
             Command::Bench(bench) => bench::run(bench).await,
             Command::Events(events) => events::run(events).await,
+            Command::Replay(args) => events::run(events::Events::Export(args)).await,
             Command::Report(report) => report::run(report).await,
             Command::Notifications(command) => notifications::run(command).await,
         }

@@ -763,7 +763,7 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
             .map(|path| path.display().to_string()),
     };
     let mut replay = Replay::new(&scope);
-    crate::events::read(&args.read, window, &decoder, &mut replay).await?;
+    crate::events::read(&args.read, window, &decoder, None, &mut replay).await?;
     let report = replay.finish();
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,

@@ -268,6 +268,27 @@ impl Sealer {
         Ok(make_key(key_id, subject, &bytes))
     }
 
+    /// Checks, without changing anything, that this process holds every KEK the stored keys are
+    /// wrapped by: a reader that is about to open many fields learns at once that it cannot.
+    pub async fn check_unwrappable(&self) -> Result<()> {
+        let kek_ids: Vec<String> = self
+            .keks
+            .as_deref()
+            .map(|keks| keks.keys.iter().map(|(id, _)| id.clone()).collect())
+            .unwrap_or_default();
+        let unknown: Option<String> = sqlx::query_scalar(
+            "SELECT wrapped_by FROM sealing_keys \
+             WHERE wrapped_by IS NOT NULL AND wrapped_by <> ALL($1) LIMIT 1",
+        )
+        .bind(&kek_ids)
+        .fetch_optional(&self.pool)
+        .await?;
+        match unknown {
+            Some(kek) => Err(unknown_kek(&kek)),
+            None => Ok(()),
+        }
+    }
+
     /// A reader that opens sealed fields, fetching each key once.
     pub fn opener(&self) -> Opener {
         Opener {
