@@ -182,8 +182,7 @@ fn percentiles_by_nearest_rank_and_gini_at_their_edges() {
 
 /// Two weeks from Monday 5 January. a and b joined on the 5th, z on the 12th; h wrote on the 3rd,
 /// in the fortnight before, and nothing since; b reads on the 13th and z writes on the 14th.
-#[test]
-fn retention_by_join_week_and_members_at_risk_over_two_weeks() {
+fn joining_history() -> (Vec<Exported>, Scope) {
     let mut events = history();
     events.insert(4, posted(100, at(3, 12, 0), COHORT, "h1", "h1", "h"));
     events.extend([
@@ -199,14 +198,18 @@ fn retention_by_join_week_and_members_at_risk_over_two_weeks() {
         posted(105, at(14, 9, 0), COHORT, "z1", "z1", "z"),
     ]);
     events.sort_by_key(|e| e.recorded_at);
-    let report = engagement(
-        &events,
-        &Scope {
-            to: at(19, 0, 0),
-            silent_days: 7,
-            ..scope(Some(COHORT))
-        },
-    );
+    let scope = Scope {
+        to: at(19, 0, 0),
+        silent_days: 7,
+        ..scope(Some(COHORT))
+    };
+    (events, scope)
+}
+
+#[test]
+fn retention_by_join_week_and_members_at_risk_over_two_weeks() {
+    let (events, scope) = joining_history();
+    let report = engagement(&events, &scope);
     // Week of the 5th: a (5th, 6th, 8th) and b (5th, 7th) active, then only b (13th).
     // Week of the 12th: z, active on the 14th; no later week starts before the 19th.
     assert_eq!(
@@ -677,10 +680,18 @@ con.execute("CREATE VIEW events AS SELECT * FROM read_parquet('{dir}/*/*.parquet
 con.execute("SET VARIABLE community = '{community}'")
 con.execute("SET VARIABLE period_from = TIMESTAMPTZ '{from}'")
 con.execute("SET VARIABLE period_to = TIMESTAMPTZ '{to}'")
+con.execute("SET VARIABLE silent_days = {silent_days}")
+{cohort}
 cursor = con.execute(open('{sql}').read())
 names = [d[0] for d in cursor.description]
-print(json.dumps(dict(zip(names, cursor.fetchone()))))
+print(json.dumps(dict(zip(names, cursor.fetchone())), default=str))
 "#,
+        silent_days = scope.silent_days,
+        cohort = scope
+            .cohort
+            .as_ref()
+            .map(|c| format!("con.execute(\"SET VARIABLE cohort = '{c}'\")"))
+            .unwrap_or_default(),
         dir = dir.display(),
         community = scope.community,
         from = scope.from.format("%Y-%m-%d %H:%M:%S+00"),
@@ -699,6 +710,9 @@ print(json.dumps(dict(zip(names, cursor.fetchone()))))
     serde_json::from_slice(&output.stdout).expect("one JSON row")
 }
 
+/// The fields of the report that say what it is about rather than hold a figure.
+const DESCRIBING: [&str; 5] = ["definitions", "community", "cohort", "from", "to"];
+
 #[test]
 fn the_duckdb_sql_over_the_parquet_export_gives_the_reports_figures() {
     let Some(python) = duckdb_python() else {
@@ -709,28 +723,70 @@ fn the_duckdb_sql_over_the_parquet_export_gives_the_reports_figures() {
         eprintln!("no DuckDB here: the SQL was not run");
         return;
     };
-    let fortnight = fortnight();
-    for (events, scope) in [(history(), scope(None)), (places_history(), fortnight)] {
+    let histories = [
+        (history(), scope(None)),
+        (history(), scope(Some(COHORT))),
+        (places_history(), fortnight()),
+        joining_history(),
+    ];
+    let mut shown = std::collections::BTreeSet::new();
+    for (events, scope) in histories {
         let report = serde_json::to_value(engagement(&events, &scope)).expect("json");
         let sql = duckdb_figures(&python, &events, &scope);
-        for figure in [
-            "active_members",
-            "dau",
-            "posts",
-            "replies",
-            "reactions",
-            "first_reply_median_seconds",
-            "first_reply_p90_seconds",
-            "threads_answered",
-            "threads_unanswered",
-            "participation_gini",
-        ] {
-            let (ours, theirs) = (&report[figure], &sql[figure]);
-            let same = match (ours.as_f64(), theirs.as_f64()) {
-                (Some(a), Some(b)) => a == b,
-                _ => ours == theirs,
-            };
-            assert!(same, "{figure}: report {ours}, SQL {theirs}");
+        let Some(figures) = report.as_object() else {
+            panic!("the report is an object");
+        };
+        // Every figure, lists and all; only what describes the report is not the SQL's.
+        let mut compared = 0;
+        for (figure, ours) in figures {
+            if DESCRIBING.contains(&figure.as_str()) {
+                continue;
+            }
+            let theirs = &sql[figure];
+            assert!(
+                same(ours, theirs),
+                "{figure} over {} to {}: report {ours}, SQL {theirs}",
+                scope.from,
+                scope.to
+            );
+            compared += 1;
         }
+        assert_eq!(compared, 30, "a figure was added: compare it here");
+        for (figure, value) in figures {
+            let empty = value.is_null()
+                || value.as_f64() == Some(0.0)
+                || value.as_array().is_some_and(Vec::is_empty);
+            if !empty && !DESCRIBING.contains(&figure.as_str()) {
+                shown.insert(figure.clone());
+            }
+        }
+    }
+    // Each figure was something other than zero or nothing in at least one history, so each
+    // comparison above could have failed.
+    assert_eq!(shown.len(), 30, "{shown:?}");
+}
+
+/// Whether a report figure and the SQL's are the same: numbers as numbers, times as instants
+/// (the report writes RFC 3339 as chrono does, the SQL with microseconds), the rest exactly.
+fn same(ours: &serde_json::Value, theirs: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (ours, theirs) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, x)| b.get(k).is_some_and(|y| same(x, y)))
+        }
+        (Value::String(a), Value::String(b)) if a.contains('T') && b.contains('T') => {
+            match (
+                chrono::DateTime::parse_from_rfc3339(a),
+                chrono::DateTime::parse_from_rfc3339(b),
+            ) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => a == b,
+            }
+        }
+        _ => ours == theirs,
     }
 }
