@@ -249,25 +249,28 @@ pub(crate) fn token(args: TokenArgs) -> anyhow::Result<()> {
     if args.ttl == 0 {
         bail!("--ttl must be at least 1 second");
     }
-    // The issuer and audience the servers are told to expect, so that the token passes them.
+    println!("{}", member_token(&args.auth, member, args.ttl)?);
+    Ok(())
+}
+
+/// A development token (HS256) for `member`, valid for `ttl` seconds, with the issuer and
+/// audience the servers are told to expect so that it passes them.
+pub(crate) fn member_token(auth: &AuthArgs, member: Uuid, ttl: u64) -> anyhow::Result<String> {
     let claims = auth::Claims {
         iss: Some(
-            args.auth
-                .jwt_issuer
+            auth.jwt_issuer
                 .first()
                 .cloned()
                 .unwrap_or_else(|| "kith-dev".to_owned()),
         ),
-        aud: args.auth.jwt_audience.first().cloned(),
-        ..auth::Claims::for_member(member, args.ttl)
+        aud: auth.jwt_audience.first().cloned(),
+        ..auth::Claims::for_member(member, ttl)
     };
-    let token = auth::mint(
+    Ok(auth::mint(
         &claims,
         jsonwebtoken::Algorithm::HS256,
-        &jsonwebtoken::EncodingKey::from_secret(args.auth.secret().as_bytes()),
-    )?;
-    println!("{token}");
-    Ok(())
+        &jsonwebtoken::EncodingKey::from_secret(auth.secret().as_bytes()),
+    )?)
 }
 
 #[derive(Debug, clap::Args)]

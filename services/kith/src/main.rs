@@ -7,6 +7,7 @@ mod bench_notifications;
 mod bench_projections;
 mod bench_replay;
 mod commands;
+mod demo;
 mod embedded;
 mod events;
 mod notifications;
@@ -45,6 +46,10 @@ enum Command {
     /// Rebuild a service's JetStream stream from its event log (after a purge, an age limit or a
     /// lost NATS store), with progress, then exit.
     Republish(commands::RepublishArgs),
+    /// Play a small mastermind's first day (a community, a cohort with a waitlist, a session,
+    /// threads, replies, reactions) through a running `kith up`'s gRPC API, to have something
+    /// to report on and export.
+    Demo(demo::DemoArgs),
     /// Measure the platform against raw PostgreSQL and NATS on this machine.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -85,6 +90,7 @@ fn main() -> std::process::ExitCode {
             Command::Republish(args) => commands::republish(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Bench(bench) => bench::run(bench).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Events(events) => events::run(events).await,
             Command::Replay(args) => events::run(events::Events::Export(args)).await,
             Command::Report(report) => report::run(report).await,

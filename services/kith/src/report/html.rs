@@ -146,7 +146,15 @@ pub(crate) fn page(r: &Engagement) -> String {
         ),
         ("sessions", r.places.sessions.to_string()),
         ("RSVP yes", percent(r.places.rsvp_yes_rate)),
-        ("attendance", percent(r.places.attendance_rate)),
+        (
+            "attendance",
+            // A rate over no recorded session is not 0%: nobody has taken attendance yet.
+            if r.places.sessions_with_attendance == 0 {
+                "not recorded".to_owned()
+            } else {
+                percent(r.places.attendance_rate)
+            },
+        ),
         (
             "waitlist now · median wait",
             format!(

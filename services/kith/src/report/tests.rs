@@ -656,7 +656,8 @@ fn duckdb_python() -> Option<std::path::PathBuf> {
         .then_some(python)
 }
 
-/// The figures `analytics/engagement.sql` computes in DuckDB over `events` written as Parquet.
+/// The figures `analytics/engagement.sql` computes in DuckDB over `events` written as Parquet,
+/// run by `analytics/engagement.py` as an analyst would run it.
 fn duckdb_figures(
     python: &std::path::Path,
     events: &[Exported],
@@ -668,39 +669,20 @@ fn duckdb_figures(
         partitions.write(event).expect("write");
     }
     partitions.finish().expect("finish");
-    let sql = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../analytics/engagement.sql"
-    );
-    let script = format!(
-        r#"
-import duckdb, json
-con = duckdb.connect()
-con.execute("CREATE VIEW events AS SELECT * FROM read_parquet('{dir}/*/*.parquet', hive_partitioning = true)")
-con.execute("SET VARIABLE community = '{community}'")
-con.execute("SET VARIABLE period_from = TIMESTAMPTZ '{from}'")
-con.execute("SET VARIABLE period_to = TIMESTAMPTZ '{to}'")
-con.execute("SET VARIABLE silent_days = {silent_days}")
-{cohort}
-cursor = con.execute(open('{sql}').read())
-names = [d[0] for d in cursor.description]
-print(json.dumps(dict(zip(names, cursor.fetchone())), default=str))
-"#,
-        silent_days = scope.silent_days,
-        cohort = scope
-            .cohort
-            .as_ref()
-            .map(|c| format!("con.execute(\"SET VARIABLE cohort = '{c}'\")"))
-            .unwrap_or_default(),
-        dir = dir.display(),
-        community = scope.community,
-        from = scope.from.format("%Y-%m-%d %H:%M:%S+00"),
-        to = scope.to.format("%Y-%m-%d %H:%M:%S+00"),
-    );
-    let output = std::process::Command::new(python)
-        .args(["-c", &script])
-        .output()
-        .expect("run DuckDB");
+    let runner = concat!(env!("CARGO_MANIFEST_DIR"), "/../../analytics/engagement.py");
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(runner)
+        .arg(&dir)
+        .args(["--community", &scope.community])
+        .args(["--from", &scope.from.to_rfc3339()])
+        .args(["--to", &scope.to.to_rfc3339()])
+        .args(["--silent-days", &scope.silent_days.to_string()])
+        .arg("--json");
+    if let Some(cohort) = &scope.cohort {
+        command.args(["--cohort", cohort]);
+    }
+    let output = command.output().expect("run DuckDB");
     std::fs::remove_dir_all(&dir).expect("clean up");
     assert!(
         output.status.success(),
