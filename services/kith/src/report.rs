@@ -763,8 +763,20 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
             .map(|path| path.display().to_string()),
     };
     let mut replay = Replay::new(&scope);
-    crate::events::read(&args.read, window, &decoder, None, &mut replay).await?;
+    let started = std::time::Instant::now();
+    let read = crate::events::read(&args.read, window, &decoder, None, &mut replay).await?;
+    let (events, seconds) = (replay.events, started.elapsed().as_secs_f64());
     let report = replay.finish();
+    // On stderr, so that the report itself stays the same bytes for the same events.
+    eprintln!(
+        "replayed {events} events from {} in {seconds:.1}s ({:.0} events/s)",
+        if read.is_empty() {
+            "no service (none has events yet)".to_owned()
+        } else {
+            read.join(", ")
+        },
+        events as f64 / seconds.max(1e-9)
+    );
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
         Format::Table => write!(out, "{}", table(&report))?,

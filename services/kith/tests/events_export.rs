@@ -219,11 +219,15 @@ async fn events_are_exported_decoded_in_recorded_order_with_sealed_fields_sealed
                 "--source",
                 source,
             ];
-            run_kith(env, &["report", "engagement"], &args).await.0
+            run_kith(env, &["report", "engagement"], &args).await
         }
     };
-    let (from_log, from_bus) = (report("postgres").await, report("nats").await);
+    let ((from_log, said), (from_bus, _)) = (report("postgres").await, report("nats").await);
     assert_eq!(from_log, from_bus);
+    assert!(
+        said.contains("replayed 3 events from membership, cohorts, messaging in"),
+        "{said}"
+    );
     let parsed: serde_json::Value = serde_json::from_str(&from_log).expect("a JSON report");
     assert_eq!(parsed["active_members"], 0);
     assert_eq!(parsed["posts"], 0);
