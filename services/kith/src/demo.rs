@@ -154,7 +154,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             },
         )?)
         .await
-        .context("creating the community")?
+        .map_err(|status| {
+            let hint = if status.code() == tonic::Code::Unauthenticated {
+                " (kith demo signs its members' tokens with --jwt-secret or KITH_JWT_SECRET: give \
+                 it the server's; a server that checks RS256 keys or a JWKS cannot be played)"
+            } else {
+                ""
+            };
+            anyhow::Error::from(status).context(format!("creating the community{hint}"))
+        })?
         .into_inner()
         .community_id;
     let invitation = membership

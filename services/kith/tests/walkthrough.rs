@@ -130,6 +130,28 @@ async fn the_readmes_worked_example_runs_from_kith_up_to_a_duckdb_query() {
         ],
     )
     .await;
+    let tidy = dir.join("engagement.parquet");
+    let tidy_arg = tidy.display().to_string();
+    kith(
+        &env,
+        &[
+            "report",
+            "engagement",
+            "--community",
+            &community,
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "parquet",
+            "-o",
+            &tidy_arg,
+        ],
+    )
+    .await;
+    let bytes = std::fs::read(&tidy).expect("the Parquet report");
+    assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
     let html = std::fs::read_to_string(&page).expect("the page");
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
     assert!(html.contains("engagement definitions v2") && html.contains("<svg"));
