@@ -218,7 +218,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         FOUNDERS.len()
     ));
 
-    // A mastermind of six seats: Ana facilitates, the seventh to join waits.
+    // A mastermind of six seats: Olive, who creates it, and Ana facilitate; the seventh to join
+    // waits.
     let mut cohorts = kith.cohorts();
     let cohort = cohorts
         .create_cohort(kith.as_member(
