@@ -44,6 +44,8 @@ async fn kith_up_starts_stopped_postgres_and_nats_serves_and_stops_them() {
             "127.0.0.1:0",
             "--metrics-listen",
             "127.0.0.1:0",
+            "--unsubscribe-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(&data)

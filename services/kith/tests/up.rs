@@ -26,7 +26,17 @@ async fn kith_up_serves_health_and_membership_and_stops_on_sigterm() {
     let env = TestEnv::new().await;
     let namespace = env.args.nats.nats_namespace.clone().unwrap();
     let mut child = Command::new(KITH)
-        .args(["up", "--listen", "127.0.0.1:0"])
+        // Every listener on a free port: beside a developer's own `kith up`, and beside the other
+        // tests that start one.
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--unsubscribe-listen",
+            "127.0.0.1:0",
+        ])
         .env("DATABASE_URL", &env.db.url)
         .env("KITH_NATS_NAMESPACE", &namespace)
         .env("KITH_JWT_SECRET", TEST_JWT_SECRET)
