@@ -128,8 +128,6 @@ pub(crate) async fn run(events: Events) -> anyhow::Result<()> {
 /// One exported event.
 pub(crate) struct Exported {
     pub(crate) service: String,
-    /// The service's place in [`SERVICES`], which breaks ties between equal times.
-    pub(crate) rank: usize,
     pub(crate) position: i64,
     pub(crate) recorded_at: DateTime<Utc>,
     pub(crate) stream_type: String,
@@ -409,7 +407,6 @@ async fn from_postgres(
         let event = decoder.decode(&event_type, &payload)?;
         let mut record = Exported {
             service: row.try_get("service")?,
-            rank: usize::try_from(row.try_get::<i32, _>("rank")?).unwrap_or(0),
             position: row.try_get("position")?,
             recorded_at: row.try_get("recorded_at")?,
             stream_type: row.try_get("stream_type")?,
@@ -485,12 +482,9 @@ async fn from_nats(
                 let info = message.info().map_err(|e| anyhow::anyhow!(e))?;
                 (info.stream_sequence, info.pending)
             };
-            if let Some(mut record) = exported(&message, service, rank, decoder, &mut seen)?
+            if let Some(record) = held(&message, service, rank, &mut seen)
                 && window.holds(record.recorded_at)
             {
-                if let Some(unsealer) = unsealer {
-                    unsealer.open(&mut record).await?;
-                }
                 records.push(record);
             }
             // At the end the export started at, or at the stream's end if that message is gone.
@@ -504,9 +498,46 @@ async fn from_nats(
     });
     sink.expect(records.len() as u64);
     for record in records {
+        let mut record = record.decode(decoder)?;
+        if let Some(unsealer) = unsealer {
+            unsealer.open(&mut record).await?;
+        }
         sink.take(record)?;
     }
     Ok(present)
+}
+
+/// A bus message held for sorting: what orders it and its payload as it came, decoded only
+/// once it is its turn, so that the window takes a few times less memory than decoded JSON.
+struct Held {
+    service: &'static str,
+    /// The service's place in [`SERVICES`], which breaks ties between equal times.
+    rank: usize,
+    position: i64,
+    recorded_at: DateTime<Utc>,
+    stream_type: String,
+    stream_id: String,
+    version: i64,
+    event_id: uuid::Uuid,
+    event_type: String,
+    payload: bytes::Bytes,
+}
+
+impl Held {
+    fn decode(self, decoder: &Decoder) -> anyhow::Result<Exported> {
+        let event = decoder.decode(&self.event_type, &self.payload)?;
+        Ok(Exported {
+            service: self.service.to_owned(),
+            position: self.position,
+            recorded_at: self.recorded_at,
+            stream_type: self.stream_type,
+            stream_id: self.stream_id,
+            version: self.version,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            event,
+        })
+    }
 }
 
 /// How far before `--from` the bus is read. JetStream stamps a message when it stores it,
@@ -532,49 +563,34 @@ fn deliver_from(from: Option<DateTime<Utc>>) -> async_nats::jetstream::consumer:
     }
 }
 
-/// The exported form of a bus message, `None` for one that is not a Kith event or was seen.
-fn exported(
+/// A bus message as held for sorting, `None` for one that is not a Kith event or was seen.
+fn held(
     message: &async_nats::jetstream::Message,
-    service: &str,
+    service: &'static str,
     rank: usize,
-    decoder: &Decoder,
     seen: &mut std::collections::HashSet<uuid::Uuid>,
-) -> anyhow::Result<Option<Exported>> {
+) -> Option<Held> {
     use kith_platform::bus::headers;
-    let Some(map) = message.headers.as_ref() else {
-        return Ok(None);
-    };
-    let Some((event_id, position)) = kith_platform::bus::event_identity(map) else {
-        return Ok(None);
-    };
+    let map = message.headers.as_ref()?;
+    let (event_id, position) = kith_platform::bus::event_identity(map)?;
     if !seen.insert(event_id) {
-        return Ok(None);
+        return None;
     }
     let header = |name: &str| map.get(name).map(|v| v.as_str().to_owned());
-    let (Some(event_type), Some(stream_type), Some(stream_id), Some(version), Some(recorded_at)) = (
-        header(headers::EVENT_TYPE),
-        header(headers::STREAM_TYPE),
-        header(headers::STREAM_ID),
-        header(headers::VERSION).and_then(|v| v.parse::<i64>().ok()),
-        header(headers::RECORDED_AT)
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.with_timezone(&Utc)),
-    ) else {
-        return Ok(None);
-    };
-    let event = decoder.decode(&event_type, &message.payload)?;
-    Ok(Some(Exported {
-        service: service.to_owned(),
+    Some(Held {
+        service,
         rank,
         position,
-        recorded_at,
-        stream_type,
-        stream_id,
-        version,
+        recorded_at: header(headers::RECORDED_AT)
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc))?,
+        stream_type: header(headers::STREAM_TYPE)?,
+        stream_id: header(headers::STREAM_ID)?,
+        version: header(headers::VERSION).and_then(|v| v.parse::<i64>().ok())?,
         event_id,
-        event_type,
-        event,
-    }))
+        event_type: header(headers::EVENT_TYPE)?,
+        payload: message.payload.clone(),
+    })
 }
 
 fn progress(total: i64) -> ProgressBar {

@@ -20,7 +20,6 @@ fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
 fn event(n: i64, when: DateTime<Utc>, kind: &str, body: serde_json::Value) -> Exported {
     Exported {
         service: "messaging".into(),
-        rank: 2,
         position: n,
         recorded_at: when,
         stream_type: "conversation".into(),
@@ -121,7 +120,6 @@ fn scope(cohort: Option<&str>) -> Scope {
 fn joined(n: i64, when: DateTime<Utc>, member: &str) -> Exported {
     Exported {
         service: "membership".into(),
-        rank: 0,
         event_type: "kith.membership.v1.MemberJoined".into(),
         event: json!({"community_id": COMMUNITY, "member_id": member}),
         ..event(n, when, "", json!({}))
@@ -247,7 +245,6 @@ fn retention_by_join_week_and_members_at_risk_over_two_weeks() {
 fn cohorts(n: i64, when: DateTime<Utc>, kind: &str, body: serde_json::Value) -> Exported {
     Exported {
         service: "cohorts".into(),
-        rank: 1,
         event_type: format!("kith.cohorts.v1.{kind}"),
         ..event(n, when, kind, body)
     }
