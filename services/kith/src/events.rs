@@ -589,7 +589,9 @@ fn held(
         version: header(headers::VERSION).and_then(|v| v.parse::<i64>().ok())?,
         event_id,
         event_type: header(headers::EVENT_TYPE)?,
-        payload: message.payload.clone(),
+        // A copy: the message's own bytes share a buffer with its headers and its neighbours,
+        // which holding a slice of them would keep alive for the whole sort.
+        payload: bytes::Bytes::copy_from_slice(&message.payload),
     })
 }
 
