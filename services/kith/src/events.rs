@@ -401,11 +401,12 @@ async fn from_postgres(
     .bind(window.from)
     .bind(window.to)
     .fetch(&pool);
+    let mut opening = Vec::new();
     while let Some(row) = rows.try_next().await? {
         let event_type: String = row.try_get("event_type")?;
         let payload: Vec<u8> = row.try_get("payload")?;
         let event = decoder.decode(&event_type, &payload)?;
-        let mut record = Exported {
+        let record = Exported {
             service: row.try_get("service")?,
             position: row.try_get("position")?,
             recorded_at: row.try_get("recorded_at")?,
@@ -416,10 +417,18 @@ async fn from_postgres(
             event_type,
             event,
         };
-        if let Some(unsealer) = unsealer {
-            unsealer.open(&mut record).await?;
+        match unsealer {
+            Some(unsealer) => {
+                opening.push(record);
+                if opening.len() >= OPEN_BATCH {
+                    open_and_take(&mut opening, unsealer, sink).await?;
+                }
+            }
+            None => sink.take(record)?,
         }
-        sink.take(record)?;
+    }
+    if let Some(unsealer) = unsealer {
+        open_and_take(&mut opening, unsealer, sink).await?;
     }
     Ok(present)
 }
@@ -497,14 +506,39 @@ async fn from_nats(
         (a.recorded_at, a.rank, a.position).cmp(&(b.recorded_at, b.rank, b.position))
     });
     sink.expect(records.len() as u64);
+    let mut opening = Vec::new();
     for record in records {
-        let mut record = record.decode(decoder)?;
-        if let Some(unsealer) = unsealer {
-            unsealer.open(&mut record).await?;
+        let record = record.decode(decoder)?;
+        match unsealer {
+            Some(unsealer) => {
+                opening.push(record);
+                if opening.len() >= OPEN_BATCH {
+                    open_and_take(&mut opening, unsealer, sink).await?;
+                }
+            }
+            None => sink.take(record)?,
         }
-        sink.take(record)?;
+    }
+    if let Some(unsealer) = unsealer {
+        open_and_take(&mut opening, unsealer, sink).await?;
     }
     Ok(present)
+}
+
+/// Events whose sealed fields are opened together (their keys fetched in one query).
+const OPEN_BATCH: usize = 1_000;
+
+/// Opens the sealed fields of `batch`, then hands its events to `sink` in order.
+async fn open_and_take(
+    batch: &mut Vec<Exported>,
+    unsealer: &mut unseal::Unsealer,
+    sink: &mut dyn Take,
+) -> anyhow::Result<()> {
+    unsealer.open_batch(batch).await?;
+    for record in batch.drain(..) {
+        sink.take(record)?;
+    }
+    Ok(())
 }
 
 /// A bus message held for sorting: what orders it and its payload as it came, decoded only

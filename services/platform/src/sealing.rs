@@ -369,6 +369,37 @@ pub struct Opener {
 }
 
 impl Opener {
+    /// Fetches the keys of `key_ids` not fetched yet in one query, so that a reader about to
+    /// open many fields (one message's key each) does not ask for them one at a time. A key
+    /// that is gone (erased) is remembered as gone.
+    pub async fn prefetch(&mut self, key_ids: &[Uuid]) -> Result<()> {
+        let missing: Vec<Uuid> = key_ids
+            .iter()
+            .filter(|id| !self.keys.contains_key(id))
+            .copied()
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let stored: Vec<(Uuid, String, Vec<u8>, Option<String>)> = sqlx::query_as(
+            "SELECT key_id, subject, key, wrapped_by FROM sealing_keys WHERE key_id = ANY($1)",
+        )
+        .bind(&missing)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &missing {
+            self.keys.insert(*id, None);
+        }
+        for (key_id, subject, stored, wrapped_by) in stored {
+            let bytes = unwrap(self.keks.as_deref(), key_id, &stored, wrapped_by.as_deref())?;
+            self.keys
+                .insert(key_id, Some(make_key(key_id, &subject, &bytes)));
+        }
+        Ok(())
+    }
+
     /// The plaintext, or `None` once the subject was erased (or the field is absent).
     pub async fn open(&mut self, sealed: Option<&Sealed>) -> Result<Option<String>> {
         let Some(sealed) = sealed else {

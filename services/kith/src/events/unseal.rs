@@ -139,16 +139,50 @@ impl Unsealer {
         })
     }
 
-    /// Replaces each chosen sealed field of `record` by its text, or null once erased.
-    pub(crate) async fn open(&mut self, record: &mut Exported) -> anyhow::Result<()> {
-        if !self.paths.contains_key(&record.event_type) {
+    /// Replaces each chosen sealed field of `records` by its text, or null once erased; the
+    /// keys they need are fetched together, one query per service for the whole batch.
+    pub(crate) async fn open_batch(&mut self, records: &mut [Exported]) -> anyhow::Result<()> {
+        let mut wanted: HashMap<String, Vec<uuid::Uuid>> = HashMap::new();
+        for record in records.iter_mut() {
+            self.learn(&record.event_type);
+            for path in &self.paths[&record.event_type] {
+                let mut found = Vec::new();
+                collect(&mut record.event, path, &mut found);
+                let ids = found
+                    .iter()
+                    .filter_map(|slot| slot.get("key_id")?.as_str()?.parse::<uuid::Uuid>().ok());
+                wanted
+                    .entry(record.service.clone())
+                    .or_default()
+                    .extend(ids);
+            }
+        }
+        for (service, ids) in wanted {
+            if let Some(opener) = self.openers.get_mut(&service) {
+                opener.prefetch(&ids).await?;
+            }
+        }
+        for record in records {
+            self.open(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Where `event_type`'s chosen sealed fields are, worked out once per type.
+    fn learn(&mut self, event_type: &str) {
+        if !self.paths.contains_key(event_type) {
             let paths = self
                 .pool
-                .get_message_by_name(&record.event_type)
+                .get_message_by_name(event_type)
                 .map(|message| sealed_paths(&message, &self.fields, 0))
                 .unwrap_or_default();
-            self.paths.insert(record.event_type.clone(), paths);
+            self.paths.insert(event_type.to_owned(), paths);
         }
+    }
+
+    /// Replaces each chosen sealed field of `record` by its text, or null once erased.
+    async fn open(&mut self, record: &mut Exported) -> anyhow::Result<()> {
+        self.learn(&record.event_type);
         let Self {
             paths,
             openers,
