@@ -744,7 +744,24 @@ pub(crate) async fn run(report: Report) -> anyhow::Result<()> {
         Some(path) => Rules::from_file(path)?,
         None => Rules::default(),
     };
-    let mut out = output(args.output.as_deref(), args.format)?;
+    let out = output(args.output.as_deref(), args.format)?;
+    let written = replay_into(&args, rules, out).await;
+    // A report that failed leaves no file behind that could pass for one.
+    if written.is_err()
+        && let Some(path) = args.output.as_deref()
+        && path != std::path::Path::new("-")
+    {
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+/// Replays the history into the report and writes it to `out`.
+async fn replay_into(
+    args: &EngagementArgs,
+    rules: Rules,
+    mut out: Box<dyn std::io::Write + Send>,
+) -> anyhow::Result<()> {
     let decoder = Decoder::new()?;
     let window = Window {
         from: None,

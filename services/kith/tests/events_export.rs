@@ -367,3 +367,39 @@ async fn a_report_with_a_bad_definitions_file_is_refused_naming_the_file_and_fie
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_that_fails_leaves_no_file_behind() {
+    let file = std::env::temp_dir().join(format!("kith-report-{}.html", Uuid::new_v4()));
+    let output = tokio::process::Command::new(KITH)
+        .args([
+            "report",
+            "engagement",
+            "--community",
+            &Uuid::new_v4().to_string(),
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-02-01T00:00:00Z",
+            "--source",
+            "postgres",
+            "--format",
+            "html",
+            "-o",
+        ])
+        .arg(&file)
+        .env(
+            "DATABASE_URL",
+            format!(
+                "postgres://postgres@127.0.0.1:5432/kith_missing_{}",
+                Uuid::new_v4().simple()
+            ),
+        )
+        .output()
+        .await
+        .expect("kith report");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--database-url"), "{stderr}");
+    assert!(!file.exists(), "a failed report left {}", file.display());
+}
