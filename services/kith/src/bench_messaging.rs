@@ -98,8 +98,7 @@ fn messaging(callers: &Callers, caller: usize) -> MessagingServiceClient<Channel
     MessagingServiceClient::new(callers.channel(caller))
 }
 
-/// Posts `body` as `member`; retries (same request id) while the member's seat, or a new cohort,
-/// is still on its way to messaging, or no connection was free in time under load.
+/// Posts `body` as `member` (see [`post_as`]).
 pub(crate) async fn post(
     client: &mut MessagingServiceClient<Channel>,
     member: Uuid,
@@ -114,12 +113,19 @@ pub(crate) async fn post(
         title: String::new(),
         body,
     };
+    post_as(client, request, |request| as_member(member, request)).await
+}
+
+/// Posts `request` signed by `sign`; retries (same request id) while the author's seat, or a
+/// new cohort, is still on its way to messaging, or no connection was free in time under load.
+pub(crate) async fn post_as(
+    client: &mut MessagingServiceClient<Channel>,
+    request: msg::PostMessageRequest,
+    sign: impl Fn(msg::PostMessageRequest) -> anyhow::Result<tonic::Request<msg::PostMessageRequest>>,
+) -> anyhow::Result<msg::PostMessageResponse> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match client
-            .post_message(as_member(member, request.clone())?)
-            .await
-        {
+        match client.post_message(sign(request.clone())?).await {
             Ok(reply) => return Ok(reply.into_inner()),
             Err(status)
                 if matches!(

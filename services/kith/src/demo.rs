@@ -2,8 +2,6 @@
 //! its members' apps would call it, so that a newcomer has a history to report on and export.
 //! Everything it does is an ordinary call: the events it leaves are the services' own.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Context;
 use kith_platform::config::AuthArgs;
 use kith_proto::cohorts as cpb;
@@ -59,8 +57,8 @@ impl Kith {
         MessagingServiceClient::new(self.channel.clone())
     }
 
-    /// Posts as `member`, retrying under the same request id while messaging has not yet
-    /// learnt of the member's seat (it learns from cohorts' events, a moment later).
+    /// Posts as `member`, retrying while messaging has not yet learnt of the member's seat (it
+    /// learns from cohorts' events, a moment later).
     async fn post(
         &self,
         member: Uuid,
@@ -76,27 +74,11 @@ impl Kith {
             title: title.into(),
             body: body.into(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self
-                .messaging()
-                .post_message(self.as_member(member, request.clone())?)
-                .await
-            {
-                Ok(reply) => return Ok(reply.into_inner()),
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        tonic::Code::PermissionDenied | tonic::Code::NotFound
-                    ) && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(status) => {
-                    return Err(anyhow::Error::from(status).context("posting a message"));
-                }
-            }
-        }
+        crate::bench_messaging::post_as(&mut self.messaging(), request, |request| {
+            self.as_member(member, request)
+        })
+        .await
+        .context("posting a message")
     }
 }
 

@@ -60,8 +60,8 @@ async fn the_readmes_worked_example_runs_from_kith_up_to_a_duckdb_query() {
         format!("{today}T00:00:00Z"),
         format!("{}T00:00:00Z", today + chrono::Duration::days(7)),
     );
-    let report = |source: &'static str| {
-        let args = [
+    let report = |format: &'static str, rest: Vec<String>| {
+        let mut args: Vec<String> = [
             "report",
             "engagement",
             "--community",
@@ -71,18 +71,23 @@ async fn the_readmes_worked_example_runs_from_kith_up_to_a_duckdb_query() {
             "--to",
             to.as_str(),
             "--format",
-            "json",
-            "--source",
-            source,
-        ];
+            format,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(rest);
         let env = &env;
-        async move { kith(env, &args).await }
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            kith(env, &args).await
+        }
     };
-    let from_log = report("postgres").await;
+    let source = |source: &str| vec!["--source".to_owned(), source.to_owned()];
+    let from_log = report("json", source("postgres")).await;
     kith_platform::testing::eventually(
         std::time::Duration::from_secs(20),
         "the report from the bus to be the log's",
-        || async { (report("nats").await == from_log).then_some(()) },
+        || async { (report("json", source("nats")).await == from_log).then_some(()) },
     )
     .await;
     let figures: serde_json::Value = serde_json::from_str(&from_log).expect("json");
@@ -111,45 +116,9 @@ async fn the_readmes_worked_example_runs_from_kith_up_to_a_duckdb_query() {
     let dir = std::env::temp_dir().join(format!("kith-walkthrough-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("a directory");
     let page = dir.join("engagement.html");
-    let page_arg = page.display().to_string();
-    kith(
-        &env,
-        &[
-            "report",
-            "engagement",
-            "--community",
-            &community,
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--format",
-            "html",
-            "-o",
-            &page_arg,
-        ],
-    )
-    .await;
+    report("html", vec!["-o".to_owned(), page.display().to_string()]).await;
     let tidy = dir.join("engagement.parquet");
-    let tidy_arg = tidy.display().to_string();
-    kith(
-        &env,
-        &[
-            "report",
-            "engagement",
-            "--community",
-            &community,
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--format",
-            "parquet",
-            "-o",
-            &tidy_arg,
-        ],
-    )
-    .await;
+    report("parquet", vec!["-o".to_owned(), tidy.display().to_string()]).await;
     let bytes = std::fs::read(&tidy).expect("the Parquet report");
     assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
     let html = std::fs::read_to_string(&page).expect("the page");
