@@ -5,6 +5,7 @@
 //! commit. If such a group fails (a lost race, a reused key), its halves are retried, down to the
 //! single append at fault, so one command's conflict never fails another.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -293,14 +294,20 @@ async fn write<'e>(executor: impl PgExecutor<'e>, group: &[&Owned]) -> Result<Ve
         .fetch_all(executor)
         .await
         .map_err(|err| conflict_or(err, group))?;
+    // A group can hold thousands of appends (a consumer's batch of decisions): looked up by
+    // key, not by a scan of the rows per append, which made large groups quadratic.
+    let positions: HashMap<(&str, i64), i64> = rows
+        .iter()
+        .map(|(stream_id, version, position)| ((stream_id.as_str(), *version), *position))
+        .collect();
     group
         .iter()
         .map(|append| {
             let last = append.expected_version + append.events.len() as i64;
-            rows.iter()
-                .find(|(stream_id, version, _)| *stream_id == append.stream_id && *version == last)
-                .map(|(_, version, position)| Appended {
-                    version: *version,
+            positions
+                .get(&(append.stream_id.as_str(), last))
+                .map(|position| Appended {
+                    version: last,
                     position: *position,
                     replayed: false,
                 })
