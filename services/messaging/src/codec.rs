@@ -415,6 +415,29 @@ async fn open(opener: Option<&mut Opener>, sealed: Option<&Sealed>) -> Result<Op
     }
 }
 
+/// The keys `event`'s sealed fields are sealed with, so that a reader about to open a batch of
+/// events can fetch them together ([`Opener::prefetch`]) rather than one query per message.
+/// Events it cannot decode name none: decoding them reports the trouble.
+pub fn sealing_keys_of(event: &RecordedEvent) -> Vec<Uuid> {
+    let t = event.event_type.as_str();
+    let sealed: Vec<Option<Sealed>> = if t == pb::MessagePosted::full_name() {
+        decode_payload::<pb::MessagePosted>(event)
+            .map_or_else(|_| Vec::new(), |e| vec![e.title, e.body])
+    } else if t == pb::MessageEdited::full_name() {
+        decode_payload::<pb::MessageEdited>(event)
+            .map_or_else(|_| Vec::new(), |e| vec![e.title, e.body])
+    } else if t == pb::MessageReported::full_name() {
+        decode_payload::<pb::MessageReported>(event).map_or_else(|_| Vec::new(), |e| vec![e.reason])
+    } else {
+        Vec::new()
+    };
+    sealed
+        .iter()
+        .flatten()
+        .filter_map(|s| s.key_id.parse().ok())
+        .collect()
+}
+
 /// Decodes one stored conversation event, opening its sealed fields with `opener` when given.
 pub async fn decode(mut opener: Option<&mut Opener>, event: &RecordedEvent) -> Result<Event> {
     let t = event.event_type.as_str();

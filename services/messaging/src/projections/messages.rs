@@ -7,6 +7,8 @@
 //! its key goes, and an erasure blanks every message of the member (see [`super::access`]). A
 //! rebuild opens nothing whose key is gone, so it shows the same.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use kith_platform::Result;
 use kith_platform::eventlog::RecordedEvent;
@@ -15,7 +17,7 @@ use kith_platform::sealing::Sealer;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::codec::{decode, decode_reader};
+use crate::codec::{decode, decode_reader, sealing_keys_of};
 use crate::domain::{ConversationKind, Event, ReaderEvent};
 
 /// The text search configuration of `$community`'s language (see `kith_platform::language`), as
@@ -310,13 +312,51 @@ impl Projection for Messages {
         DDL
     }
 
+    /// Fewer round trips per post than [`Projection::apply`] one by one: the keys of the batch's
+    /// sealed fields are fetched in one query (each message has a key of its own), and the
+    /// authors' locks ([`hold_author`]) are taken in one statement before anything is written;
+    /// then each event is applied as `apply` does.
+    async fn apply_batch(&self, conn: &mut PgConnection, events: &[&RecordedEvent]) -> Result<()> {
+        let mut opener = self.sealer.opener();
+        let keys: Vec<Uuid> = events
+            .iter()
+            .filter(|event| event.stream_type == "conversation")
+            .flat_map(|event| sealing_keys_of(event))
+            .collect();
+        opener.prefetch(&keys).await?;
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in events {
+            decoded.push(if event.stream_type == "conversation" {
+                let conversation: Uuid = kith_platform::wire::stored_id(&event.stream_id)?;
+                Some((conversation, decode(Some(&mut opener), event).await?))
+            } else {
+                None
+            });
+        }
+        let authors: Vec<(Uuid, Uuid)> = decoded
+            .iter()
+            .flatten()
+            .filter_map(|(conversation, event)| Some((*conversation, author_of(event)?)))
+            .collect();
+        let held = hold_authors(conn, authors).await?;
+        for (event, decoded) in events.iter().zip(decoded) {
+            match decoded {
+                Some((conversation, decoded)) => {
+                    apply_conversation(conn, conversation, event, decoded, &held).await?;
+                }
+                None => self.apply(conn, event).await?,
+            }
+        }
+        Ok(())
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &RecordedEvent) -> Result<()> {
         match event.stream_type.as_str() {
             "conversation" => {
                 let mut opener = self.sealer.opener();
                 let decoded = decode(Some(&mut opener), event).await?;
                 let conversation: Uuid = kith_platform::wire::stored_id(&event.stream_id)?;
-                apply_conversation(conn, conversation, event, decoded).await
+                apply_conversation(conn, conversation, event, decoded, &Held::new()).await
             }
             "reader" => {
                 let member: Uuid = kith_platform::wire::stored_id(&event.stream_id)?;
@@ -327,11 +367,24 @@ impl Projection for Messages {
     }
 }
 
+/// The (conversation, member) pairs whose [`hold_author`] locks this transaction holds.
+type Held = HashSet<(Uuid, Uuid)>;
+
+/// Whose locks applying `event` takes ([`hold_author`]).
+fn author_of(event: &Event) -> Option<Uuid> {
+    match event {
+        Event::MessagePosted { author, .. } | Event::MessageEdited { author, .. } => Some(*author),
+        Event::MessageReported { reporter, .. } => Some(*reporter),
+        _ => None,
+    }
+}
+
 async fn apply_conversation(
     conn: &mut PgConnection,
     conversation: Uuid,
     recorded: &RecordedEvent,
     event: Event,
+    held: &Held,
 ) -> Result<()> {
     let seq = recorded.version;
     match event {
@@ -364,7 +417,9 @@ async fn apply_conversation(
         } => {
             let title = title.map(|t| t.as_str().to_owned());
             let body = body.map(|b| b.as_str().to_owned());
-            hold_author(conn, conversation, author).await?;
+            if !held.contains(&(conversation, author)) {
+                hold_author(conn, conversation, author).await?;
+            }
             let mut mentioned = mentions.members.clone();
             if mentions.everyone {
                 mentioned.push(Uuid::nil());
@@ -396,7 +451,9 @@ async fn apply_conversation(
         } => {
             let title = title.map(|t| t.as_str().to_owned());
             let body = body.map(|b| b.as_str().to_owned());
-            hold_author(conn, conversation, author).await?;
+            if !held.contains(&(conversation, author)) {
+                hold_author(conn, conversation, author).await?;
+            }
             sqlx::query(concat!(
                 "UPDATE messages SET title = CASE WHEN erased THEN NULL ELSE $3 END,
                      body = CASE WHEN erased THEN NULL ELSE $4 END, mentioned_ids = $5,
@@ -538,7 +595,9 @@ async fn apply_conversation(
             reporter,
             reason,
         } => {
-            hold_author(conn, conversation, reporter).await?;
+            if !held.contains(&(conversation, reporter)) {
+                hold_author(conn, conversation, reporter).await?;
+            }
             sqlx::query(
                 "INSERT INTO reports (report_id, conversation_id, message_id, reporter_id, reason, position)
                  SELECT $1, $2, $3, $4,
@@ -630,6 +689,32 @@ async fn hold_author(conn: &mut PgConnection, conversation: Uuid, member: Uuid) 
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// [`hold_author`] for several (conversation, member) pairs in one statement; returns the pairs
+/// it holds (those of conversations already stored: one started in the same batch is held
+/// when its message is applied).
+async fn hold_authors(conn: &mut PgConnection, mut pairs: Vec<(Uuid, Uuid)>) -> Result<Held> {
+    pairs.sort_unstable();
+    pairs.dedup();
+    if pairs.is_empty() {
+        return Ok(Held::new());
+    }
+    let (conversations, members): (Vec<Uuid>, Vec<Uuid>) = pairs.into_iter().unzip();
+    let held: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT x.conversation_id, x.member_id FROM (
+             SELECT x.conversation_id, x.member_id,
+                    pg_advisory_xact_lock_shared(hashtextextended(c.community_id::text || '/' || x.member_id::text, 0)),
+                    pg_advisory_xact_lock_shared(hashtextextended(c.community_id::text || '/language', 0))
+             FROM unnest($1::uuid[], $2::uuid[]) AS x(conversation_id, member_id)
+             JOIN conversations c ON c.conversation_id = x.conversation_id
+             OFFSET 0) AS x",
+    )
+    .bind(&conversations)
+    .bind(&members)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(held.into_iter().collect())
 }
 
 /// Takes the lock that orders an erasure of `member` in `community` with the messages of theirs

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use kith_platform::db::Schema;
-use kith_platform::eventlog::EventLog;
+use kith_platform::eventlog::{Checkpoint, EventLog, RecordedEvent};
 use kith_platform::projection;
 use kith_platform::testing::eventually;
 use kith_proto::membership as mpb;
 use kith_proto::messaging as msg;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::helpers::{App, cohort_with, open_direct, post, rid};
 
@@ -55,6 +55,11 @@ async fn search(app: &App, member: uuid::Uuid, conversation: &str, words: &str) 
 
 /// Every row of every table of the messages projection, as JSON text, in a stable order.
 async fn snapshot(pool: &PgPool) -> Vec<String> {
+    snapshot_of(&mut *pool.acquire().await.expect("connection")).await
+}
+
+/// [`snapshot`] of the tables `conn`'s search path finds first.
+async fn snapshot_of(conn: &mut PgConnection) -> Vec<String> {
     let mut rows = Vec::new();
     for (table, order) in [
         ("conversations", "conversation_id"),
@@ -76,7 +81,7 @@ async fn snapshot(pool: &PgPool) -> Vec<String> {
     ] {
         let sql = format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY {order}");
         let table_rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .expect("snapshot");
         rows.extend(table_rows.into_iter().map(|row| format!("{table}: {row}")));
@@ -273,6 +278,54 @@ async fn rebuilt_equals_live_and_erased_or_deleted_bodies_are_gone_from_the_log_
             .expect("rebuild");
     }
     assert_eq!(snapshot(&pool).await, live);
+
+    // The whole log as one batch (keys fetched together, the authors' locks taken in one
+    // statement) leaves what the same events applied one by one leave, which is the live
+    // rows. The batch is applied directly: through the platform, a failing batch would be
+    // retried one event at a time and the difference hidden.
+    let events = {
+        let mut conn = pool.acquire().await.expect("connection");
+        kith_platform::eventlog::tail(&mut conn, Checkpoint::START, 10_000)
+            .await
+            .expect("the log")
+    };
+    let events: Vec<&RecordedEvent> = events.iter().collect();
+    assert!(
+        events.len() >= 10,
+        "a meaningful log: {} events",
+        events.len()
+    );
+    for at_once in [true, false] {
+        let messages = kith_messaging::projections(&pool).remove(0);
+        let mut conn = PgConnection::connect(&app.env.db.url)
+            .await
+            .expect("connect");
+        let schema = if at_once { "at_once" } else { "one_by_one" };
+        // The access tables the projection reads (members, communities) stay messaging's.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema}, messaging"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("a schema of its own");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(messages.ddl()))
+            .execute(&mut conn)
+            .await
+            .expect("the projection's tables");
+        let mut tx = conn.begin().await.expect("begin");
+        if at_once {
+            messages
+                .apply_batch(&mut tx, &events)
+                .await
+                .expect("the log applies as one batch");
+        } else {
+            for event in &events {
+                messages.apply(&mut tx, event).await.expect("apply");
+            }
+        }
+        tx.commit().await.expect("commit");
+        assert_eq!(snapshot_of(&mut conn).await, live, "applied in {schema}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
