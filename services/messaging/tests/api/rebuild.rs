@@ -55,7 +55,7 @@ async fn search(app: &App, member: uuid::Uuid, conversation: &str, words: &str) 
 
 /// Every row of every table of the messages projection, as JSON text, in a stable order.
 async fn snapshot(pool: &PgPool) -> Vec<String> {
-    snapshot_of(&mut *pool.acquire().await.expect("connection")).await
+    snapshot_of(&mut pool.acquire().await.expect("connection")).await
 }
 
 /// [`snapshot`] of the tables `conn`'s search path finds first.
