@@ -131,6 +131,47 @@ impl Scratch {
     }
 }
 
+/// Runs `work` on a scratch database (`Scratch`) and a scratch NATS namespace for its streams,
+/// and removes both when it ends: finished, failed, or interrupted by Ctrl-C or SIGTERM (a
+/// bench that falls behind is often stopped by hand, and its streams would otherwise keep
+/// their gigabytes on the server). A second signal exits at once, leaving them; the line
+/// printed first names them for removing by hand.
+pub(crate) async fn in_scratch<T>(
+    database_url: &str,
+    nats_url: Option<&str>,
+    work: impl AsyncFnOnce(&Scratch, &str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let scratch = Scratch::create(database_url).await?;
+    let namespace = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);
+    if nats_url.is_some() {
+        eprintln!(
+            "scratch database {}, NATS namespace {namespace}: removed when this run ends or is interrupted",
+            scratch.name
+        );
+    } else {
+        eprintln!(
+            "scratch database {}: removed when this run ends or is interrupted",
+            scratch.name
+        );
+    }
+    let interrupted = tokio_util::sync::CancellationToken::new();
+    kith_platform::runtime::cancel_on_signal(interrupted.clone());
+    let result = tokio::select! {
+        result = work(&scratch, &namespace) => result,
+        () = interrupted.cancelled() => Err(anyhow::anyhow!(
+            "interrupted; the scratch database and streams are removed"
+        )),
+    };
+    // The database first: an interrupted run's services are still going, and with their log
+    // gone they publish nothing more; the process ends right after the streams go.
+    let dropped = scratch.drop().await;
+    if let Some(nats_url) = nats_url {
+        kith_platform::bus::delete_namespace(nats_url, &namespace).await;
+    }
+    dropped?;
+    result
+}
+
 pub(crate) fn spinner(message: String) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
@@ -346,8 +387,7 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
         anyhow::bail!("--concurrency values must be 1 to 64");
     }
     db::ensure_database(&args.database_url).await?;
-    let scratch = Scratch::create(&args.database_url).await?;
-    let result = async {
+    in_scratch(&args.database_url, None, async |scratch, _| {
         let schema = Schema::parse("bench")?;
         let max = args.concurrency.iter().copied().max().unwrap_or(1) as u32;
         let pool = db::connect(&scratch.url, &schema, max + 2).await?;
@@ -424,10 +464,8 @@ async fn log(args: LogArgs) -> anyhow::Result<()> {
         println!("tail={rate:.0}");
         pool.close().await;
         anyhow::Ok(())
-    }
-    .await;
-    scratch.drop().await?;
-    result
+    })
+    .await
 }
 
 pub(crate) fn redact(url: &str) -> String {

@@ -21,7 +21,7 @@ use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::bench::{RAW_TABLE, Scratch, raw_rate, redact, spinner};
+use crate::bench::{RAW_TABLE, Scratch, in_scratch, raw_rate, redact, spinner};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CohortsArgs {
@@ -171,12 +171,12 @@ pub(crate) async fn run(args: CohortsArgs) -> anyhow::Result<()> {
         anyhow::bail!("--joins, --cohorts and --samples must be positive");
     }
     db::ensure_database(&args.database_url).await?;
-    let scratch = Scratch::create(&args.database_url).await?;
-    let namespace = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);
-    let result = measure(&args, &scratch, &namespace).await;
-    kith_platform::bus::delete_namespace(&args.nats_url, &namespace).await;
-    scratch.drop().await?;
-    result
+    in_scratch(
+        &args.database_url,
+        Some(&args.nats_url),
+        async |scratch, namespace| measure(&args, scratch, namespace).await,
+    )
+    .await
 }
 
 /// The services' arguments for a bench on `scratch` under the NATS `namespace`.

@@ -18,7 +18,7 @@ use kith_proto::messaging::subscribe_response::Event as Live;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::bench::{RAW_TABLE, Scratch, raw_rate, redact, spinner};
+use crate::bench::{RAW_TABLE, Scratch, in_scratch, raw_rate, redact, spinner};
 use crate::bench_cohorts::{
     Callers, Served, as_member, bar, bench_args, community_of, join, open_cohort_by, percentile,
     raw_nats, rid, spread,
@@ -64,12 +64,12 @@ pub(crate) async fn run(args: MessagingArgs) -> anyhow::Result<()> {
         anyhow::bail!("--posts, --cohorts and --samples must be positive");
     }
     db::ensure_database(&args.database_url).await?;
-    let scratch = Scratch::create(&args.database_url).await?;
-    let namespace = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);
-    let result = measure(&args, &scratch, &namespace).await;
-    kith_platform::bus::delete_namespace(&args.nats_url, &namespace).await;
-    scratch.drop().await?;
-    result
+    in_scratch(
+        &args.database_url,
+        Some(&args.nats_url),
+        async |scratch, namespace| measure(&args, scratch, namespace).await,
+    )
+    .await
 }
 
 async fn measure(args: &MessagingArgs, scratch: &Scratch, namespace: &str) -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ use kith_proto::notifications as npb;
 use kith_proto::notifications::notifications_service_client::NotificationsServiceClient;
 use uuid::Uuid;
 
-use crate::bench::{RAW_TABLE, Scratch, raw_rate, redact, spinner};
+use crate::bench::{RAW_TABLE, Scratch, in_scratch, raw_rate, redact, spinner};
 use crate::bench_cohorts::{
     Callers, Served, as_member, bar, bench_args, community_of, join, open_cohort_by, percentile,
     raw_nats,
@@ -78,22 +78,22 @@ pub(crate) async fn run(args: NotificationsArgs) -> anyhow::Result<()> {
         args.nats_url
     );
     if !args.latency_only {
-        let scratch = Scratch::create(&args.database_url).await?;
-        let namespace = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);
-        let result = replay(&args, &scratch, &namespace).await;
-        kith_platform::bus::delete_namespace(&args.nats_url, &namespace).await;
-        scratch.drop().await?;
-        result?;
+        in_scratch(
+            &args.database_url,
+            Some(&args.nats_url),
+            async |scratch, namespace| replay(&args, scratch, namespace).await,
+        )
+        .await?;
     }
     if args.replay_only {
         return Ok(());
     }
-    let scratch = Scratch::create(&args.database_url).await?;
-    let namespace = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);
-    let result = live(&args, &scratch, &namespace).await;
-    kith_platform::bus::delete_namespace(&args.nats_url, &namespace).await;
-    scratch.drop().await?;
-    result
+    in_scratch(
+        &args.database_url,
+        Some(&args.nats_url),
+        async |scratch, namespace| live(&args, scratch, namespace).await,
+    )
+    .await
 }
 
 /// A synthetic history: who is where, and what was said.

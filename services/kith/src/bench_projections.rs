@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use kith_platform::testing::Lcg;
 
-use crate::bench::{Scratch, redact};
+use crate::bench::{Scratch, in_scratch, redact};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProjectionsArgs {
@@ -62,11 +62,12 @@ pub(crate) async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
         anyhow::bail!("--events and --samples must be positive");
     }
     db::ensure_database(&args.database_url).await?;
-    let scratch = Scratch::create(&args.database_url).await?;
-    let namespace = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);
-    let result = measure(&args, &scratch, &namespace).await;
-    kith_platform::bus::delete_namespace(&args.nats_url, &namespace).await;
-    scratch.drop().await?;
+    let result = in_scratch(
+        &args.database_url,
+        Some(&args.nats_url),
+        async |scratch, namespace| measure(&args, scratch, namespace).await,
+    )
+    .await;
     result?;
     // Live: a command's OK in membership to cohorts' projection of it, with both services
     // running, beside raw NATS (on a scratch database and namespace of its own).

@@ -13,7 +13,7 @@ use kith_proto::messaging as msg;
 use prost::Message;
 use uuid::Uuid;
 
-use crate::bench::{Scratch, redact, spinner};
+use crate::bench::{in_scratch, redact, spinner};
 use crate::events::{Decoder, ReadArgs, Window};
 use crate::report::{Replay, Rules, Scope};
 
@@ -321,10 +321,10 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         args.cohorts,
         redact(&args.database_url)
     );
-    let scratch = Scratch::create(&args.database_url).await?;
-    let outcome = measure(&scratch.url, &args).await;
-    scratch.drop().await?;
-    outcome
+    in_scratch(&args.database_url, None, async |scratch, _| {
+        measure(&scratch.url, &args).await
+    })
+    .await
 }
 
 async fn measure(url: &str, args: &ReplayArgs) -> anyhow::Result<()> {
