@@ -401,7 +401,7 @@ async fn from_postgres(
     .bind(window.from)
     .bind(window.to)
     .fetch(&pool);
-    let mut opening = Vec::new();
+    let mut handing = Handing::new(unsealer.as_deref_mut());
     while let Some(row) = rows.try_next().await? {
         let event_type: String = row.try_get("event_type")?;
         let payload: Vec<u8> = row.try_get("payload")?;
@@ -417,19 +417,9 @@ async fn from_postgres(
             event_type,
             event,
         };
-        match unsealer {
-            Some(unsealer) => {
-                opening.push(record);
-                if opening.len() >= OPEN_BATCH {
-                    open_and_take(&mut opening, unsealer, sink).await?;
-                }
-            }
-            None => sink.take(record)?,
-        }
+        handing.take(record, sink).await?;
     }
-    if let Some(unsealer) = unsealer {
-        open_and_take(&mut opening, unsealer, sink).await?;
-    }
+    handing.finish(sink).await?;
     Ok(present)
 }
 
@@ -506,39 +496,59 @@ async fn from_nats(
         (a.recorded_at, a.rank, a.position).cmp(&(b.recorded_at, b.rank, b.position))
     });
     sink.expect(records.len() as u64);
-    let mut opening = Vec::new();
+    let mut handing = Handing::new(unsealer.as_deref_mut());
     for record in records {
         let record = record.decode(decoder)?;
-        match unsealer {
-            Some(unsealer) => {
-                opening.push(record);
-                if opening.len() >= OPEN_BATCH {
-                    open_and_take(&mut opening, unsealer, sink).await?;
-                }
-            }
-            None => sink.take(record)?,
-        }
+        handing.take(record, sink).await?;
     }
-    if let Some(unsealer) = unsealer {
-        open_and_take(&mut opening, unsealer, sink).await?;
-    }
+    handing.finish(sink).await?;
     Ok(present)
 }
 
 /// Events whose sealed fields are opened together (their keys fetched in one query).
 const OPEN_BATCH: usize = 1_000;
 
-/// Opens the sealed fields of `batch`, then hands its events to `sink` in order.
-async fn open_and_take(
-    batch: &mut Vec<Exported>,
-    unsealer: &mut unseal::Unsealer,
-    sink: &mut dyn Take,
-) -> anyhow::Result<()> {
-    unsealer.open_batch(batch).await?;
-    for record in batch.drain(..) {
-        sink.take(record)?;
+/// Hands exported events to the sink in order, opening their sealed fields first when the
+/// export opens any: [`OPEN_BATCH`] at a time, so that their keys come in one query.
+struct Handing<'a> {
+    unsealer: Option<&'a mut unseal::Unsealer>,
+    opening: Vec<Exported>,
+}
+
+impl<'a> Handing<'a> {
+    fn new(unsealer: Option<&'a mut unseal::Unsealer>) -> Self {
+        Self {
+            unsealer,
+            opening: Vec::new(),
+        }
     }
-    Ok(())
+
+    async fn take(&mut self, record: Exported, sink: &mut dyn Take) -> anyhow::Result<()> {
+        if self.unsealer.is_none() {
+            return sink.take(record);
+        }
+        self.opening.push(record);
+        if self.opening.len() >= OPEN_BATCH {
+            self.open_and_take(sink).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands over what is still waiting to be opened.
+    async fn finish(mut self, sink: &mut dyn Take) -> anyhow::Result<()> {
+        self.open_and_take(sink).await
+    }
+
+    async fn open_and_take(&mut self, sink: &mut dyn Take) -> anyhow::Result<()> {
+        let Some(unsealer) = self.unsealer.as_deref_mut() else {
+            return Ok(());
+        };
+        unsealer.open_batch(&mut self.opening).await?;
+        for record in self.opening.drain(..) {
+            sink.take(record)?;
+        }
+        Ok(())
+    }
 }
 
 /// A bus message held for sorting: what orders it and its payload as it came, decoded only
