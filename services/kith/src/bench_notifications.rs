@@ -335,11 +335,8 @@ async fn replay(
         .await?;
     let seconds = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
-    let decisions: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE event_type = 'kith.notifications.v1.NotificationDecided'",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let decisions =
+        decisions_recorded(&runtime.event_log(kith_notifications::SERVICE, &pool)).await?;
     println!(
         "replay: {} messaging events through the rules in {seconds:.1}s: {:.0} events/s, {decisions} notifications decided, {:.0} decisions/s (target >= 20,000)",
         report.events,
@@ -351,6 +348,25 @@ async fn replay(
     pool.close().await;
     runtime.stop().await;
     Ok(())
+}
+
+/// How many decisions the log holds (each `NotificationsDecided` holds all of an event's).
+async fn decisions_recorded(log: &kith_platform::eventlog::EventLog) -> anyhow::Result<usize> {
+    let counting = spinner("counting the decisions recorded".to_owned());
+    let mut after = kith_platform::eventlog::Checkpoint::START;
+    let mut decisions = 0;
+    loop {
+        let events = log.tail(after, 5_000).await?;
+        let Some(last) = events.last() else {
+            counting.finish_and_clear();
+            return Ok(decisions);
+        };
+        after = last.checkpoint();
+        for event in &events {
+            let recorded = kith_notifications::projections::ledger::decisions(event)?;
+            decisions += recorded.map_or(0, |d| d.len());
+        }
+    }
 }
 
 /// Members of the measured cohort and of each background cohort.

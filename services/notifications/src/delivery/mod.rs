@@ -499,14 +499,7 @@ async fn append_steps(
         .iter()
         .map(|(id, _)| delivery_id(*id, channel).to_string())
         .collect();
-    let versions: std::collections::HashMap<String, i64> = sqlx::query_as(
-        "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-    )
-    .bind(&streams)
-    .fetch_all(log.pool())
-    .await?
-    .into_iter()
-    .collect();
+    let versions = kith_platform::eventlog::versions(log.pool(), &streams).await?;
     let metadata = Metadata::default();
     let appends: Vec<Append<'_>> = steps
         .iter()

@@ -132,8 +132,8 @@ impl Projection for Ledger {
     async fn apply_batch(&self, conn: &mut PgConnection, events: &[&RecordedEvent]) -> Result<()> {
         let mut run = Vec::new();
         for event in events {
-            if event.event_type == pb::NotificationDecided::full_name() {
-                run.push((*event, decode_payload::<pb::NotificationDecided>(event)?));
+            if let Some(decisions) = decisions(event)? {
+                run.extend(decisions.into_iter().map(|d| (*event, d)));
                 continue;
             }
             if !run.is_empty() {
@@ -162,9 +162,9 @@ impl Projection for Ledger {
             .bind(event.position)
             .execute(&mut *conn)
             .await?;
-        } else if t == pb::NotificationDecided::full_name() {
-            let e: pb::NotificationDecided = decode_payload(event)?;
-            decided(conn, &[(event, e)]).await?;
+        } else if let Some(decisions) = decisions(event)? {
+            let run: Vec<_> = decisions.into_iter().map(|d| (event, d)).collect();
+            decided(conn, &run).await?;
         } else if t == pb::NotificationUpdated::full_name() {
             let e: pb::NotificationUpdated = decode_payload(event)?;
             sqlx::query(
@@ -251,6 +251,19 @@ impl Projection for Ledger {
         }
         Ok(())
     }
+}
+
+/// The decisions `event` records, if it records any: all of a `NotificationsDecided`, or the one
+/// `NotificationDecided` of a log written before it.
+pub fn decisions(event: &RecordedEvent) -> Result<Option<Vec<pb::NotificationDecided>>> {
+    let t = event.event_type.as_str();
+    Ok(if t == pb::NotificationsDecided::full_name() {
+        Some(decode_payload::<pb::NotificationsDecided>(event)?.notifications)
+    } else if t == pb::NotificationDecided::full_name() {
+        Some(vec![decode_payload(event)?])
+    } else {
+        None
+    })
 }
 
 /// Records decided notifications (and each channel's first status) in two statements, however

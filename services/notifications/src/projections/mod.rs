@@ -2,8 +2,8 @@
 //!
 //! - [`Members`] (membership's stream), [`Places`] (cohorts') and [`Conversations`]
 //!   (messaging's) keep what the rules need to know of who is where, and each applies the rules
-//!   to its stream's events: a match becomes a `NotificationDecided` event in this service's log,
-//!   appended in the transaction that advances the consumer's checkpoint ([`route`]), so a
+//!   to its stream's events: an event's matches become one `NotificationsDecided` event in this
+//!   service's log, appended in the transaction that advances the consumer's checkpoint ([`route`]), so a
 //!   redelivered event decides nothing twice.
 //! - [`Ledger`] (this service's own log) is the feed, every decision with its reasons, each
 //!   channel's status and the members' preferences.

@@ -1,10 +1,11 @@
 //! Turning a rule's matches into notifications: the recipients' preferences are read, each
-//! decision taken ([`crate::domain::decide`]) and appended to this service's log inside the
-//! consumer's transaction. Every id is derived from the source event and the recipient, and an
-//! event already in the log is not written again, so a replay of the source (a rebuild, a
-//! redelivery past the checkpoint) adds nothing.
+//! decision taken ([`crate::domain::decide`]) and the event's decisions appended to this
+//! service's log together, as one `NotificationsDecided`, inside the consumer's transaction.
+//! Every id is derived from the source event (and the recipient), and an event already in the
+//! log is not written again, so a replay of the source (a rebuild, a redelivery past the
+//! checkpoint) adds nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use kith_platform::Result;
@@ -49,8 +50,18 @@ impl Appended {
     }
 }
 
-/// The stream type of a notification's events.
+/// The stream type of what follows a notification (an update, a retraction).
 pub(crate) const NOTIFICATION_STREAM: &str = "notification";
+/// The stream type of the decisions taken for one source event.
+const NOTICE_STREAM: &str = "notice";
+
+/// The id of the stream of `source_event`'s decisions (recorded `at`).
+fn notice_id(source_event: Uuid, at: DateTime<Utc>) -> Uuid {
+    ordered_id(
+        u64::try_from(at.timestamp_millis()).unwrap_or(0),
+        &format!("{source_event}:notice"),
+    )
+}
 
 /// The id of the notification of `source_event` (recorded `at`) for `recipient`: the same
 /// event and member always give the same id.
@@ -65,6 +76,12 @@ pub fn notification_id(source_event: Uuid, at: DateTime<Utc>, recipient: Uuid) -
 /// seen for what it is.
 fn event_id(notification: Uuid, what: &str) -> Uuid {
     after(notification, &format!("{notification}:{what}"))
+}
+
+/// The id under which versions before notices recorded `notification`'s decision, as an event
+/// of its own on the notification's stream.
+pub fn decided_before_notices(notification: Uuid) -> Uuid {
+    event_id(notification, "decided")
 }
 
 /// An id derived from `name` that sorts with `earlier` (an id made here).
@@ -179,7 +196,7 @@ pub(crate) async fn notify_all(
     .collect();
     let defaults = Preferences::default();
     let mut ids = Vec::with_capacity(notices.len());
-    let mut decided = Vec::new();
+    let mut recorded = Vec::new();
     for notice in notices {
         let about = &notice.about;
         let source = notice.source;
@@ -189,6 +206,7 @@ pub(crate) async fn notify_all(
             thread: about.thread,
         };
         let mut these = Vec::with_capacity(notice.matched.len());
+        let mut decided = Vec::with_capacity(notice.matched.len());
         for m in &notice.matched {
             let id = notification_id(source.event_id, source.recorded_at, m.recipient);
             let prefs = preferences.get(&m.recipient).unwrap_or(&defaults);
@@ -228,18 +246,29 @@ pub(crate) async fn notify_all(
                 session_id: text(about.session),
                 starts_at: about.starts_at.map(timestamp),
             };
-            decided.push(Recorded {
-                stream: id,
-                event_id: event_id(id, "decided"),
+            decided.push(event);
+            these.push(id);
+        }
+        if !decided.is_empty() {
+            let notice = notice_id(source.event_id, source.recorded_at);
+            // A log written before notices holds each decision as an event of its own, all of
+            // an event's in one transaction: the first one's says the notice was recorded.
+            let first = these.first().copied().map(decided_before_notices);
+            recorded.push(Recorded {
+                stream_type: NOTICE_STREAM,
+                stream: notice,
+                event_id: event_id(notice, "decided"),
+                recorded_before_as: first,
                 after: 0,
-                body: encode(&event),
+                body: encode(&pb::NotificationsDecided {
+                    notifications: decided,
+                }),
                 cause: source,
             });
-            these.push(id);
         }
         ids.push(these);
     }
-    record(conn, decided).await?;
+    record(conn, recorded).await?;
     Ok(ids)
 }
 
@@ -256,24 +285,17 @@ pub(crate) async fn follow_up(
         return Ok(());
     }
     let streams: Vec<String> = notifications.iter().map(Uuid::to_string).collect();
-    let versions: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-    )
-    .bind(&streams)
-    .fetch_all(&mut *conn)
-    .await?;
-    let versions: HashMap<String, i64> = versions.into_iter().collect();
+    let versions = kith_platform::eventlog::versions(&mut *conn, &streams).await?;
     let tag = format!("{what}:{}", source.event_id);
-    let events = notifications.iter().filter_map(|id| {
-        // A notification never recorded (decided by an older version) has nothing to follow.
-        let after = *versions.get(&id.to_string())?;
-        Some(Recorded {
-            stream: *id,
-            event_id: event_id(*id, &tag),
-            after,
-            body: make(*id),
-            cause: source,
-        })
+    // A notification's own stream starts with what follows it (older logs: with its decision).
+    let events = notifications.iter().map(|id| Recorded {
+        stream_type: NOTIFICATION_STREAM,
+        stream: *id,
+        event_id: event_id(*id, &tag),
+        recorded_before_as: None,
+        after: versions.get(&id.to_string()).copied().unwrap_or(0),
+        body: make(*id),
+        cause: source,
     });
     record(conn, events.collect()).await
 }
@@ -285,10 +307,13 @@ pub(crate) fn encode<M: Message + prost::Name>(message: &M) -> NewEventBody {
     (M::full_name(), message.encode_to_vec())
 }
 
-/// An event about to be recorded on a notification's stream.
+/// An event about to be recorded on a notice's or a notification's stream.
 struct Recorded<'a> {
+    stream_type: &'static str,
     stream: Uuid,
     event_id: Uuid,
+    /// The id under which an older version recorded the same.
+    recorded_before_as: Option<Uuid>,
     /// The stream's version it follows.
     after: i64,
     body: NewEventBody,
@@ -302,14 +327,11 @@ async fn record(conn: &mut PgConnection, events: Vec<Recorded<'_>>) -> Result<()
     if events.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let present: HashSet<Uuid> =
-        sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM events WHERE event_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
+    let ids: Vec<Uuid> = events
+        .iter()
+        .flat_map(|e| std::iter::once(e.event_id).chain(e.recorded_before_as))
+        .collect();
+    let present = kith_platform::eventlog::recorded(&mut *conn, &ids).await?;
     let mut metadata: HashMap<Uuid, Metadata> = HashMap::new();
     for event in &events {
         metadata.entry(event.cause.event_id).or_insert_with(|| {
@@ -323,12 +345,16 @@ async fn record(conn: &mut PgConnection, events: Vec<Recorded<'_>>) -> Result<()
             }
         });
     }
-    let streams: Vec<(String, i64, NewEvent, Uuid)> = events
+    let streams: Vec<(&str, String, i64, NewEvent, Uuid)> = events
         .into_iter()
-        .filter(|e| !present.contains(&e.event_id))
+        .filter(|e| {
+            !present.contains(&e.event_id)
+                && !e.recorded_before_as.is_some_and(|id| present.contains(&id))
+        })
         .map(|e| {
             let (event_type, payload) = e.body;
             (
+                e.stream_type,
                 e.stream.to_string(),
                 e.after,
                 NewEvent {
@@ -342,8 +368,8 @@ async fn record(conn: &mut PgConnection, events: Vec<Recorded<'_>>) -> Result<()
         .collect();
     let appends: Vec<Append<'_>> = streams
         .iter()
-        .map(|(stream, version, event, cause)| Append {
-            stream_type: NOTIFICATION_STREAM,
+        .map(|(stream_type, stream, version, event, cause)| Append {
+            stream_type,
             stream_id: stream,
             expected_version: *version,
             events: vec![event.clone()],
@@ -377,8 +403,20 @@ mod tests {
         assert!(later > id, "{later} after {id}");
         assert!(later.to_string() > id.to_string(), "as text too");
         // What is recorded of a notification sorts with it.
-        let decided = event_id(id, "decided");
-        assert_eq!(&decided.as_bytes()[..6], &id.as_bytes()[..6]);
-        assert_ne!(decided, event_id(id, "updated:x"));
+        let updated = event_id(id, "updated:x");
+        assert_eq!(&updated.as_bytes()[..6], &id.as_bytes()[..6]);
+        assert_ne!(updated, event_id(id, "retracted:x"));
+    }
+
+    #[test]
+    fn a_notice_id_is_the_same_for_the_same_event_and_sorts_by_time() {
+        let (event, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let now = at("2026-12-07T10:00:00.123Z");
+        let notice = notice_id(event, now);
+        assert_eq!(notice, notice_id(event, now));
+        assert_ne!(notice, notice_id(other, now));
+        assert!(notice_id(other, at("2026-12-07T10:00:00.124Z")) > notice);
+        // Never one of the event's notifications.
+        assert_ne!(notice, notification_id(event, now, event));
     }
 }

@@ -4,13 +4,18 @@
 //! deletions, hiding, reports), in runs of every length.
 
 use chrono::{TimeZone, Utc};
+use kith_notifications::projections::route::decided_before_notices;
 use kith_notifications::projections::{Conversations, Ledger, Members, Places};
-use kith_platform::eventlog::RecordedEvent;
+use kith_platform::eventlog::{
+    Append, Checkpoint, Metadata, NewEvent, RecordedEvent, append_all_with,
+};
 use kith_platform::projection::{Projection, create_tables};
 use kith_platform::testing::{Lcg, TestDatabase};
 use kith_proto::cohorts as cpb;
 use kith_proto::membership as mpb;
 use kith_proto::messaging as msg;
+use kith_proto::notifications as npb;
+use prost::{Message, Name};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -290,7 +295,7 @@ async fn prepared(
 async fn outcome(pool: &PgPool) -> Vec<String> {
     let mut rows: Vec<String> = sqlx::query_scalar(
         "SELECT stream_id || ' ' || version || ' ' || event_id || ' ' || event_type || ' ' || encode(payload, 'hex') || ' ' || metadata::text
-         FROM events WHERE stream_type = 'notification' ORDER BY stream_id, version",
+         FROM events WHERE stream_type IN ('notice', 'notification') ORDER BY stream_id, version",
     )
     .fetch_all(pool)
     .await
@@ -355,4 +360,115 @@ async fn deciding_runs_together_equals_deciding_one_by_one() {
         one.close().await;
         runs.close().await;
     }
+}
+
+/// The log's events, in order.
+async fn log_of(pool: &PgPool) -> Vec<RecordedEvent> {
+    let mut conn = pool.acquire().await.expect("conn");
+    kith_platform::eventlog::tail(&mut conn, Checkpoint::START, 1_000_000)
+        .await
+        .expect("log")
+}
+
+/// The ledger's notifications, built from `log`, without the positions (which differ from log
+/// to log).
+async fn ledger_of(pool: &PgPool, log: &[RecordedEvent]) -> Vec<String> {
+    let mut tx = pool.begin().await.expect("tx");
+    let refs: Vec<&RecordedEvent> = log.iter().collect();
+    Ledger.apply_batch(&mut tx, &refs).await.expect("ledger");
+    tx.commit().await.expect("commit");
+    sqlx::query_scalar(
+        "SELECT (to_jsonb(n) - 'decided_position' - 'changed_tx' - 'changed_position')::text
+         FROM notifications n ORDER BY notification_id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("notifications")
+}
+
+#[tokio::test]
+async fn decisions_an_older_version_recorded_one_by_one_are_read_alike_and_not_decided_again() {
+    let db = TestDatabase::create().await;
+    let (membership, cohorts, messaging) = history(3);
+    let sources: Vec<&RecordedEvent> = messaging.iter().collect();
+    let decide = async |pool: &PgPool| {
+        let mut tx = pool.begin().await.expect("tx");
+        Conversations::default()
+            .apply_batch(&mut tx, &sources)
+            .await
+            .expect("decide");
+        tx.commit().await.expect("commit");
+    };
+    // Given the decisions of today's version: one notice per source event.
+    let now = prepared(&db, "now", &membership, &cohorts).await;
+    decide(&now).await;
+    let now_log = log_of(&now).await;
+    let notices: Vec<Vec<npb::NotificationDecided>> = now_log
+        .iter()
+        .filter(|e| e.event_type == npb::NotificationsDecided::full_name())
+        .map(|e| {
+            npb::NotificationsDecided::decode(e.payload.as_slice())
+                .expect("notice")
+                .notifications
+        })
+        .collect();
+    let decided: usize = notices.iter().map(Vec::len).sum();
+    assert!(
+        decided > 100 && notices.len() < decided,
+        "{} notices, {decided} decisions",
+        notices.len()
+    );
+    // And the same decisions as an older version recorded them: each an event of its own.
+    let old = prepared(&db, "old", &membership, &cohorts).await;
+    let mut conn = old.acquire().await.expect("conn");
+    let metadata = Metadata::default();
+    for notice in &notices {
+        let events: Vec<(String, NewEvent)> = notice
+            .iter()
+            .map(|d| {
+                let id: Uuid = d.notification_id.parse().expect("id");
+                let event = NewEvent {
+                    event_id: decided_before_notices(id),
+                    event_type: npb::NotificationDecided::full_name(),
+                    payload: d.encode_to_vec(),
+                };
+                (d.notification_id.clone(), event)
+            })
+            .collect();
+        let appends: Vec<Append<'_>> = events
+            .iter()
+            .map(|(stream, event)| Append {
+                stream_type: "notification",
+                stream_id: stream,
+                expected_version: 0,
+                events: vec![event.clone()],
+                metadata: &metadata,
+                command_key: None,
+                erase_subjects: &[],
+            })
+            .collect();
+        append_all_with(&mut *conn, &appends)
+            .await
+            .expect("old decisions");
+    }
+    drop(conn);
+    // When today's version decides the same events there (a rebuild after an upgrade).
+    decide(&old).await;
+    // Then nothing is decided twice: no notice, each decision once.
+    let old_log = log_of(&old).await;
+    let count = |log: &[RecordedEvent], t: String| log.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count(&old_log, npb::NotificationsDecided::full_name()), 0);
+    assert_eq!(
+        count(&old_log, npb::NotificationDecided::full_name()),
+        decided
+    );
+    // And the ledger reads both logs alike.
+    let (from_notices, one_by_one) = (
+        ledger_of(&now, &now_log).await,
+        ledger_of(&old, &old_log).await,
+    );
+    assert_eq!(from_notices.len(), decided);
+    assert_eq!(from_notices, one_by_one);
+    now.close().await;
+    old.close().await;
 }

@@ -3,6 +3,7 @@
 use kith_platform::testing::community::{Community, cohorts};
 use kith_proto::cohorts as cpb;
 use kith_proto::notifications as pb;
+use prost::Message;
 
 use crate::helpers::{App, kinds, rid};
 
@@ -179,14 +180,24 @@ async fn each_session_is_reminded_of_a_day_and_an_hour_before_once_however_often
             .await
             .expect("remind");
     assert_eq!(after, 0);
-    let events: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE event_type = 'kith.notifications.v1.NotificationDecided'
-           AND payload IS NOT NULL",
+    let notices: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT payload FROM events WHERE event_type = 'kith.notifications.v1.NotificationsDecided'
+         ORDER BY position",
     )
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await
-    .expect("count");
-    // The scheduled notice (for the member: the coach scheduled it) and two reminders each.
-    assert_eq!(events, 5);
+    .expect("notices");
+    let decided: Vec<usize> = notices
+        .iter()
+        .map(|bytes| {
+            pb::NotificationsDecided::decode(bytes.as_slice())
+                .expect("decisions")
+                .notifications
+                .len()
+        })
+        .collect();
+    // The scheduled notice (for the member: the coach scheduled it), then each reminder for
+    // both, each event's decisions recorded together.
+    assert_eq!(decided, [1, 2, 2]);
     pool.close().await;
 }

@@ -27,10 +27,12 @@ async fn snapshot(pool: &PgPool) -> Vec<String> {
 }
 
 async fn notification_events(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_type = 'notification'")
-        .fetch_one(pool)
-        .await
-        .expect("count")
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE stream_type IN ('notice', 'notification')",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

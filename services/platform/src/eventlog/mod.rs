@@ -179,3 +179,40 @@ pub async fn checkpoint_of<'e>(
         position,
     }))
 }
+
+// The two lookups below are planned afresh each time rather than prepared once: a plan cached
+// while the log was small scans it whole, and goes on doing so as the log grows wherever its
+// statistics lag (autovacuum off, or not yet run). Notifications' check of what it had already
+// recorded took 5.7 ms a call that way at 600 posts/s, against well under a millisecond.
+
+/// Which of `event_ids` the log holds.
+pub async fn recorded<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    event_ids: &[uuid::Uuid],
+) -> Result<std::collections::HashSet<uuid::Uuid>> {
+    Ok(
+        sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
+            .bind(event_ids)
+            .persistent(false)
+            .fetch_all(executor)
+            .await?
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// The version of each of `streams` that has events: what an append to it expects.
+pub async fn versions<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    streams: &[String],
+) -> Result<std::collections::HashMap<String, i64>> {
+    Ok(sqlx::query_as(
+        "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+    )
+    .bind(streams)
+    .persistent(false)
+    .fetch_all(executor)
+    .await?
+    .into_iter()
+    .collect())
+}
