@@ -174,6 +174,11 @@ pub const PLATFORM_MIGRATIONS: &[Migration] = &[
         name: "a projection that gained a table is rebuilt, surviving restarts",
         sql: include_str!("../migrations/0005_projection_rebuild_pending.sql"),
     },
+    Migration {
+        version: 6,
+        name: "event payloads compressed with lz4",
+        sql: include_str!("../migrations/0006_payload_lz4.sql"),
+    },
 ];
 
 /// Creates the schema if needed and applies the platform's migrations and then `component`'s, each

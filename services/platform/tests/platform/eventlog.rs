@@ -329,3 +329,37 @@ async fn concurrent_appends_share_commits_and_a_conflict_fails_only_its_own_appe
         .unwrap();
     assert_eq!(keys, 56, "only appends that landed record their key");
 }
+
+#[tokio::test]
+async fn a_large_payload_is_stored_compressed_with_lz4_and_read_back_whole() {
+    let (_db, log) = log().await;
+    // A dozen decisions' worth of protobuf: long, and repetitive as a notice is.
+    let payload: Vec<u8> = (0..12_000u32)
+        .map(|i| b"0123456789abcdef-"[(i % 17) as usize])
+        .collect();
+    let big = kith_platform::eventlog::NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "kith.test.v1.Big".into(),
+        payload: payload.clone(),
+    };
+    log.append(Append {
+        stream_type: "thing",
+        stream_id: "big",
+        expected_version: 0,
+        events: vec![big],
+        metadata: &Metadata::default(),
+        command_key: None,
+        erase_subjects: &[],
+    })
+    .await
+    .unwrap();
+    let read = log.read_stream("big", 0).await.unwrap();
+    assert_eq!(read[0].payload, payload);
+    let method: Option<String> = sqlx::query_scalar(
+        "SELECT pg_column_compression(payload) FROM events WHERE stream_id = 'big'",
+    )
+    .fetch_one(log.pool())
+    .await
+    .unwrap();
+    assert_eq!(method.as_deref(), Some("lz4"));
+}
