@@ -484,12 +484,12 @@ impl Api {
             return Err(incomplete());
         };
         let known = self.reader_of(conversation, caller).await?;
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = $1")
-                .bind(conversation.to_string())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(kith_platform::paging::status_from_db)?;
+        let stream = conversation.to_string();
+        let last = kith_platform::eventlog::versions(&self.pool, std::slice::from_ref(&stream))
+            .await
+            .map_err(|err| status_from_platform(&err))?
+            .get(&stream)
+            .copied();
         let mut v = Violations::new();
         if r.seq > last.unwrap_or(0) {
             v.add("seq", "is past the conversation's latest message");

@@ -158,6 +158,21 @@ async fn a_thread_with_replies_reactions_edits_and_a_deletion_as_members_read_it
         .await
         .expect("an older seq changes nothing");
     assert_eq!(unread(&app, &mut client, cy, 0).await.total_messages, 1);
+    // Nor does it move past the conversation's latest message.
+    let past = client
+        .mark_read(app.as_member(
+            cy,
+            msg::MarkReadRequest {
+                request_id: rid(),
+                conversation_id: cohort.clone(),
+                thread_id: first.message_id.clone(),
+                seq: 1_000,
+            },
+        ))
+        .await
+        .expect_err("a seq past the latest message");
+    assert_eq!(past.code(), tonic::Code::InvalidArgument);
+    assert_eq!(kith_platform::testing::violated_fields(&past), ["seq"]);
 
     // Another member cannot edit Ben's reply; Ben deletes it: a tombstone with no body.
     let refused = client
