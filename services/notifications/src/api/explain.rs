@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{Api, incomplete};
 use crate::codec::{channel_from_wire, kind_from_wire};
 use crate::domain::{Channel, Kind};
+use crate::projections::route::notification_id_beside;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -112,25 +113,24 @@ impl Api {
             return Err(incomplete());
         };
         self.wait(min).await?;
-        let query = if by_notification {
-            sqlx::query(concat!(
+        let notification = if by_notification {
+            Some(id)
+        } else {
+            self.notification_of(id, caller).await?
+        };
+        let row = match notification {
+            Some(notification) => sqlx::query(concat!(
                 "SELECT ",
                 explained_columns!(),
                 " FROM notifications WHERE notification_id = $1 AND recipient_id = $2"
             ))
-        } else {
-            sqlx::query(concat!(
-                "SELECT ",
-                explained_columns!(),
-                " FROM notifications WHERE source_event_id = $1 AND recipient_id = $2"
-            ))
-        };
-        let row = query
-            .bind(id)
+            .bind(notification)
             .bind(caller)
             .fetch_optional(&self.pool)
             .await
-            .map_err(status_from_db)?;
+            .map_err(status_from_db)?,
+            None => None,
+        };
         let Some(row) = row else {
             if by_notification {
                 return Err(refusal(
@@ -150,6 +150,24 @@ impl Api {
             }));
         };
         self.explain_row(&row).await.map(Response::new)
+    }
+
+    /// The id `member`'s notification of `source_event` has, if any of its notifications is in
+    /// the ledger: one of them gives the time that begins them all.
+    async fn notification_of(
+        &self,
+        source_event: Uuid,
+        member: Uuid,
+    ) -> Result<Option<Uuid>, Status> {
+        let sibling: Option<Uuid> = sqlx::query_scalar(
+            "SELECT notification_id FROM notifications
+             WHERE source_event_id = $1 AND source_key LIMIT 1",
+        )
+        .bind(source_event)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(status_from_db)?;
+        Ok(sibling.map(|sibling| notification_id_beside(sibling, source_event, member)))
     }
 
     async fn explain_row(

@@ -36,16 +36,39 @@ CREATE TABLE IF NOT EXISTS thread_follows (
     following       bool NOT NULL,
     PRIMARY KEY (conversation_id, thread_id, member_id)
 );
--- Who each message notified, and with which notification: to update or retract them with it,
--- and so that an edit mentioning someone new notifies only them.
+-- Who each message notified, and with which notification (both in notification id order): to
+-- update or retract them with it, and so that an edit mentioning someone new notifies only
+-- them. One row per message: a post in a busy thread notifies a dozen people, and a row each
+-- was a tenth of the rules' writes.
 CREATE TABLE IF NOT EXISTS message_recipients (
-    message_id      uuid NOT NULL,
-    recipient_id    uuid NOT NULL,
-    notification_id uuid NOT NULL,
+    message_id       uuid   PRIMARY KEY,
     -- The message's thread, for a notification an edit adds.
-    thread_id       uuid,
-    PRIMARY KEY (message_id, recipient_id)
+    thread_id        uuid,
+    recipient_ids    uuid[] NOT NULL,
+    notification_ids uuid[] NOT NULL
 );
+-- Versions before kept a row per recipient: gathered into one per message.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = to_regclass('message_recipients')
+                 AND attname = 'recipient_id' AND NOT attisdropped) THEN
+        ALTER TABLE message_recipients RENAME TO message_recipients_by_row;
+        ALTER INDEX message_recipients_pkey RENAME TO message_recipients_by_row_pkey;
+        CREATE TABLE message_recipients (
+            message_id       uuid   PRIMARY KEY,
+            thread_id        uuid,
+            recipient_ids    uuid[] NOT NULL,
+            notification_ids uuid[] NOT NULL
+        );
+        INSERT INTO message_recipients (message_id, thread_id, recipient_ids, notification_ids)
+        SELECT message_id, (array_agg(thread_id) FILTER (WHERE thread_id IS NOT NULL))[1],
+               array_agg(recipient_id ORDER BY notification_id),
+               array_agg(notification_id ORDER BY notification_id)
+        FROM message_recipients_by_row GROUP BY message_id;
+        DROP TABLE message_recipients_by_row;
+    END IF;
+END $$;
 -- Messages deleted or hidden: an edit of one notifies no one.
 CREATE TABLE IF NOT EXISTS retracted_messages (
     message_id uuid PRIMARY KEY
@@ -317,7 +340,8 @@ async fn follow(
     Ok(())
 }
 
-/// Records who `message` notified (`matched`, with the notification `ids` decided for them).
+/// Records who `message` notified (`matched`, with the notification `ids` decided for them),
+/// after those it notified before.
 async fn remember(
     conn: &mut PgConnection,
     message: Uuid,
@@ -325,19 +349,55 @@ async fn remember(
     matched: &[crate::domain::Matched],
     ids: &[Uuid],
 ) -> Result<()> {
-    let recipients: Vec<Uuid> = matched.iter().map(|m| m.recipient).collect();
+    if matched.is_empty() {
+        return Ok(());
+    }
+    let mut pairs: Vec<(Uuid, Uuid)> = matched
+        .iter()
+        .map(|m| m.recipient)
+        .zip(ids.iter().copied())
+        .collect();
+    pairs.sort_unstable_by_key(|(_, id)| *id);
+    let (recipients, ids): (Vec<Uuid>, Vec<Uuid>) = pairs.into_iter().unzip();
+    // The old row's arrays on the right of each SET: an edit adds only whom it newly notifies.
     sqlx::query(
-        "INSERT INTO message_recipients (message_id, recipient_id, notification_id, thread_id)
-         SELECT $1, r, n, $4 FROM unnest($2::uuid[], $3::uuid[]) AS x(r, n)
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO message_recipients (message_id, thread_id, recipient_ids, notification_ids)
+         VALUES ($1, $4, $2, $3)
+         ON CONFLICT (message_id) DO UPDATE SET
+             recipient_ids = message_recipients.recipient_ids || ARRAY(
+                 SELECT r FROM unnest(EXCLUDED.recipient_ids) AS x(r)
+                 WHERE r <> ALL (message_recipients.recipient_ids)),
+             notification_ids = message_recipients.notification_ids || ARRAY(
+                 SELECT n FROM unnest(EXCLUDED.recipient_ids, EXCLUDED.notification_ids) AS x(r, n)
+                 WHERE r <> ALL (message_recipients.recipient_ids))",
     )
     .bind(message)
     .bind(&recipients)
-    .bind(ids)
+    .bind(&ids)
     .bind(thread)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Whom `message` notified, with their notifications, in notification id order, and its thread.
+async fn notified_by(
+    conn: &mut PgConnection,
+    message: Uuid,
+) -> Result<(Vec<(Uuid, Uuid)>, Option<Uuid>)> {
+    let row: Option<(Vec<Uuid>, Vec<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT recipient_ids, notification_ids, thread_id FROM message_recipients
+         WHERE message_id = $1",
+    )
+    .bind(message)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((recipients, ids, thread)) = row else {
+        return Ok((Vec::new(), None));
+    };
+    let mut pairs: Vec<(Uuid, Uuid)> = recipients.into_iter().zip(ids).collect();
+    pairs.sort_unstable_by_key(|(_, id)| *id);
+    Ok((pairs, thread))
 }
 
 /// An edit updates the notifications of the message, and notifies those it newly mentions.
@@ -356,14 +416,8 @@ async fn edited(
     if retracted {
         return Ok(());
     }
-    let before: Vec<(Uuid, Uuid, Option<Uuid>)> = sqlx::query_as(
-        "SELECT recipient_id, notification_id, thread_id FROM message_recipients
-         WHERE message_id = $1 ORDER BY notification_id",
-    )
-    .bind(message)
-    .fetch_all(&mut *conn)
-    .await?;
-    let ids: Vec<Uuid> = before.iter().map(|(_, id, _)| *id).collect();
+    let (before, thread) = notified_by(conn, message).await?;
+    let ids: Vec<Uuid> = before.iter().map(|(_, id)| *id).collect();
     follow_up(conn, event, &ids, "updated", |id| {
         encode(&pb::NotificationUpdated {
             notification_id: id.to_string(),
@@ -382,7 +436,7 @@ async fn edited(
         .map(|id| stored_id(id))
         .collect::<Result<Vec<_>>>()?;
     let readers = readers(conn, &known).await?;
-    let notified: Vec<Uuid> = before.iter().map(|(recipient, _, _)| *recipient).collect();
+    let notified: Vec<Uuid> = before.iter().map(|(recipient, _)| *recipient).collect();
     let edit = Edit {
         author,
         mentioned: &mentioned,
@@ -394,7 +448,6 @@ async fn edited(
     if matched.is_empty() {
         return Ok(());
     }
-    let thread = before.iter().find_map(|(_, _, thread)| *thread);
     let about = about_message(&known, conversation, thread, message, author);
     let ids = notify(conn, MESSAGING, event, &about, &matched).await?;
     remember(conn, message, thread, &matched, &ids).await?;
@@ -406,16 +459,6 @@ async fn edited(
     Ok(())
 }
 
-async fn notifications_of(conn: &mut PgConnection, message: Uuid) -> Result<Vec<Uuid>> {
-    Ok(sqlx::query_scalar(
-        "SELECT notification_id FROM message_recipients WHERE message_id = $1
-         ORDER BY notification_id",
-    )
-    .bind(message)
-    .fetch_all(&mut *conn)
-    .await?)
-}
-
 async fn retract(
     conn: &mut PgConnection,
     event: &RecordedEvent,
@@ -423,7 +466,12 @@ async fn retract(
     reason: &str,
 ) -> Result<()> {
     let message = stored_id(message)?;
-    let ids = notifications_of(conn, message).await?;
+    let ids: Vec<Uuid> = notified_by(conn, message)
+        .await?
+        .0
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
     follow_up(conn, event, &ids, "retracted", |id| {
         encode(&pb::NotificationRetracted {
             notification_id: id.to_string(),

@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS notifications (
     channels_deliver  bool[],
     channels_reason   text[],
     decided_position  bigint      NOT NULL,
+    -- Set on one notification of each source event's decisions (any one: they share the
+    -- source's time, which begins each of their ids), so that the index on source events holds
+    -- an entry per event rather than one per recipient.
+    source_key        bool        NOT NULL DEFAULT false,
     -- The log checkpoint of its last change, which live streams follow.
     changed_tx        bigint      NOT NULL,
     changed_position  bigint      NOT NULL
@@ -76,8 +80,13 @@ CREATE INDEX IF NOT EXISTS notifications_unread
     ON notifications (recipient_id) WHERE in_feed AND NOT read AND NOT retracted;
 CREATE INDEX IF NOT EXISTS notifications_changes
     ON notifications (recipient_id, changed_tx, changed_position);
-CREATE INDEX IF NOT EXISTS notifications_source
-    ON notifications (source_event_id, recipient_id);
+-- Every row of a table from before the key column is a key: nothing is missed, only the
+-- index is larger for them.
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS source_key bool NOT NULL DEFAULT true;
+ALTER TABLE notifications ALTER COLUMN source_key SET DEFAULT false;
+CREATE INDEX IF NOT EXISTS notifications_by_source
+    ON notifications (source_event_id) WHERE source_key;
+DROP INDEX IF EXISTS notifications_source;
 CREATE TABLE IF NOT EXISTS deliveries (
     notification_id  uuid        NOT NULL,
     -- kith.notifications.v1.Channel
@@ -294,6 +303,7 @@ async fn decided(
         level_scope: Vec<String>,
         urgent: Vec<bool>,
         in_feed: Vec<bool>,
+        source_key: Vec<bool>,
         channels: Vec<String>,
         deliver: Vec<String>,
         reasons: Vec<String>,
@@ -314,7 +324,10 @@ async fn decided(
     }
     let mut n = Columns::default();
     let mut d = Channels::default();
+    let mut last_event = None;
     for (event, e) in decided {
+        n.source_key.push(last_event != Some(event.position));
+        last_event = Some(event.position);
         let id = stored_id(&e.notification_id)?;
         let recipient = stored_id(&e.recipient_id)?;
         let occurred_at = time_of(e.occurred_at.as_ref()).unwrap_or(event.recorded_at);
@@ -383,7 +396,7 @@ async fn decided(
             notification_id, recipient_id, kind, also, source_service, source_event_id,
             source_event_type, community_id, cohort_id, conversation_id, thread_id, message_id,
             actor_id, session_id, starts_at, occurred_at, level, level_scope, urgent, in_feed,
-            channels, channels_deliver, channels_reason,
+            channels, channels_deliver, channels_reason, source_key,
             decided_position, changed_tx, changed_position)
          SELECT id, recipient, kind,
                 COALESCE(string_to_array(NULLIF(also, ''), ',')::int[], '{}'),
@@ -394,15 +407,16 @@ async fn decided(
                 CASE WHEN channels = '' THEN '{}'::text[]
                      WHEN reasons = '' THEN ARRAY['']
                      ELSE string_to_array(reasons, E'\x1f') END,
-                position, tx, position
+                source_key, position, tx, position
          FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[], $6::uuid[],
                      $7::text[], $8::uuid[], $9::uuid[], $10::uuid[], $11::uuid[], $12::uuid[],
                      $13::uuid[], $14::uuid[], $15::timestamptz[], $16::timestamptz[], $17::int[],
                      $18::text[], $19::bool[], $20::bool[], $21::bigint[], $22::bigint[],
-                     $23::text[], $24::text[], $25::text[])
+                     $23::text[], $24::text[], $25::text[], $26::bool[])
            AS x(id, recipient, kind, also, service, source, source_type, community, cohort,
                 conversation, thread, message, actor, session, starts_at, occurred_at, level,
-                level_scope, urgent, in_feed, position, tx, channels, deliver, reasons)
+                level_scope, urgent, in_feed, position, tx, channels, deliver, reasons,
+                source_key)
          ON CONFLICT (notification_id) DO NOTHING",
     )
     .bind(&n.id)
@@ -430,6 +444,7 @@ async fn decided(
     .bind(&n.channels)
     .bind(&n.deliver)
     .bind(&n.reasons)
+    .bind(&n.source_key)
     .execute(&mut *conn)
     .await?;
     sqlx::query(

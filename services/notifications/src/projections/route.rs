@@ -72,6 +72,12 @@ pub fn notification_id(source_event: Uuid, at: DateTime<Utc>, recipient: Uuid) -
     )
 }
 
+/// [`notification_id`] for `recipient`, from the id of another notification of the same
+/// `source_event` (which begins with the same time).
+pub fn notification_id_beside(sibling: Uuid, source_event: Uuid, recipient: Uuid) -> Uuid {
+    after(sibling, &format!("{source_event}:{recipient}"))
+}
+
 /// The id of the event that records `what` of `notification`, so that recording it again is
 /// seen for what it is.
 fn event_id(notification: Uuid, what: &str) -> Uuid {
@@ -406,6 +412,12 @@ mod tests {
         let updated = event_id(id, "updated:x");
         assert_eq!(&updated.as_bytes()[..6], &id.as_bytes()[..6]);
         assert_ne!(updated, event_id(id, "retracted:x"));
+        // Another recipient's id follows from this one, without the event's time.
+        assert_eq!(
+            notification_id_beside(id, event, other),
+            notification_id(event, now, other)
+        );
+        assert_eq!(notification_id_beside(id, event, member), id);
     }
 
     #[test]

@@ -302,7 +302,7 @@ async fn outcome(pool: &PgPool) -> Vec<String> {
     .expect("events");
     for (table, order) in [
         ("thread_follows", "conversation_id, thread_id, member_id"),
-        ("message_recipients", "message_id, recipient_id"),
+        ("message_recipients", "message_id"),
         ("retracted_messages", "message_id"),
         ("conversations", "conversation_id"),
     ] {
@@ -378,7 +378,7 @@ async fn ledger_of(pool: &PgPool, log: &[RecordedEvent]) -> Vec<String> {
     Ledger.apply_batch(&mut tx, &refs).await.expect("ledger");
     tx.commit().await.expect("commit");
     sqlx::query_scalar(
-        "SELECT (to_jsonb(n) - 'decided_position' - 'changed_tx' - 'changed_position')::text
+        "SELECT (to_jsonb(n) - 'decided_position' - 'changed_tx' - 'changed_position' - 'source_key')::text
          FROM notifications n ORDER BY notification_id",
     )
     .fetch_all(pool)
@@ -469,6 +469,132 @@ async fn decisions_an_older_version_recorded_one_by_one_are_read_alike_and_not_d
     );
     assert_eq!(from_notices.len(), decided);
     assert_eq!(from_notices, one_by_one);
+    // One row of each notice is its source event's key; each decision of the old form is.
+    let keys = async |pool: &PgPool| -> (i64, i64) {
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE source_key), count(DISTINCT source_event_id)
+             FROM notifications",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("keys")
+    };
+    assert_eq!(
+        keys(&now).await,
+        (notices.len() as i64, notices.len() as i64)
+    );
+    assert_eq!(keys(&old).await, (decided as i64, notices.len() as i64));
     now.close().await;
     old.close().await;
+}
+
+#[tokio::test]
+async fn a_ledger_from_before_source_keys_makes_every_row_a_key() {
+    let db = TestDatabase::create().await;
+    let (membership, cohorts, messaging) = history(9);
+    let pool = prepared(&db, "ledger", &membership, &cohorts).await;
+    let refs: Vec<&RecordedEvent> = messaging.iter().collect();
+    let mut tx = pool.begin().await.expect("tx");
+    Conversations::default()
+        .apply_batch(&mut tx, &refs)
+        .await
+        .expect("decide");
+    tx.commit().await.expect("commit");
+    let decided = ledger_of(&pool, &log_of(&pool).await).await.len() as i64;
+    // Given a ledger as an older version kept it: no key column, an index on every row's source,
+    sqlx::raw_sql(
+        "ALTER TABLE notifications DROP COLUMN source_key;
+         CREATE INDEX notifications_source ON notifications (source_event_id, recipient_id);
+         UPDATE projection_ddl SET ddl = 'an older version' WHERE projection = 'ledger';",
+    )
+    .execute(&pool)
+    .await
+    .expect("older ledger");
+    // when this version applies its DDL,
+    create_tables(&pool, &Ledger).await.expect("tables");
+    // then every row it held is a key, rows decided after are not by default, and only the
+    // smaller index is left.
+    let (keys, rows): (i64, i64) =
+        sqlx::query_as("SELECT count(*) FILTER (WHERE source_key), count(*) FROM notifications")
+            .fetch_one(&pool)
+            .await
+            .expect("keys");
+    assert_eq!((keys, rows), (decided, decided));
+    assert!(decided > 100, "{decided} rows");
+    let default: String = sqlx::query_scalar(
+        "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+         JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+         WHERE d.adrelid = 'notifications'::regclass AND a.attname = 'source_key'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("default");
+    assert_eq!(default, "false");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes
+         WHERE schemaname = current_schema() AND tablename = 'notifications'
+           AND indexname LIKE '%source%' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("indexes");
+    assert_eq!(indexes, ["notifications_by_source"]);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn recipients_an_older_version_kept_a_row_each_are_gathered_one_row_per_message() {
+    let db = TestDatabase::create().await;
+    let (membership, cohorts, messaging) = history(5);
+    let today = prepared(&db, "today", &membership, &cohorts).await;
+    let refs: Vec<&RecordedEvent> = messaging.iter().collect();
+    let mut tx = today.begin().await.expect("tx");
+    Conversations::default()
+        .apply_batch(&mut tx, &refs)
+        .await
+        .expect("decide");
+    tx.commit().await.expect("commit");
+    // Given the same recipients in the shape an older version kept, a row per recipient,
+    let old = db.pool("older", &[]).await;
+    sqlx::raw_sql(
+        "CREATE TABLE message_recipients (
+             message_id uuid NOT NULL, recipient_id uuid NOT NULL,
+             notification_id uuid NOT NULL, thread_id uuid,
+             PRIMARY KEY (message_id, recipient_id));
+         INSERT INTO message_recipients
+         SELECT r.message_id, x.recipient_id, x.notification_id, r.thread_id
+         FROM today.message_recipients r,
+              unnest(r.recipient_ids, r.notification_ids) AS x(recipient_id, notification_id);",
+    )
+    .execute(&old)
+    .await
+    .expect("older table");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM message_recipients")
+        .fetch_one(&old)
+        .await
+        .expect("count");
+    // when this version creates its tables there,
+    create_tables(&old, &Conversations::default())
+        .await
+        .expect("tables");
+    // then each message has one row, equal to the one deciding today wrote.
+    let table = async |pool: &PgPool| -> Vec<String> {
+        sqlx::query_scalar("SELECT to_jsonb(t)::text FROM message_recipients t ORDER BY message_id")
+            .fetch_all(pool)
+            .await
+            .expect("rows")
+    };
+    let (expected, got) = (table(&today).await, table(&old).await);
+    assert!(
+        rows > expected.len() as i64 && expected.len() > 20,
+        "{rows} rows gathered into {} messages",
+        expected.len()
+    );
+    assert_eq!(got, expected);
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('message_recipients_by_row')::text")
+            .fetch_one(&old)
+            .await
+            .expect("regclass");
+    assert_eq!(left, None, "the old table is gone");
 }

@@ -280,9 +280,12 @@ pub(super) async fn apply(conn: &mut PgConnection, run: &[&RecordedEvent]) -> Re
         }
     }
     if !kept.0.is_empty() {
+        // A row per message, its arrays in notification id order, as `remember` keeps them.
         sqlx::query(
-            "INSERT INTO message_recipients (message_id, recipient_id, notification_id, thread_id)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[])
+            "INSERT INTO message_recipients (message_id, thread_id, recipient_ids, notification_ids)
+             SELECT m, (array_agg(t))[1], array_agg(r ORDER BY n), array_agg(n ORDER BY n)
+             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[]) AS x(m, r, n, t)
+             GROUP BY m
              ON CONFLICT DO NOTHING",
         )
         .bind(&kept.0)
