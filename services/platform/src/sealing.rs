@@ -383,9 +383,12 @@ impl Opener {
         if missing.is_empty() {
             return Ok(());
         }
+        // Planned at each call: a plan kept from when the table was small scans all of it, and
+        // without an ANALYZE (autovacuum off or behind) nothing replaces it as the table grows.
         let stored: Vec<(Uuid, String, Vec<u8>, Option<String>)> = sqlx::query_as(
             "SELECT key_id, subject, key, wrapped_by FROM sealing_keys WHERE key_id = ANY($1)",
         )
+        .persistent(false)
         .bind(&missing)
         .fetch_all(&self.pool)
         .await?;

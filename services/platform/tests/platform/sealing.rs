@@ -209,3 +209,52 @@ fn a_bad_kek_is_refused_naming_the_flag() {
         "the key is not echoed: {refused}"
     );
 }
+
+#[tokio::test]
+async fn the_key_lookup_is_planned_at_each_call_not_kept_from_when_the_table_was_small() {
+    // A plan kept from while sealing_keys was small scans the whole table; without an ANALYZE
+    // (autovacuum off or behind) PostgreSQL never replaces it, and each message read then
+    // scanned every key. A bench found thousands of such scans a minute.
+    let db = kith_platform::testing::TestDatabase::create().await;
+    let _migrated = db.pool("plans", &[]).await;
+    let schema = kith_platform::db::Schema::parse("plans").unwrap();
+    // One connection: the statements it keeps prepared are the ones these calls made.
+    let pool = kith_platform::db::connect(&db.url, &schema, 1)
+        .await
+        .unwrap();
+    let sealer = Sealer::new(pool.clone());
+    let mut sealed = Vec::new();
+    for i in 0..3 {
+        let key = sealer.key_for(&format!("member-{i}")).await.unwrap();
+        sealed.push(key.seal(&format!("field {i}")));
+    }
+    let ids: Vec<uuid::Uuid> = sealed.iter().map(|s| s.key_id.parse().unwrap()).collect();
+    // More calls than PostgreSQL makes before it settles on a generic plan.
+    for _ in 0..8 {
+        let mut opener = sealer.opener();
+        opener.prefetch(&ids).await.unwrap();
+        assert_eq!(
+            opener.open(Some(&sealed[2])).await.unwrap().as_deref(),
+            Some("field 2")
+        );
+    }
+    let kept = async |pattern: &str| -> Vec<String> {
+        sqlx::query_scalar("SELECT statement FROM pg_prepared_statements WHERE statement LIKE $1")
+            .bind(pattern)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    // The connection keeps other statements prepared (so the view shows what it keeps),
+    assert!(
+        !kept("%FROM sealing_keys WHERE subject = $1%")
+            .await
+            .is_empty(),
+        "the subject lookup is kept prepared"
+    );
+    // but not the lookup of many keys.
+    assert_eq!(
+        kept("%FROM sealing_keys WHERE key_id = ANY%").await,
+        Vec::<String>::new()
+    );
+}
