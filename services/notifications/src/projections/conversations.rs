@@ -124,13 +124,13 @@ impl Projection for Conversations {
                 continue;
             }
             if !run.is_empty() {
-                batch::apply(conn, &run).await?;
+                batch::apply(conn, &run, self.appended.recording()).await?;
                 run.clear();
             }
             self.apply(conn, event).await?;
         }
         if !run.is_empty() {
-            batch::apply(conn, &run).await?;
+            batch::apply(conn, &run, self.appended.recording()).await?;
         }
         Ok(())
     }

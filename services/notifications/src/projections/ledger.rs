@@ -146,12 +146,14 @@ impl Projection for Ledger {
                 continue;
             }
             if !run.is_empty() {
+                not_yet_applied(conn, &mut run).await?;
                 decided(conn, &run).await?;
                 run.clear();
             }
             self.apply(conn, event).await?;
         }
         if !run.is_empty() {
+            not_yet_applied(conn, &mut run).await?;
             decided(conn, &run).await?;
         }
         Ok(())
@@ -172,7 +174,8 @@ impl Projection for Ledger {
             .execute(&mut *conn)
             .await?;
         } else if let Some(decisions) = decisions(event)? {
-            let run: Vec<_> = decisions.into_iter().map(|d| (event, d)).collect();
+            let mut run: Vec<_> = decisions.into_iter().map(|d| (event, d)).collect();
+            not_yet_applied(conn, &mut run).await?;
             decided(conn, &run).await?;
         } else if t == pb::NotificationUpdated::full_name() {
             let e: pb::NotificationUpdated = decode_payload(event)?;
@@ -275,9 +278,52 @@ pub fn decisions(event: &RecordedEvent) -> Result<Option<Vec<pb::NotificationDec
     })
 }
 
+/// Leaves out of `run` the decisions of each event whose first notification the ledger holds:
+/// the live rules wrote them with the event, all in one statement, so one is there only if all
+/// are. One probe per event instead of an insert per decision that would change nothing.
+async fn not_yet_applied(
+    conn: &mut PgConnection,
+    run: &mut Vec<(&RecordedEvent, pb::NotificationDecided)>,
+) -> Result<()> {
+    let mut firsts: Vec<Uuid> = Vec::new();
+    let mut last = None;
+    for (event, d) in run.iter() {
+        if last != Some(event.position) {
+            firsts.push(stored_id(&d.notification_id)?);
+            last = Some(event.position);
+        }
+    }
+    // Planned at each call, as the log's look-ups are: the table grows from empty.
+    let held: std::collections::HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT notification_id FROM notifications WHERE notification_id = ANY($1)",
+    )
+    .persistent(false)
+    .bind(&firsts)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let mut applied = std::collections::HashSet::new();
+    let mut last = None;
+    for (event, d) in run.iter() {
+        if last != Some(event.position) {
+            last = Some(event.position);
+            if held.contains(&stored_id(&d.notification_id)?) {
+                applied.insert(event.position);
+            }
+        }
+    }
+    run.retain(|(event, _)| !applied.contains(&event.position));
+    Ok(())
+}
+
 /// Records decided notifications (and each channel's first status) in two statements, however
-/// many: a rule's decisions for one post come by the dozen.
-async fn decided(
+/// many: a rule's decisions for one post come by the dozen. The live rules call it too, in their
+/// own transaction (see `route::Recording`).
+pub(crate) async fn decided(
     conn: &mut PgConnection,
     decided: &[(&RecordedEvent, pb::NotificationDecided)],
 ) -> Result<()> {

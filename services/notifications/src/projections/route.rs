@@ -39,6 +39,16 @@ impl Appended {
         }
     }
 
+    /// How the rules record: with the ledger's rows too when they run live (the ledger then
+    /// steps over what they wrote); a rebuild leaves the ledger to its own projection.
+    pub(crate) fn recording(&self) -> Recording {
+        if self.appended.is_some() {
+            Recording::LogAndLedger
+        } else {
+            Recording::LogOnly
+        }
+    }
+
     /// After a commit that may have appended.
     pub fn wake(&self) {
         if let Some(appended) = &self.appended {
@@ -48,6 +58,17 @@ impl Appended {
             committed.notify_one();
         }
     }
+}
+
+/// Where the rules' decisions go in the consumer's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recording {
+    /// To the log; the ledger applies them when it reads them there.
+    LogOnly,
+    /// To the log and the ledger's tables at once, which spares the feed a stage: the ledger,
+    /// reading the log, finds them applied and steps over them. Only for the live service; a
+    /// rebuild of the rules must not write into the live ledger.
+    LogAndLedger,
 }
 
 /// The stream type of what follows a notification (an update, a retraction).
@@ -171,7 +192,10 @@ pub(crate) async fn notify(
         about: about.clone(),
         matched: matched.to_vec(),
     };
-    Ok(notify_all(conn, &[notice]).await?.pop().unwrap_or_default())
+    Ok(notify_all(conn, &[notice], Recording::LogOnly)
+        .await?
+        .pop()
+        .unwrap_or_default())
 }
 
 /// [`notify`] for several events at once: the recipients' preferences and contacts read in one
@@ -179,6 +203,7 @@ pub(crate) async fn notify(
 pub(crate) async fn notify_all(
     conn: &mut PgConnection,
     notices: &[Notice<'_>],
+    recording: Recording,
 ) -> Result<Vec<Vec<Uuid>>> {
     let mut recipients: Vec<Uuid> = notices
         .iter()
@@ -203,6 +228,8 @@ pub(crate) async fn notify_all(
     let defaults = Preferences::default();
     let mut ids = Vec::with_capacity(notices.len());
     let mut recorded = Vec::new();
+    // Each notice's decisions, by its event id, for the ledger.
+    let mut decisions: HashMap<Uuid, Vec<pb::NotificationDecided>> = HashMap::new();
     for notice in notices {
         let about = &notice.about;
         let source = notice.source;
@@ -260,22 +287,82 @@ pub(crate) async fn notify_all(
             // A log written before notices holds each decision as an event of its own, all of
             // an event's in one transaction: the first one's says the notice was recorded.
             let first = these.first().copied().map(decided_before_notices);
+            let notice_event = event_id(notice, "decided");
+            let notifications = pb::NotificationsDecided {
+                notifications: decided,
+            };
             recorded.push(Recorded {
                 stream_type: NOTICE_STREAM,
                 stream: notice,
-                event_id: event_id(notice, "decided"),
+                event_id: notice_event,
                 recorded_before_as: first,
                 after: 0,
-                body: encode(&pb::NotificationsDecided {
-                    notifications: decided,
-                }),
+                body: encode(&notifications),
                 cause: source,
             });
+            if recording == Recording::LogAndLedger {
+                decisions.insert(notice_event, notifications.notifications);
+            }
         }
         ids.push(these);
     }
-    record(conn, recorded).await?;
+    let appended = record(conn, recorded).await?;
+    if recording == Recording::LogAndLedger {
+        into_ledger(conn, appended, decisions).await?;
+    }
     Ok(ids)
+}
+
+/// Writes the decisions of the notices just `appended` into the ledger's tables, as the ledger
+/// would on reading them from the log: the same rows, at the same log checkpoint (this
+/// transaction's id and the notice's position) and time (the transaction's start, which the
+/// log records).
+async fn into_ledger(
+    conn: &mut PgConnection,
+    appended: Vec<AppendedEvent>,
+    mut decisions: HashMap<Uuid, Vec<pb::NotificationDecided>>,
+) -> Result<()> {
+    if appended.is_empty() {
+        return Ok(());
+    }
+    let (transaction_id, recorded_at): (i64, DateTime<Utc>) =
+        sqlx::query_as("SELECT pg_current_xact_id()::text::bigint, now()")
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut events = Vec::with_capacity(appended.len());
+    for a in appended {
+        let Some(notifications) = decisions.remove(&a.event_id) else {
+            continue;
+        };
+        let event = RecordedEvent {
+            position: a.position,
+            transaction_id,
+            stream_type: a.stream_type.to_owned(),
+            stream_id: a.stream_id,
+            version: a.version,
+            event_id: a.event_id,
+            event_type: a.event_type,
+            payload: Vec::new(),
+            metadata_json: String::new(),
+            recorded_at,
+        };
+        events.push((event, notifications));
+    }
+    let run: Vec<(&RecordedEvent, pb::NotificationDecided)> = events
+        .iter()
+        .flat_map(|(event, notifications)| notifications.iter().map(move |d| (event, d.clone())))
+        .collect();
+    super::ledger::decided(conn, &run).await
+}
+
+/// An event [`record`] appended.
+struct AppendedEvent {
+    event_id: Uuid,
+    event_type: String,
+    stream_type: &'static str,
+    stream_id: String,
+    version: i64,
+    position: i64,
 }
 
 /// Records `what` (an update or a retraction, built by `make`) on each of `notifications`, after
@@ -303,7 +390,7 @@ pub(crate) async fn follow_up(
         body: make(*id),
         cause: source,
     });
-    record(conn, events.collect()).await
+    record(conn, events.collect()).await.map(|_| ())
 }
 
 /// An event's type and bytes.
@@ -328,10 +415,10 @@ struct Recorded<'a> {
 }
 
 /// Appends each event not already in the log (by its id), in one statement, with metadata that
-/// ties it to its cause.
-async fn record(conn: &mut PgConnection, events: Vec<Recorded<'_>>) -> Result<()> {
+/// ties it to its cause. Returns those it appended.
+async fn record(conn: &mut PgConnection, events: Vec<Recorded<'_>>) -> Result<Vec<AppendedEvent>> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = events
         .iter()
@@ -384,8 +471,21 @@ async fn record(conn: &mut PgConnection, events: Vec<Recorded<'_>>) -> Result<()
             erase_subjects: &[],
         })
         .collect();
-    append_all_with(&mut *conn, &appends).await?;
-    Ok(())
+    let positions = append_all_with(&mut *conn, &appends).await?;
+    Ok(streams
+        .into_iter()
+        .zip(positions)
+        .map(
+            |((stream_type, stream_id, _, event, _), at)| AppendedEvent {
+                event_id: event.event_id,
+                event_type: event.event_type,
+                stream_type,
+                stream_id,
+                version: at.version,
+                position: at.position,
+            },
+        )
+        .collect())
 }
 
 #[cfg(test)]

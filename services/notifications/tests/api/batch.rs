@@ -4,7 +4,7 @@
 //! deletions, hiding, reports), in runs of every length.
 
 use chrono::{TimeZone, Utc};
-use kith_notifications::projections::route::decided_before_notices;
+use kith_notifications::projections::route::{Appended, decided_before_notices};
 use kith_notifications::projections::{Conversations, Ledger, Members, Places};
 use kith_platform::eventlog::{
     Append, Checkpoint, Metadata, NewEvent, RecordedEvent, append_all_with,
@@ -597,4 +597,71 @@ async fn recipients_an_older_version_kept_a_row_each_are_gathered_one_row_per_me
             .await
             .expect("regclass");
     assert_eq!(left, None, "the old table is gone");
+}
+
+#[tokio::test]
+async fn the_live_rules_write_the_ledgers_rows_and_the_ledger_steps_over_them() {
+    let db = TestDatabase::create().await;
+    let (membership, cohorts, messaging) = history(11);
+    let refs: Vec<&RecordedEvent> = messaging.iter().collect();
+    let decide = async |pool: &PgPool, rules: Conversations| {
+        let mut tx = pool.begin().await.expect("tx");
+        rules.apply_batch(&mut tx, &refs).await.expect("decide");
+        tx.commit().await.expect("commit");
+    };
+    // Every column but the transaction ids (the two logs' differ), and each delivery.
+    let rows = async |pool: &PgPool| -> Vec<String> {
+        let mut rows: Vec<String> = sqlx::query_scalar(
+            "SELECT (to_jsonb(n) - 'changed_tx')::text FROM notifications n
+             ORDER BY notification_id",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("notifications");
+        rows.extend(
+            sqlx::query_scalar::<_, String>(
+                "SELECT to_jsonb(d)::text FROM deliveries d ORDER BY notification_id, channel",
+            )
+            .fetch_all(pool)
+            .await
+            .expect("deliveries"),
+        );
+        rows
+    };
+    let count = async |pool: &PgPool| -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM notifications")
+            .fetch_one(pool)
+            .await
+            .expect("count")
+    };
+    // Given the rules running live, which write the ledger's rows of the posts they decide
+    // together with the notices,
+    let live = prepared(&db, "live", &membership, &cohorts).await;
+    let log = kith_platform::eventlog::EventLog::new(live.clone());
+    decide(
+        &live,
+        Conversations {
+            appended: Appended::of(&log),
+        },
+    )
+    .await;
+    let written = count(&live).await;
+    assert!(written > 100, "{written} rows written with the notices");
+    // when the ledger reads the log they were recorded in,
+    ledger_of(&live, &log_of(&live).await).await;
+    // then the ledger is the one it writes alone from the same decisions, recorded in the log
+    // only (as a rebuild of the rules does).
+    let alone = prepared(&db, "alone", &membership, &cohorts).await;
+    decide(&alone, Conversations::default()).await;
+    assert_eq!(
+        count(&alone).await,
+        0,
+        "a rebuild's rules write no ledger rows"
+    );
+    ledger_of(&alone, &log_of(&alone).await).await;
+    let expected = rows(&alone).await;
+    assert!(expected.len() as i64 > written);
+    assert_eq!(rows(&live).await, expected);
+    live.close().await;
+    alone.close().await;
 }

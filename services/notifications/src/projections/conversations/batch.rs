@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{Known, MESSAGING, about_message};
 use crate::domain::{Post, collapse, post_candidates};
-use crate::projections::route::{Notice, notify_all};
+use crate::projections::route::{Notice, Recording, notify_all};
 
 /// Whether `event` can be part of a run.
 pub(super) fn takes(event: &RecordedEvent) -> bool {
@@ -77,7 +77,11 @@ fn step(event: &RecordedEvent) -> Result<Step<'_>> {
 }
 
 /// Applies `run` (events [`takes`] accepts), in order.
-pub(super) async fn apply(conn: &mut PgConnection, run: &[&RecordedEvent]) -> Result<()> {
+pub(super) async fn apply(
+    conn: &mut PgConnection,
+    run: &[&RecordedEvent],
+    recording: Recording,
+) -> Result<()> {
     let steps = run.iter().map(|e| step(e)).collect::<Result<Vec<_>>>()?;
 
     // The conversations the run speaks of: as stored, or started in the run.
@@ -269,7 +273,7 @@ pub(super) async fn apply(conn: &mut PgConnection, run: &[&RecordedEvent]) -> Re
         }
     }
 
-    let decided = notify_all(conn, &notices).await?;
+    let decided = notify_all(conn, &notices, recording).await?;
     let mut kept: (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>, Vec<Option<Uuid>>) = Default::default();
     for ((message, notice), ids) in messages.iter().zip(&notices).zip(&decided) {
         for (matched, id) in notice.matched.iter().zip(ids) {
