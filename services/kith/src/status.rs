@@ -121,11 +121,13 @@ async fn gather(args: &StatusArgs, js: &async_nats::jetstream::Context) -> anyho
     {
         let schema = Schema::parse(name)?;
         // Patiently: a server at its connection limit for a moment is not a reason to report
-        // nothing.
+        // nothing. One connection, reused: the report asks one thing at a time, and a pool of
+        // two opened a second connection when the first was not back yet, which a server at
+        // its limit refused until the pool gave up (seen in CI: "pool timed out").
         let pool = db::connect_patiently(
             &args.database.database_url,
             &schema,
-            2,
+            1,
             Duration::from_secs(10),
         )
         .await
