@@ -125,16 +125,19 @@ async fn a_thread_with_replies_reactions_edits_and_a_deletion_as_members_read_it
     assert!(replies[0].reactions[0].mine);
 
     // Cy reads the first thread up to the reply: its count drops to zero, the other stays.
-    let read = client
-        .mark_read(app.as_member(
+    let read_first_to = |seq: i64| {
+        app.as_member(
             cy,
             msg::MarkReadRequest {
                 request_id: rid(),
                 conversation_id: cohort.clone(),
                 thread_id: first.message_id.clone(),
-                seq: reply.seq,
+                seq,
             },
-        ))
+        )
+    };
+    let read = client
+        .mark_read(read_first_to(reply.seq))
         .await
         .expect("mark read")
         .into_inner()
@@ -146,29 +149,13 @@ async fn a_thread_with_replies_reactions_edits_and_a_deletion_as_members_read_it
     assert_eq!(counts.threads[0].thread_id, other.message_id);
     // A cursor never moves back.
     client
-        .mark_read(app.as_member(
-            cy,
-            msg::MarkReadRequest {
-                request_id: rid(),
-                conversation_id: cohort.clone(),
-                thread_id: first.message_id.clone(),
-                seq: 1,
-            },
-        ))
+        .mark_read(read_first_to(1))
         .await
         .expect("an older seq changes nothing");
     assert_eq!(unread(&app, &mut client, cy, 0).await.total_messages, 1);
     // Nor does it move past the conversation's latest message.
     let past = client
-        .mark_read(app.as_member(
-            cy,
-            msg::MarkReadRequest {
-                request_id: rid(),
-                conversation_id: cohort.clone(),
-                thread_id: first.message_id.clone(),
-                seq: 1_000,
-            },
-        ))
+        .mark_read(read_first_to(1_000))
         .await
         .expect_err("a seq past the latest message");
     assert_eq!(past.code(), tonic::Code::InvalidArgument);

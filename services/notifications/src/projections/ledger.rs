@@ -285,20 +285,20 @@ async fn not_yet_applied(
     conn: &mut PgConnection,
     run: &mut Vec<(&RecordedEvent, pb::NotificationDecided)>,
 ) -> Result<()> {
-    let mut firsts: Vec<Uuid> = Vec::new();
-    let mut last = None;
+    // Each event's position and first notification, in the run's order.
+    let mut firsts: Vec<(i64, Uuid)> = Vec::new();
     for (event, d) in run.iter() {
-        if last != Some(event.position) {
-            firsts.push(stored_id(&d.notification_id)?);
-            last = Some(event.position);
+        if firsts.last().map(|(position, _)| *position) != Some(event.position) {
+            firsts.push((event.position, stored_id(&d.notification_id)?));
         }
     }
+    let ids: Vec<Uuid> = firsts.iter().map(|(_, id)| *id).collect();
     // Planned at each call, as the log's look-ups are: the table grows from empty.
     let held: std::collections::HashSet<Uuid> = sqlx::query_scalar(
         "SELECT notification_id FROM notifications WHERE notification_id = ANY($1)",
     )
     .persistent(false)
-    .bind(&firsts)
+    .bind(&ids)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
@@ -306,16 +306,11 @@ async fn not_yet_applied(
     if held.is_empty() {
         return Ok(());
     }
-    let mut applied = std::collections::HashSet::new();
-    let mut last = None;
-    for (event, d) in run.iter() {
-        if last != Some(event.position) {
-            last = Some(event.position);
-            if held.contains(&stored_id(&d.notification_id)?) {
-                applied.insert(event.position);
-            }
-        }
-    }
+    let applied: std::collections::HashSet<i64> = firsts
+        .into_iter()
+        .filter(|(_, id)| held.contains(id))
+        .map(|(position, _)| position)
+        .collect();
     run.retain(|(event, _)| !applied.contains(&event.position));
     Ok(())
 }

@@ -362,6 +362,14 @@ async fn deciding_runs_together_equals_deciding_one_by_one() {
     }
 }
 
+/// `rules` decide all of `messaging` as one run, in one transaction.
+async fn decide_all(pool: &PgPool, rules: &Conversations, messaging: &[RecordedEvent]) {
+    let refs: Vec<&RecordedEvent> = messaging.iter().collect();
+    let mut tx = pool.begin().await.expect("tx");
+    rules.apply_batch(&mut tx, &refs).await.expect("decide");
+    tx.commit().await.expect("commit");
+}
+
 /// The log's events, in order.
 async fn log_of(pool: &PgPool) -> Vec<RecordedEvent> {
     let mut conn = pool.acquire().await.expect("conn");
@@ -390,18 +398,9 @@ async fn ledger_of(pool: &PgPool, log: &[RecordedEvent]) -> Vec<String> {
 async fn decisions_an_older_version_recorded_one_by_one_are_read_alike_and_not_decided_again() {
     let db = TestDatabase::create().await;
     let (membership, cohorts, messaging) = history(3);
-    let sources: Vec<&RecordedEvent> = messaging.iter().collect();
-    let decide = async |pool: &PgPool| {
-        let mut tx = pool.begin().await.expect("tx");
-        Conversations::default()
-            .apply_batch(&mut tx, &sources)
-            .await
-            .expect("decide");
-        tx.commit().await.expect("commit");
-    };
     // Given the decisions of today's version: one notice per source event.
     let now = prepared(&db, "now", &membership, &cohorts).await;
-    decide(&now).await;
+    decide_all(&now, &Conversations::default(), &messaging).await;
     let now_log = log_of(&now).await;
     let notices: Vec<Vec<npb::NotificationDecided>> = now_log
         .iter()
@@ -453,7 +452,7 @@ async fn decisions_an_older_version_recorded_one_by_one_are_read_alike_and_not_d
     }
     drop(conn);
     // When today's version decides the same events there (a rebuild after an upgrade).
-    decide(&old).await;
+    decide_all(&old, &Conversations::default(), &messaging).await;
     // Then nothing is decided twice: no notice, each decision once.
     let old_log = log_of(&old).await;
     let count = |log: &[RecordedEvent], t: String| log.iter().filter(|e| e.event_type == t).count();
@@ -493,13 +492,7 @@ async fn a_ledger_from_before_source_keys_makes_every_row_a_key() {
     let db = TestDatabase::create().await;
     let (membership, cohorts, messaging) = history(9);
     let pool = prepared(&db, "ledger", &membership, &cohorts).await;
-    let refs: Vec<&RecordedEvent> = messaging.iter().collect();
-    let mut tx = pool.begin().await.expect("tx");
-    Conversations::default()
-        .apply_batch(&mut tx, &refs)
-        .await
-        .expect("decide");
-    tx.commit().await.expect("commit");
+    decide_all(&pool, &Conversations::default(), &messaging).await;
     let decided = ledger_of(&pool, &log_of(&pool).await).await.len() as i64;
     // Given a ledger as an older version kept it: no key column, an index on every row's source,
     sqlx::raw_sql(
@@ -547,13 +540,7 @@ async fn recipients_an_older_version_kept_a_row_each_are_gathered_one_row_per_me
     let db = TestDatabase::create().await;
     let (membership, cohorts, messaging) = history(5);
     let today = prepared(&db, "today", &membership, &cohorts).await;
-    let refs: Vec<&RecordedEvent> = messaging.iter().collect();
-    let mut tx = today.begin().await.expect("tx");
-    Conversations::default()
-        .apply_batch(&mut tx, &refs)
-        .await
-        .expect("decide");
-    tx.commit().await.expect("commit");
+    decide_all(&today, &Conversations::default(), &messaging).await;
     // Given the same recipients in the shape an older version kept, a row per recipient,
     let old = db.pool("older", &[]).await;
     sqlx::raw_sql(
@@ -603,12 +590,6 @@ async fn recipients_an_older_version_kept_a_row_each_are_gathered_one_row_per_me
 async fn the_live_rules_write_the_ledgers_rows_and_the_ledger_steps_over_them() {
     let db = TestDatabase::create().await;
     let (membership, cohorts, messaging) = history(11);
-    let refs: Vec<&RecordedEvent> = messaging.iter().collect();
-    let decide = async |pool: &PgPool, rules: Conversations| {
-        let mut tx = pool.begin().await.expect("tx");
-        rules.apply_batch(&mut tx, &refs).await.expect("decide");
-        tx.commit().await.expect("commit");
-    };
     // Every column but the transaction ids (the two logs' differ), and each delivery.
     let rows = async |pool: &PgPool| -> Vec<String> {
         let mut rows: Vec<String> = sqlx::query_scalar(
@@ -638,13 +619,10 @@ async fn the_live_rules_write_the_ledgers_rows_and_the_ledger_steps_over_them() 
     // together with the notices,
     let live = prepared(&db, "live", &membership, &cohorts).await;
     let log = kith_platform::eventlog::EventLog::new(live.clone());
-    decide(
-        &live,
-        Conversations {
-            appended: Appended::of(&log),
-        },
-    )
-    .await;
+    let rules = Conversations {
+        appended: Appended::of(&log),
+    };
+    decide_all(&live, &rules, &messaging).await;
     let written = count(&live).await;
     assert!(written > 100, "{written} rows written with the notices");
     // when the ledger reads the log they were recorded in,
@@ -652,7 +630,7 @@ async fn the_live_rules_write_the_ledgers_rows_and_the_ledger_steps_over_them() 
     // then the ledger is the one it writes alone from the same decisions, recorded in the log
     // only (as a rebuild of the rules does).
     let alone = prepared(&db, "alone", &membership, &cohorts).await;
-    decide(&alone, Conversations::default()).await;
+    decide_all(&alone, &Conversations::default(), &messaging).await;
     assert_eq!(
         count(&alone).await,
         0,
